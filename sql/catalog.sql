@@ -1,0 +1,47 @@
+-- pg_retention catalog: the policies, and the history of their runs.
+
+COMMENT ON SCHEMA retention IS 'pg_retention: retention policies and their run history';
+
+CREATE TABLE retention.policies (
+    id                 integer GENERATED ALWAYS AS IDENTITY UNIQUE,
+    name               text PRIMARY KEY,
+    table_schema       text NOT NULL DEFAULT 'public',
+    table_name         text NOT NULL,
+    time_column        text NOT NULL,
+    rule               text NOT NULL,
+    retain             interval,
+    action             text NOT NULL DEFAULT 'delete',
+    soft_delete_column text,
+    reason_column      text,
+    deletion_reason    text NOT NULL DEFAULT 'retention_policy',
+    batch_size         integer NOT NULL DEFAULT 10000,
+    enabled            boolean NOT NULL DEFAULT true,
+    created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Backstops: the validation trigger reports these first, with clearer words.
+    CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
+    CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete')),
+    CONSTRAINT policies_retain_check CHECK ((rule = 'older_than') = (retain IS NOT NULL)),
+    CONSTRAINT policies_batch_size_check CHECK (batch_size BETWEEN 1 AND 1000000)
+);
+COMMENT ON TABLE retention.policies IS 'One row per retention policy: which rows of which table expire, and what happens to them';
+
+CREATE TABLE retention.runs (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    policy           text NOT NULL, -- no foreign key: history outlives a dropped policy
+    trigger          text NOT NULL CHECK (trigger IN ('sql', 'pg_cron')),
+    mode             text NOT NULL CHECK (mode IN ('transaction', 'batched')),
+    status           text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted')),
+    started_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at      timestamptz,
+    cutoff           timestamptz,
+    rows_deleted     bigint NOT NULL DEFAULT 0,
+    batches          integer NOT NULL DEFAULT 0,
+    error            text,
+    pid              integer NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
+    username         text NOT NULL DEFAULT CURRENT_USER,
+    application_name text
+);
+CREATE INDEX runs_policy_started_at_idx ON retention.runs (policy, started_at DESC);
+CREATE INDEX runs_started_at_idx ON retention.runs (started_at);
+COMMENT ON TABLE retention.runs IS 'One row per run of a policy, from any trigger; pruned after pg_retention.history_retention_days';

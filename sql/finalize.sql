@@ -1,0 +1,151 @@
+-- pg_retention: what names the Rust functions, the preset policies, and privileges.
+
+-- The presets of the product contract. Inserted before the validation trigger exists,
+-- because the application tables may not exist yet; a run of a preset checks its table.
+INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action, batch_size)
+VALUES ('expired_traces', 'public', 'ConversationTrace', 'expiresAt', 'expires_at', NULL, 'delete', 10000),
+       ('old_agent_usage', 'public', 'AgentUsage', 'timestamp', 'older_than', interval '90 days', 'delete', 10000);
+
+CREATE FUNCTION retention.policies_validate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM retention.check_policy(NEW.name, NEW.table_schema, NEW.table_name, NEW.time_column, NEW.rule,
+                                   NEW.retain, NEW.action, NEW.soft_delete_column, NEW.reason_column,
+                                   NEW.batch_size);
+    NEW.updated_at := pg_catalog.now();
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER policies_validate BEFORE INSERT OR UPDATE ON retention.policies
+    FOR EACH ROW EXECUTE FUNCTION retention.policies_validate();
+
+CREATE FUNCTION retention.add_policy(
+    policy_name        text,
+    table_name         text,
+    time_column        text,
+    rule               text,
+    retain             interval DEFAULT NULL,
+    action             text DEFAULT 'delete',
+    batch_size         integer DEFAULT 10000,
+    table_schema       text DEFAULT 'public',
+    soft_delete_column text DEFAULT NULL,
+    reason_column      text DEFAULT NULL,
+    deletion_reason    text DEFAULT 'retention_policy',
+    enabled            boolean DEFAULT true
+) RETURNS retention.policies
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
+                                    soft_delete_column, reason_column, deletion_reason, batch_size, enabled)
+    VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
+            soft_delete_column, reason_column, deletion_reason, batch_size, enabled)
+    RETURNING *;
+$$;
+
+-- Arguments left NULL keep their value; switching to rule expires_at clears retain.
+CREATE FUNCTION retention.alter_policy(
+    policy_name        text,
+    table_name         text DEFAULT NULL,
+    time_column        text DEFAULT NULL,
+    rule               text DEFAULT NULL,
+    retain             interval DEFAULT NULL,
+    action             text DEFAULT NULL,
+    batch_size         integer DEFAULT NULL,
+    table_schema       text DEFAULT NULL,
+    soft_delete_column text DEFAULT NULL,
+    reason_column      text DEFAULT NULL,
+    deletion_reason    text DEFAULT NULL,
+    enabled            boolean DEFAULT NULL
+) RETURNS retention.policies
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    changed retention.policies;
+BEGIN
+    UPDATE retention.policies p SET
+        table_schema       = coalesce(alter_policy.table_schema, p.table_schema),
+        table_name         = coalesce(alter_policy.table_name, p.table_name),
+        time_column        = coalesce(alter_policy.time_column, p.time_column),
+        rule               = coalesce(alter_policy.rule, p.rule),
+        retain             = CASE WHEN alter_policy.rule = 'expires_at' THEN NULL
+                                  ELSE coalesce(alter_policy.retain, p.retain) END,
+        action             = coalesce(alter_policy.action, p.action),
+        soft_delete_column = coalesce(alter_policy.soft_delete_column, p.soft_delete_column),
+        reason_column      = coalesce(alter_policy.reason_column, p.reason_column),
+        deletion_reason    = coalesce(alter_policy.deletion_reason, p.deletion_reason),
+        batch_size         = coalesce(alter_policy.batch_size, p.batch_size),
+        enabled            = coalesce(alter_policy.enabled, p.enabled)
+    WHERE p.name = policy_name
+    RETURNING * INTO changed;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'retention policy "%" does not exist', policy_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM retention.policies lists the policies.';
+    END IF;
+    RETURN changed;
+END
+$$;
+
+CREATE FUNCTION retention.drop_policy(policy_name text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM retention.policies p WHERE p.name = policy_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'retention policy "%" does not exist', policy_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM retention.policies lists the policies.';
+    END IF;
+END
+$$;
+
+-- Runs a policy committing after every batch. A procedure with transaction control cannot
+-- carry a SET clause, so instead of a pinned search_path every name below is qualified.
+CREATE PROCEDURE retention.run_batched(policy_name text, retain interval DEFAULT NULL, INOUT result jsonb DEFAULT NULL)
+LANGUAGE plpgsql AS $$
+DECLARE
+    run_id  bigint;
+    more    boolean;
+    failed  boolean := false;
+    err_state   text;
+    err_message text;
+    err_detail  text;
+    err_hint    text;
+BEGIN
+    -- Fails at once, before any lock is taken, when called inside a transaction block.
+    COMMIT;
+    run_id := retention.batched_start(policy_name, retain);
+    COMMIT;
+    IF run_id IS NULL THEN
+        result := pg_catalog.jsonb_build_object('policy', policy_name, 'status', 'skipped');
+        RETURN;
+    END IF;
+    LOOP
+        BEGIN
+            more := retention.batched_step(run_id);
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+                                    err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+            failed := true;
+        END;
+        IF failed THEN
+            -- Record the failure and release the policy lock in a transaction of its own.
+            PERFORM retention.batched_finish(run_id, err_message);
+            COMMIT;
+            RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message,
+                                  DETAIL = err_detail, HINT = err_hint;
+        END IF;
+        COMMIT;
+        EXIT WHEN NOT more;
+    END LOOP;
+    result := retention.batched_finish(run_id, NULL);
+    COMMIT;
+END
+$$;
+
+COMMENT ON PROCEDURE retention.run_batched(text, interval, jsonb) IS
+    'Runs a retention policy, committing after each batch; use with CALL';
+
+-- Nothing runs for PUBLIC: the README lists what to grant to an operator role.
+REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC;
+REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_expired_traces() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_agent_usage(integer) FROM PUBLIC;

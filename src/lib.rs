@@ -1,0 +1,35 @@
+//! pg_retention: data-retention policies enforced inside PostgreSQL.
+
+use pgrx::prelude::*;
+
+mod api;
+mod engine;
+mod limits;
+mod policy;
+mod run_log;
+mod settings;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+pgrx::pg_module_magic!();
+
+// The catalog tables go into the schema that `api::retention` declares; the presets,
+// trigger and procedure, which name Rust functions, come last.
+extension_sql_file!("../sql/catalog.sql", name = "catalog", requires = [api::retention]);
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::init();
+}
+
+/// Used by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

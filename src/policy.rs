@@ -1,0 +1,354 @@
+//! The policy catalog: loading a policy, checking what it names, and building the SQL it runs.
+//! Identifiers are quoted by Postgres (`quote_ident`), never pasted as given.
+
+use pgrx::datum::Interval;
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+use crate::limits;
+
+/// Reports an ERROR with an optional hint. Never returns.
+pub fn raise(code: PgSqlErrorCode, message: String, hint: Option<String>) -> ! {
+    let mut report = ErrorReport::new(code, message, "pg_retention");
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
+}
+
+/// Unwraps an SPI result; a failure here is a bug of ours, not something a user typed.
+pub fn spi<T>(result: SpiResult<T>) -> T {
+    result.unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: SPI failed: {e}"), None))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Delete when the time column is before now.
+    ExpiresAt,
+    /// Delete when the time column is older than `retain`.
+    OlderThan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Delete,
+    SoftDelete,
+}
+
+/// The SQL type of a policy's time column; decides how the cutoff is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeType {
+    /// `timestamp without time zone`, taken to hold UTC (as Prisma writes it).
+    Timestamp,
+    TimestampTz,
+    /// Compared with the cutoff's UTC date: a row dated on the cutoff day stays.
+    Date,
+}
+
+impl TimeType {
+    fn from_oid(oid: pg_sys::Oid) -> Option<Self> {
+        match oid {
+            pg_sys::TIMESTAMPOID => Some(TimeType::Timestamp),
+            pg_sys::TIMESTAMPTZOID => Some(TimeType::TimestampTz),
+            pg_sys::DATEOID => Some(TimeType::Date),
+            _ => None,
+        }
+    }
+
+    /// The cutoff (parameter `$1`, a timestamptz) in the column's own type, so that the
+    /// comparison never depends on the session's TimeZone and can use an index.
+    fn cutoff_expr(self) -> &'static str {
+        match self {
+            TimeType::TimestampTz => "$1",
+            TimeType::Timestamp => "pg_catalog.timezone('UTC', $1)",
+            TimeType::Date => "pg_catalog.timezone('UTC', $1)::pg_catalog.date",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub table_schema: String,
+    pub table_name: String,
+    pub time_column: String,
+    pub rule: Rule,
+    pub retain: Option<Interval>,
+    pub action: Action,
+    pub soft_delete_column: Option<String>,
+    pub reason_column: Option<String>,
+    pub deletion_reason: String,
+    pub batch_size: i32,
+}
+
+/// The SQL a run executes. `$1` is the cutoff (timestamptz), `$2` the batch size, and for a
+/// soft delete with a reason column, `$3` the reason.
+pub struct Statements {
+    pub batch: String,
+    /// Counts what a run would touch now, with the same predicate; returns jsonb.
+    pub preview: String,
+}
+
+impl Policy {
+    /// Loads a policy by name, or reports that there is none.
+    pub fn load(name: &str) -> Policy {
+        let found = Spi::connect(|client| -> SpiResult<Option<Policy>> {
+            let rows = client.select(
+                "SELECT table_schema, table_name, time_column, rule, retain, action,
+                        soft_delete_column, reason_column, deletion_reason, batch_size
+                   FROM retention.policies WHERE name = $1",
+                Some(1),
+                &[name.into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            let text = |ordinal| -> SpiResult<String> { Ok(row.get::<String>(ordinal)?.unwrap_or_default()) };
+            Ok(Some(Policy {
+                name: name.to_string(),
+                table_schema: text(1)?,
+                table_name: text(2)?,
+                time_column: text(3)?,
+                rule: if text(4)? == "older_than" { Rule::OlderThan } else { Rule::ExpiresAt },
+                retain: row.get::<Interval>(5)?,
+                action: if text(6)? == "soft_delete" { Action::SoftDelete } else { Action::Delete },
+                soft_delete_column: row.get::<String>(7)?,
+                reason_column: row.get::<String>(8)?,
+                deletion_reason: text(9)?,
+                batch_size: row.get::<i32>(10)?.unwrap_or(limits::MAX_BATCH_SIZE),
+            }))
+        });
+        spi(found).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("retention policy \"{name}\" does not exist"),
+                Some("SELECT name FROM retention.policies lists the policies; retention.add_policy() adds one.".into()),
+            )
+        })
+    }
+
+    fn qualified_table(&self) -> String {
+        pgrx::spi::quote_qualified_identifier(&self.table_schema, &self.table_name)
+    }
+
+    /// Checks that the table and columns the policy names exist and have usable types.
+    /// `at_run` adds a hint for a run (point the policy elsewhere) rather than for a write.
+    pub fn check_target(&self, at_run: bool) -> TimeType {
+        let table = self.qualified_table();
+        let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String)>> {
+            let rows = client.select(
+                "SELECT c.oid, c.relkind::text FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2",
+                Some(1),
+                &[self.table_schema.as_str().into(), self.table_name.as_str().into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            Ok(Some((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<String>(2)?.unwrap_or_default())))
+        }));
+        let repoint_hint = || {
+            if at_run {
+                Some(format!(
+                    "Point the policy at your table: SELECT retention.alter_policy('{}', table_schema => '...', table_name => '...', time_column => '...');",
+                    self.name.replace('\'', "''")
+                ))
+            } else {
+                None
+            }
+        };
+        let Some((relid, relkind)) = relation else {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("retention policy \"{}\": table {table} does not exist", self.name),
+                repoint_hint().or_else(|| Some("Create the table first, or name an existing one in table_schema and table_name.".into())),
+            )
+        };
+        if relkind != "r" && relkind != "p" {
+            raise(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("retention policy \"{}\": {table} is not a table", self.name),
+                Some("A policy can only name an ordinary or partitioned table, not a view or other relation.".into()),
+            )
+        }
+
+        let time_type_oid = self.column_type(relid, &table, &self.time_column, repoint_hint());
+        let time_type = TimeType::from_oid(time_type_oid).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!(
+                    "retention policy \"{}\": column \"{}\" of table {table} has type {}, but a time column must be timestamp, timestamptz or date",
+                    self.name,
+                    self.time_column,
+                    type_name(time_type_oid)
+                ),
+                None,
+            )
+        });
+
+        if self.action == Action::SoftDelete {
+            let Some(column) = &self.soft_delete_column else {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("retention policy \"{}\": action soft_delete needs soft_delete_column", self.name),
+                    Some("Name the timestamp column that marks a row deleted, e.g. soft_delete_column => 'deleted_at'.".into()),
+                )
+            };
+            let oid = self.column_type(relid, &table, column, repoint_hint());
+            if !matches!(TimeType::from_oid(oid), Some(TimeType::Timestamp | TimeType::TimestampTz)) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!(
+                        "retention policy \"{}\": soft_delete_column \"{column}\" of table {table} has type {}, but must be timestamp or timestamptz",
+                        self.name,
+                        type_name(oid)
+                    ),
+                    None,
+                )
+            }
+            if let Some(reason) = &self.reason_column {
+                self.column_type(relid, &table, reason, repoint_hint());
+            }
+        }
+        time_type
+    }
+
+    fn column_type(&self, relid: pg_sys::Oid, table: &str, column: &str, hint: Option<String>) -> pg_sys::Oid {
+        let oid = spi(Spi::connect(|client| -> SpiResult<Option<pg_sys::Oid>> {
+            let rows = client.select(
+                "SELECT atttypid FROM pg_catalog.pg_attribute
+                  WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                Some(1),
+                &[relid.into(), column.into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            rows.first().get::<pg_sys::Oid>(1)
+        }));
+        oid.unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("retention policy \"{}\": column \"{column}\" does not exist in table {table}", self.name),
+                hint,
+            )
+        })
+    }
+
+    /// Checks every field of a policy being written; the table and columns must exist now.
+    pub fn check_for_write(&self, rule: &str, action: &str) {
+        let invalid = |message: String, hint: Option<&str>| -> ! {
+            raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint.map(str::to_string))
+        };
+        if self.name.trim().is_empty() {
+            invalid("retention policy name must not be empty".into(), None);
+        }
+        match rule {
+            "expires_at" | "older_than" => {}
+            other => invalid(
+                format!("retention policy \"{}\": rule must be 'expires_at' or 'older_than', not '{other}'", self.name),
+                Some("expires_at deletes rows whose time column is before now; older_than deletes rows older than retain."),
+            ),
+        }
+        match action {
+            "delete" | "soft_delete" => {}
+            other => invalid(
+                format!("retention policy \"{}\": action must be 'delete' or 'soft_delete', not '{other}'", self.name),
+                None,
+            ),
+        }
+        match (self.rule, &self.retain) {
+            (Rule::ExpiresAt, Some(_)) => invalid(
+                format!("retention policy \"{}\": retain must be NULL for rule expires_at", self.name),
+                Some("Rule expires_at deletes rows whose time column is before now; use rule older_than to keep rows for an interval."),
+            ),
+            (Rule::OlderThan, None) => invalid(
+                format!("retention policy \"{}\": rule older_than needs retain, a positive interval", self.name),
+                Some("For example retain => interval '90 days'."),
+            ),
+            (Rule::OlderThan, Some(retain)) => {
+                check_retain(&self.name, *retain);
+            }
+            (Rule::ExpiresAt, None) => {}
+        }
+        if let Err(message) = limits::check_batch_size(self.batch_size) {
+            invalid(format!("retention policy \"{}\": {message}", self.name), None);
+        }
+        self.check_target(false);
+    }
+
+    /// Builds the batch and preview statements from Postgres-quoted identifiers.
+    pub fn statements(&self, time_type: TimeType) -> Statements {
+        let quoted = spi(Spi::connect(|client| -> SpiResult<[Option<String>; 4]> {
+            let rows = client.select(
+                "SELECT pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2),
+                        pg_catalog.quote_ident($3), pg_catalog.quote_ident($4), pg_catalog.quote_ident($5)",
+                Some(1),
+                &[
+                    self.table_schema.as_str().into(),
+                    self.table_name.as_str().into(),
+                    self.time_column.as_str().into(),
+                    self.soft_delete_column.clone().into(),
+                    self.reason_column.clone().into(),
+                ],
+            )?;
+            let row = rows.first();
+            Ok([row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?])
+        }));
+        let [Some(table), Some(time_column), soft_delete_column, reason_column] = quoted else {
+            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: could not quote the policy's identifiers".into(), None)
+        };
+        let cutoff = time_type.cutoff_expr();
+        let mut predicate = format!("{time_column} < {cutoff}");
+        let batch = match (self.action, soft_delete_column) {
+            (Action::SoftDelete, Some(marker)) => {
+                predicate.push_str(&format!(" AND {marker} IS NULL"));
+                let reason = reason_column.map(|c| format!(", {c} = $3")).unwrap_or_default();
+                format!(
+                    "UPDATE {table} SET {marker} = pg_catalog.now(){reason} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {predicate}"
+                )
+            }
+            // ctid picks the batch; repeating the predicate keeps every touched row inside it.
+            _ => format!(
+                "DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {predicate}"
+            ),
+        };
+        let preview = format!(
+            "SELECT pg_catalog.jsonb_build_object('rows', pg_catalog.count(*), 'oldest', pg_catalog.min({time_column})) FROM {table} WHERE {predicate}"
+        );
+        Statements { batch, preview }
+    }
+}
+
+/// A positive interval of at most `limits::MAX_DAYS` days.
+pub fn check_retain(policy: &str, retain: Interval) -> Interval {
+    let (positive, within) = spi(Spi::get_two_with_args::<bool, bool>(
+        "SELECT $1 > interval '0', $1 <= pg_catalog.make_interval(days => $2)",
+        &[retain.into(), limits::MAX_DAYS.into()],
+    ));
+    if positive != Some(true) || within != Some(true) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "retention policy \"{policy}\": retain must be a positive interval of at most {} days, got '{}'",
+                limits::MAX_DAYS,
+                interval_text(retain)
+            ),
+            None,
+        )
+    }
+    retain
+}
+
+fn interval_text(interval: Interval) -> String {
+    spi(Spi::get_one_with_args::<String>("SELECT $1::text", &[interval.into()])).unwrap_or_default()
+}
+
+fn type_name(oid: pg_sys::Oid) -> String {
+    spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.format_type($1, NULL)", &[oid.into()])).unwrap_or_default()
+}

@@ -1,0 +1,145 @@
+//! The facts of one run, as recorded in `retention.runs` and logged as one JSON line.
+//! Plain Rust: building the line needs no server.
+
+use serde_json::{json, Value};
+
+/// Who started a run. Stored in `retention.runs.trigger`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A call from psql or an application.
+    Sql,
+    /// A pg_cron job (its sessions carry `application_name = 'pg_cron'`).
+    PgCron,
+}
+
+impl Trigger {
+    pub fn from_application_name(application_name: &str) -> Self {
+        if application_name == "pg_cron" {
+            Trigger::PgCron
+        } else {
+            Trigger::Sql
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Sql => "sql",
+            Trigger::PgCron => "pg_cron",
+        }
+    }
+}
+
+/// How a run commits: all in the caller's transaction, or once per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Transaction,
+    Batched,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Transaction => "transaction",
+            Mode::Batched => "batched",
+        }
+    }
+}
+
+/// How a run ended. Stored in `retention.runs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    /// Another run of the same policy held the policy's lock.
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub run_id: Option<i64>,
+    pub policy: String,
+    pub trigger: Trigger,
+    pub mode: Mode,
+    pub status: Status,
+    /// ISO 8601, as Postgres prints it.
+    pub cutoff: Option<String>,
+    pub rows_deleted: i64,
+    pub batches: i64,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "run_id": self.run_id,
+            "policy": self.policy,
+            "trigger": self.trigger.as_str(),
+            "mode": self.mode.as_str(),
+            "status": self.status.as_str(),
+            "cutoff": self.cutoff,
+            "rows_deleted": self.rows_deleted,
+            "batches": self.batches,
+            "duration_ms": (self.duration_ms * 1000.0).round() / 1000.0,
+            "error": self.error,
+        })
+    }
+
+    /// The one server-log line a run writes.
+    pub fn log_line(&self) -> String {
+        format!("pg_retention run: {}", self.to_json())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RunRecord {
+        RunRecord {
+            run_id: Some(7),
+            policy: "expired_traces".into(),
+            trigger: Trigger::PgCron,
+            mode: Mode::Batched,
+            status: Status::Failed,
+            cutoff: Some("2026-11-26T03:00:00+00:00".into()),
+            rows_deleted: 1200,
+            batches: 2,
+            duration_ms: 12.34567,
+            error: Some("relation \"x\" \"quoted\" does not exist".into()),
+        }
+    }
+
+    #[test]
+    fn log_line_is_one_line_of_valid_json() {
+        let line = record().log_line();
+        assert!(!line.contains('\n'));
+        let json: Value = serde_json::from_str(line.strip_prefix("pg_retention run: ").unwrap()).unwrap();
+        assert_eq!(json["policy"], "expired_traces");
+        assert_eq!(json["trigger"], "pg_cron");
+        assert_eq!(json["mode"], "batched");
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["rows_deleted"], 1200);
+        assert_eq!(json["duration_ms"], 12.346);
+        assert_eq!(json["error"], "relation \"x\" \"quoted\" does not exist");
+    }
+
+    #[test]
+    fn trigger_from_application_name() {
+        assert_eq!(Trigger::from_application_name("pg_cron"), Trigger::PgCron);
+        assert_eq!(Trigger::from_application_name("psql"), Trigger::Sql);
+        assert_eq!(Trigger::from_application_name(""), Trigger::Sql);
+    }
+}

@@ -1,0 +1,223 @@
+//! In-backend tests. Each runs in a transaction that is rolled back, so `now()` is fixed
+//! within a test: the cutoff of an `expires_at` run equals `now()` exactly.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+    use pgrx::JsonB;
+
+    fn count(sql: &str) -> i64 {
+        Spi::get_one::<i64>(sql).unwrap().unwrap()
+    }
+
+    /// The Prisma-shaped trace table with: 3 expired, 2 NULL expiry, 2 in the future,
+    /// and one row exactly at now() (which must stay).
+    fn traces() {
+        Spi::run(
+            r#"CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, "expiresAt" timestamp(6));
+               INSERT INTO "ConversationTrace" VALUES
+                 ('past1', timezone('UTC', now()) - interval '1 day'),
+                 ('past2', timezone('UTC', now()) - interval '1 microsecond'),
+                 ('past3', timezone('UTC', now()) - interval '3 years'),
+                 ('never1', NULL), ('never2', NULL),
+                 ('future1', timezone('UTC', now()) + interval '1 microsecond'),
+                 ('future2', timezone('UTC', now()) + interval '1 day'),
+                 ('boundary', timezone('UTC', now()))"#,
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn expired_traces_deleted_null_and_boundary_kept() {
+        traces();
+        assert_eq!(Spi::get_one::<i64>("SELECT cleanup_expired_traces()").unwrap(), Some(3));
+        let left = Spi::get_one::<String>(r#"SELECT string_agg(id, ',' ORDER BY id) FROM "ConversationTrace""#).unwrap();
+        assert_eq!(left.as_deref(), Some("boundary,future1,future2,never1,never2"));
+    }
+
+    #[pg_test]
+    fn result_does_not_depend_on_session_timezone() {
+        traces();
+        Spi::run("SET LOCAL TimeZone = 'Pacific/Kiritimati'").unwrap(); // UTC+14
+        let preview = Spi::get_one::<JsonB>("SELECT retention.preview('expired_traces')").unwrap().unwrap();
+        assert_eq!(preview.0["rows"], 3);
+        Spi::run("SET LOCAL TimeZone = 'Pacific/Pago_Pago'").unwrap(); // UTC-11
+        assert_eq!(Spi::get_one::<i64>("SELECT cleanup_expired_traces()").unwrap(), Some(3));
+    }
+
+    #[pg_test]
+    fn older_than_counts_days_in_utc_and_keeps_the_boundary() {
+        Spi::run(
+            r#"CREATE TABLE "AgentUsage" (id int PRIMARY KEY, "timestamp" timestamp(6));
+               INSERT INTO "AgentUsage" VALUES
+                 (1, timezone('UTC', now()) - interval '30 days' - interval '1 microsecond'),
+                 (2, timezone('UTC', now()) - interval '30 days'),
+                 (3, timezone('UTC', now()) - interval '29 days'),
+                 (4, NULL)"#,
+        )
+        .unwrap();
+        Spi::run("SET LOCAL TimeZone = 'America/New_York'").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT cleanup_old_agent_usage(30)").unwrap(), Some(1));
+        assert_eq!(count(r#"SELECT count(*) FROM "AgentUsage""#), 3);
+        assert_eq!(Spi::get_one::<i64>("SELECT cleanup_old_agent_usage()").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn timestamptz_and_date_columns() {
+        Spi::run(
+            "CREATE TABLE events (id int, at timestamptz, day date);
+             INSERT INTO events VALUES (1, now() - interval '11 days', (timezone('UTC', now()) - interval '11 days')::date),
+                                       (2, now() - interval '9 days', timezone('UTC', now())::date);
+             SELECT retention.add_policy('events_at', 'events', 'at', 'older_than', interval '10 days');
+             SELECT retention.add_policy('events_day', 'events', 'day', 'older_than', interval '10 days')",
+        )
+        .unwrap();
+        let preview = Spi::get_one::<JsonB>("SELECT retention.preview('events_day')").unwrap().unwrap();
+        assert_eq!(preview.0["rows"], 1);
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('events_at')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 1);
+        assert_eq!(run.0["status"], "succeeded");
+        assert_eq!(count("SELECT count(*) FROM events"), 1);
+    }
+
+    #[pg_test]
+    fn preview_changes_nothing_and_matches_the_run() {
+        traces();
+        let preview = Spi::get_one::<JsonB>("SELECT retention.preview('expired_traces')").unwrap().unwrap();
+        assert_eq!(preview.0["rows"], 3);
+        assert_eq!(preview.0["table"], "public.ConversationTrace");
+        assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace""#), 8);
+        assert_eq!(count("SELECT count(*) FROM retention.runs"), 0);
+        assert_eq!(Spi::get_one::<i64>("SELECT cleanup_expired_traces()").unwrap(), Some(3));
+    }
+
+    #[pg_test]
+    fn small_batches_use_one_cutoff_and_record_the_run() {
+        traces();
+        Spi::run("SELECT retention.alter_policy('expired_traces', batch_size => 1)").unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('expired_traces')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 3);
+        assert_eq!(run.0["batches"], 4);
+        let (status, cutoff_is_now) = Spi::get_two::<String, bool>(
+            "SELECT status, cutoff = now() FROM retention.runs WHERE policy = 'expired_traces'",
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("succeeded"));
+        assert_eq!(cutoff_is_now, Some(true));
+    }
+
+    #[pg_test]
+    fn soft_delete_marks_rows_once() {
+        Spi::run(
+            "CREATE TABLE recs (id int, created_at timestamptz, deleted_at timestamptz, deletion_reason text);
+             INSERT INTO recs VALUES (1, now() - interval '100 days', NULL, NULL),
+                                     (2, now() - interval '10 days', NULL, NULL),
+                                     (3, now() - interval '200 days', '2020-01-01', 'manual');
+             SELECT retention.add_policy('recs', 'recs', 'created_at', 'older_than', interval '90 days',
+                                         action => 'soft_delete', soft_delete_column => 'deleted_at',
+                                         reason_column => 'deletion_reason')",
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('recs')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 1);
+        assert_eq!(count("SELECT count(*) FROM recs"), 3);
+        assert_eq!(
+            count("SELECT count(*) FROM recs WHERE id = 1 AND deleted_at = now() AND deletion_reason = 'retention_policy'"),
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM recs WHERE id = 3 AND deletion_reason = 'manual'"), 1);
+    }
+
+    #[pg_test]
+    fn injection_shaped_names_are_names() {
+        Spi::run(
+            r#"CREATE TABLE x (id int);
+               INSERT INTO x VALUES (1);
+               CREATE TABLE "Robert'); DROP TABLE x;--" ("at; DROP TABLE x" timestamptz);
+               INSERT INTO "Robert'); DROP TABLE x;--" VALUES (now() - interval '2 days'), (now());
+               SELECT retention.add_policy('bobby', 'Robert''); DROP TABLE x;--', 'at; DROP TABLE x',
+                                           'older_than', interval '1 day')"#,
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('bobby')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 1);
+        assert_eq!(count("SELECT count(*) FROM x"), 1);
+        assert_eq!(count(r#"SELECT count(*) FROM "Robert'); DROP TABLE x;--""#), 1);
+    }
+
+    #[pg_test]
+    fn a_policy_can_be_pointed_at_another_table_with_plain_sql() {
+        Spi::run(
+            r#"CREATE SCHEMA app;
+               CREATE TABLE app.traces (id int, expires timestamp(3));
+               INSERT INTO app.traces VALUES (1, timezone('UTC', now()) - interval '1 hour'), (2, NULL);
+               UPDATE retention.policies SET table_schema = 'app', table_name = 'traces', time_column = 'expires'
+                WHERE name = 'expired_traces'"#,
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT cleanup_expired_traces()").unwrap(), Some(1));
+    }
+
+    #[pg_test(error = "days must be between 1 and 36500, got 0")]
+    fn zero_days_rejected() {
+        Spi::run("SELECT cleanup_old_agent_usage(0)").unwrap();
+    }
+
+    #[pg_test(error = "days must be between 1 and 36500, got -1")]
+    fn negative_days_rejected() {
+        Spi::run("SELECT cleanup_old_agent_usage(-1)").unwrap();
+    }
+
+    #[pg_test(error = "days must be between 1 and 36500, got 2147483647")]
+    fn overflowing_days_rejected() {
+        Spi::run("SELECT cleanup_old_agent_usage(2147483647)").unwrap();
+    }
+
+    #[pg_test(error = "days must not be NULL; it must be a whole number of days between 1 and 36500")]
+    fn null_days_rejected() {
+        Spi::run("SELECT cleanup_old_agent_usage(NULL)").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"expired_traces\": table public.\"ConversationTrace\" does not exist")]
+    fn missing_table_named() {
+        Spi::run("SELECT cleanup_expired_traces()").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"t\": column \"gone\" does not exist in table public.t")]
+    fn missing_column_named() {
+        Spi::run("CREATE TABLE t (at timestamptz); SELECT retention.add_policy('t', 't', 'gone', 'expires_at')").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"t\": column \"at\" of table public.t has type text, but a time column must be timestamp, timestamptz or date")]
+    fn wrong_column_type_named() {
+        Spi::run("CREATE TABLE t (at text); SELECT retention.add_policy('t', 't', 'at', 'expires_at')").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"t\": retain must be a positive interval of at most 36500 days, got '00:00:00'")]
+    fn zero_interval_rejected() {
+        Spi::run("CREATE TABLE t (at timestamptz); SELECT retention.add_policy('t', 't', 'at', 'older_than', interval '0')").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"t\": batch_size must be between 1 and 1000000, got -5")]
+    fn negative_batch_size_rejected() {
+        Spi::run("CREATE TABLE t (at timestamptz); SELECT retention.add_policy('t', 't', 'at', 'expires_at', batch_size => -5)").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"nope\" does not exist")]
+    fn unknown_policy_named() {
+        Spi::run("SELECT retention.run_policy('nope')").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"v\": public.v is not a table")]
+    fn a_view_is_refused() {
+        Spi::run("CREATE VIEW v AS SELECT now() AS at; SELECT retention.add_policy('v', 'v', 'at', 'expires_at')").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"expired_traces\" uses rule expires_at, which takes no retain interval")]
+    fn retain_on_expires_at_refused() {
+        traces();
+        Spi::run("SELECT retention.run_policy('expired_traces', interval '1 day')").unwrap();
+    }
+}
