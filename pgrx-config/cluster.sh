@@ -30,8 +30,9 @@ start)
             echo "unix_socket_directories = '$dir'"
         } >> "$dir/postgresql.conf"
     fi
-    as_owner "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 status >/dev/null 2>&1 \
-        || as_owner "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
+    # A developer's RUST_BACKTRACE would put Rust backtraces into every error's DETAIL.
+    as_owner "$PG_BIN/pg_ctl" -D "$dir" status >/dev/null 2>&1 \
+        || as_owner env -u RUST_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null
     echo "cluster: running in $dir on port $port (log: $dir/server.log)"
     ;;
 stop)

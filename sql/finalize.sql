@@ -6,17 +6,8 @@ INSERT INTO retention.policies (name, table_schema, table_name, time_column, rul
 VALUES ('expired_traces', 'public', 'ConversationTrace', 'expiresAt', 'expires_at', NULL, 'delete', 10000),
        ('old_agent_usage', 'public', 'AgentUsage', 'timestamp', 'older_than', interval '90 days', 'delete', 10000);
 
-CREATE FUNCTION retention.policies_validate() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM retention.check_policy(NEW.name, NEW.table_schema, NEW.table_name, NEW.time_column, NEW.rule,
-                                   NEW.retain, NEW.action, NEW.soft_delete_column, NEW.reason_column,
-                                   NEW.batch_size);
-    NEW.updated_at := pg_catalog.now();
-    RETURN NEW;
-END
-$$;
-
+-- A trigger function cannot take a SET clause from pgrx; pin its search_path here.
+ALTER FUNCTION retention.policies_validate() SET search_path = pg_catalog, pg_temp;
 CREATE TRIGGER policies_validate BEFORE INSERT OR UPDATE ON retention.policies
     FOR EACH ROW EXECUTE FUNCTION retention.policies_validate();
 
@@ -130,8 +121,16 @@ BEGIN
             -- Record the failure and release the policy lock in a transaction of its own.
             PERFORM retention.batched_finish(run_id, err_message);
             COMMIT;
-            RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message,
-                                  DETAIL = err_detail, HINT = err_hint;
+            -- RAISE takes no empty option, so pass on only the parts the error had.
+            IF err_detail <> '' AND err_hint <> '' THEN
+                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, DETAIL = err_detail, HINT = err_hint;
+            ELSIF err_detail <> '' THEN
+                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, DETAIL = err_detail;
+            ELSIF err_hint <> '' THEN
+                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, HINT = err_hint;
+            ELSE
+                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message;
+            END IF;
         END IF;
         COMMIT;
         EXIT WHEN NOT more;

@@ -14,7 +14,7 @@ use crate::policy::{raise, Action, Policy, Rule};
 const TRACES_POLICY: &str = "expired_traces";
 const AGENT_USAGE_POLICY: &str = "old_agent_usage";
 
-fn required<'a, T>(value: Option<T>, argument: &str) -> T {
+fn required<T>(value: Option<T>, argument: &str) -> T {
     value.unwrap_or_else(|| {
         raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not be NULL"), None)
     })
@@ -82,38 +82,41 @@ pub mod retention {
         engine::batched_finish(run_id, error)
     }
 
-    /// Validates a policy row; called by the trigger on `retention.policies`.
-    #[allow(clippy::too_many_arguments)]
-    #[pg_extern(volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn check_policy(
-        name: Option<&str>,
-        table_schema: Option<&str>,
-        table_name: Option<&str>,
-        time_column: Option<&str>,
-        rule: Option<&str>,
-        retain: Option<Interval>,
-        action: Option<&str>,
-        soft_delete_column: Option<&str>,
-        reason_column: Option<&str>,
-        batch_size: Option<i32>,
-    ) -> bool {
-        let rule = required(rule, "rule");
-        let action = required(action, "action");
-        let policy = Policy {
-            name: required(name, "name").to_string(),
-            table_schema: required(table_schema, "table_schema").to_string(),
-            table_name: required(table_name, "table_name").to_string(),
-            time_column: required(time_column, "time_column").to_string(),
-            rule: if rule == "older_than" { Rule::OlderThan } else { Rule::ExpiresAt },
-            retain,
-            action: if action == "soft_delete" { Action::SoftDelete } else { Action::Delete },
-            soft_delete_column: soft_delete_column.map(str::to_string),
-            reason_column: reason_column.map(str::to_string),
-            deletion_reason: String::new(),
-            batch_size: required(batch_size, "batch_size"),
+    /// Validates every row written to `retention.policies`, however it is written, and stamps
+    /// `updated_at`. The presets are inserted before this trigger exists (their tables may not).
+    #[pg_trigger]
+    fn policies_validate<'a>(
+        trigger: &'a PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
+        let Some(new) = trigger.new() else {
+            return Ok(None);
         };
-        policy.check_for_write(rule, action);
-        true
+        let mut new = new.into_owned();
+        let text = |column: &str| -> Option<String> {
+            new.get_by_name::<String>(column).unwrap_or_else(|e| {
+                raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: reading {column}: {e}"), None)
+            })
+        };
+        let rule = required(text("rule"), "rule");
+        let action = required(text("action"), "action");
+        let policy = Policy {
+            name: required(text("name"), "name"),
+            table_schema: required(text("table_schema"), "table_schema"),
+            table_name: required(text("table_name"), "table_name"),
+            time_column: required(text("time_column"), "time_column"),
+            rule: if rule == "older_than" { Rule::OlderThan } else { Rule::ExpiresAt },
+            retain: new.get_by_name::<Interval>("retain").ok().flatten(),
+            action: if action == "soft_delete" { Action::SoftDelete } else { Action::Delete },
+            soft_delete_column: text("soft_delete_column"),
+            reason_column: text("reason_column"),
+            deletion_reason: String::new(),
+            batch_size: required(new.get_by_name::<i32>("batch_size").ok().flatten(), "batch_size"),
+            enabled: true,
+        };
+        policy.check_for_write(&rule, &action);
+        let now = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
+        new.set_by_name("updated_at", now)
+            .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));
+        Ok(Some(new))
     }
 }

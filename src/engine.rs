@@ -58,8 +58,13 @@ impl Prepared {
         };
         let time_type = policy.check_target(true);
         let statements = policy.statements(time_type);
-        let application_name = spi(Spi::get_one::<String>("SELECT pg_catalog.current_setting('application_name')")).unwrap_or_default();
-        Prepared { policy, statements, retain, trigger: Trigger::from_application_name(&application_name) }
+        // pg_cron's job workers say who they are in backend_type; its libpq sessions in application_name.
+        let (backend_type, application_name) = spi(Spi::get_two::<String, String>(
+            "SELECT a.backend_type, pg_catalog.current_setting('application_name')
+               FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a",
+        ));
+        let trigger = Trigger::detect(backend_type.as_deref().unwrap_or(""), application_name.as_deref().unwrap_or(""));
+        Prepared { policy, statements, retain, trigger }
     }
 
     /// Fixed once per run; every batch compares against this value.
@@ -110,11 +115,21 @@ impl Prepared {
         ))
     }
 
-    /// Records and announces a run that found its policy already running.
-    fn skip(&self, mode: Mode) -> Outcome {
+    /// Takes the policy's lock, or records and announces why this run is skipped: the policy
+    /// is disabled, or another run of it holds the lock. `session` keeps the lock past commit.
+    fn lock_or_skip(&self, mode: Mode, session: bool) -> Result<(), Outcome> {
+        if !self.policy.enabled {
+            return Err(self.skip(mode, format!("retention policy \"{}\" is disabled; this run was skipped", self.policy.name)));
+        }
+        if self.try_lock(session) {
+            return Ok(());
+        }
         let holder = self.lock_holder().map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
-        let message = format!("retention policy \"{}\" is already running{holder}; this run was skipped", self.policy.name);
-        ereport!(NOTICE, PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, message.clone());
+        Err(self.skip(mode, format!("retention policy \"{}\" is already running{holder}; this run was skipped", self.policy.name)))
+    }
+
+    fn skip(&self, mode: Mode, message: String) -> Outcome {
+        ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
         let outcome = self.insert_run(mode, Status::Skipped, None, 0, 0, Some(&message), None);
         log!("{}", outcome.record.log_line());
         outcome
@@ -231,8 +246,8 @@ pub fn run_in_transaction(name: &str, retain: Option<Interval>) -> Outcome {
     let started = Instant::now();
     PgTryBuilder::new(|| {
         let prepared = Prepared::new(name, retain);
-        if !prepared.try_lock(false) {
-            return prepared.skip(Mode::Transaction);
+        if let Err(skipped) = prepared.lock_or_skip(Mode::Transaction, false) {
+            return skipped;
         }
         let started_at = clock_timestamp();
         prune_history();
@@ -277,8 +292,7 @@ pub fn batched_start(name: &str, retain: Option<Interval>) -> Option<i64> {
     let prepared = Prepared::new(name, retain);
     prune_history();
     let cutoff = prepared.cutoff();
-    if !prepared.try_lock(true) {
-        prepared.skip(Mode::Batched);
+    if prepared.lock_or_skip(Mode::Batched, true).is_err() {
         return None;
     }
     mark_interrupted(name);

@@ -81,6 +81,8 @@ pub struct Policy {
     pub reason_column: Option<String>,
     pub deletion_reason: String,
     pub batch_size: i32,
+    /// A disabled policy is skipped by every trigger; preview still works.
+    pub enabled: bool,
 }
 
 /// The SQL a run executes. `$1` is the cutoff (timestamptz), `$2` the batch size, and for a
@@ -97,7 +99,7 @@ impl Policy {
         let found = Spi::connect(|client| -> SpiResult<Option<Policy>> {
             let rows = client.select(
                 "SELECT table_schema, table_name, time_column, rule, retain, action,
-                        soft_delete_column, reason_column, deletion_reason, batch_size
+                        soft_delete_column, reason_column, deletion_reason, batch_size, enabled
                    FROM retention.policies WHERE name = $1",
                 Some(1),
                 &[name.into()],
@@ -119,6 +121,7 @@ impl Policy {
                 reason_column: row.get::<String>(8)?,
                 deletion_reason: text(9)?,
                 batch_size: row.get::<i32>(10)?.unwrap_or(limits::MAX_BATCH_SIZE),
+                enabled: row.get::<bool>(11)?.unwrap_or(false),
             }))
         });
         spi(found).unwrap_or_else(|| {

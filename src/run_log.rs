@@ -8,13 +8,15 @@ use serde_json::{json, Value};
 pub enum Trigger {
     /// A call from psql or an application.
     Sql,
-    /// A pg_cron job (its sessions carry `application_name = 'pg_cron'`).
+    /// A pg_cron job.
     PgCron,
 }
 
 impl Trigger {
-    pub fn from_application_name(application_name: &str) -> Self {
-        if application_name == "pg_cron" {
+    /// pg_cron runs a job in a background worker of type `pg_cron`
+    /// (`cron.use_background_workers = on`) or over libpq as `application_name = 'pg_cron'`.
+    pub fn detect(backend_type: &str, application_name: &str) -> Self {
+        if backend_type == "pg_cron" || application_name == "pg_cron" {
             Trigger::PgCron
         } else {
             Trigger::Sql
@@ -137,9 +139,10 @@ mod tests {
     }
 
     #[test]
-    fn trigger_from_application_name() {
-        assert_eq!(Trigger::from_application_name("pg_cron"), Trigger::PgCron);
-        assert_eq!(Trigger::from_application_name("psql"), Trigger::Sql);
-        assert_eq!(Trigger::from_application_name(""), Trigger::Sql);
+    fn trigger_detected_from_backend_type_or_application_name() {
+        assert_eq!(Trigger::detect("pg_cron", ""), Trigger::PgCron);
+        assert_eq!(Trigger::detect("client backend", "pg_cron"), Trigger::PgCron);
+        assert_eq!(Trigger::detect("client backend", "psql"), Trigger::Sql);
+        assert_eq!(Trigger::detect("", ""), Trigger::Sql);
     }
 }

@@ -1,0 +1,42 @@
+-- Sample data shaped like the product's tables, as Prisma creates them: quoted camelCase
+-- names, timestamp(3) without time zone holding UTC.
+SELECT setseed(0.42);
+
+CREATE TABLE "ConversationTrace" (
+    id               text PRIMARY KEY,
+    "conversationId" text NOT NULL,
+    "createdAt"      timestamp(3) NOT NULL DEFAULT timezone('UTC', now()),
+    payload          bytea NOT NULL,           -- encrypted PII in the real application
+    "expiresAt"      timestamp(3)              -- NULL: never expires
+);
+CREATE INDEX "ConversationTrace_expiresAt_idx" ON "ConversationTrace" ("expiresAt");
+
+CREATE TABLE "AgentUsage" (
+    id             text PRIMARY KEY,
+    "agentId"      text NOT NULL,
+    "timestamp"    timestamp(3) NOT NULL,
+    "inputTokens"  integer NOT NULL,
+    "outputTokens" integer NOT NULL
+);
+CREATE INDEX "AgentUsage_timestamp_idx" ON "AgentUsage" ("timestamp");
+
+-- 120,000 traces created over the last 180 days with a 90-day expiry; 30% never expire.
+INSERT INTO "ConversationTrace" (id, "conversationId", "createdAt", payload, "expiresAt")
+SELECT 'ct_' || md5(g::text),
+       'conv_' || (g % 9000),
+       created,
+       decode(md5(random()::text) || md5(random()::text), 'hex'),
+       CASE WHEN random() < 0.3 THEN NULL ELSE created + interval '90 days' END
+  FROM (SELECT g, timezone('UTC', now()) - random() * interval '180 days' AS created
+          FROM generate_series(1, 120000) g) s;
+
+-- 100,000 usage rows over the last 180 days.
+INSERT INTO "AgentUsage" (id, "agentId", "timestamp", "inputTokens", "outputTokens")
+SELECT 'au_' || md5(g::text),
+       'agent_' || (g % 40),
+       timezone('UTC', now()) - random() * interval '180 days',
+       (random() * 4000)::int,
+       (random() * 1000)::int
+  FROM generate_series(1, 100000) g;
+
+ANALYZE "ConversationTrace", "AgentUsage";

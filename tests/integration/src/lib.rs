@@ -1,0 +1,82 @@
+//! Helpers for tests that span sessions and processes: they talk to a running server with
+//! pg_retention installed, named by PGHOST and PGPORT (`make test` starts one).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postgres::{Client, Config, NoTls};
+
+fn config() -> Config {
+    let host = std::env::var("PGHOST").expect("PGHOST must name the test server (run `make test`)");
+    let port = std::env::var("PGPORT").expect("PGPORT must be set (run `make test`)");
+    let mut config = Config::new();
+    config
+        .host(&host)
+        .port(port.parse().expect("PGPORT is a port number"))
+        .user("postgres")
+        .dbname(&std::env::var("PGDATABASE").unwrap_or_else(|_| "postgres".into()))
+        .application_name("pg_retention_it");
+    config
+}
+
+/// A new session; the extension exists once it returns.
+pub fn connect() -> Client {
+    let mut client = config().connect(NoTls).expect("connect to the test server");
+    client.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_retention").expect("create extension");
+    client
+}
+
+/// A new session that keeps every NOTICE it receives.
+pub fn connect_with_notices() -> (Client, Arc<Mutex<Vec<String>>>) {
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let mut config = config();
+    config.notice_callback(move |notice| sink.lock().unwrap().push(notice.message().to_string()));
+    let mut client = config.connect(NoTls).expect("connect to the test server");
+    client.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_retention").expect("create extension");
+    notices.lock().unwrap().clear();
+    (client, notices)
+}
+
+/// A table `name (id int, at timestamptz)` with `expired` rows a day old and `live` rows a day
+/// ahead, a policy of the same name (older than one hour), and, when `batch_pause` is set, a
+/// statement trigger that sleeps after each DELETE so a test can watch a run between batches.
+pub fn table_with_policy(client: &mut Client, name: &str, expired: i32, live: i32, batch_size: i32, batch_pause: Option<f64>) {
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {name};
+             DELETE FROM retention.policies WHERE name = '{name}';
+             DELETE FROM retention.runs WHERE policy = '{name}';
+             CREATE TABLE {name} (id int PRIMARY KEY, at timestamptz NOT NULL);
+             CREATE INDEX ON {name} (at);
+             INSERT INTO {name} SELECT g, now() - interval '1 day' FROM generate_series(1, {expired}) g;
+             INSERT INTO {name} SELECT -g, now() + interval '1 day' FROM generate_series(1, {live}) g;
+             SELECT retention.add_policy('{name}', '{name}', 'at', 'older_than', interval '1 hour', batch_size => {batch_size});"
+        ))
+        .expect("create table and policy");
+    if let Some(pause) = batch_pause {
+        client
+            .batch_execute(&format!(
+                "CREATE FUNCTION {name}_pause() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN PERFORM pg_sleep({pause}); RETURN NULL; END $$;
+                 CREATE TRIGGER pause AFTER DELETE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION {name}_pause();"
+            ))
+            .expect("create pause trigger");
+    }
+}
+
+pub fn count(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).expect(sql).get(0)
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}

@@ -1,0 +1,157 @@
+//! What spans sessions: commits per batch seen from outside, runs that never overlap, and a
+//! killed run that leaves nothing half-recorded.
+
+use std::collections::BTreeSet;
+use std::thread;
+use std::time::Duration;
+
+use pg_retention_it::{connect, connect_with_notices, count, table_with_policy, wait_for};
+
+#[test]
+fn batched_run_commits_each_batch_visibly() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_batches", 5000, 100, 1000, Some(0.3));
+
+    let runner = thread::spawn(|| {
+        let mut client = connect();
+        client.batch_execute("CALL retention.run_batched('it_batches')").expect("batched run");
+    });
+    let mut observer = connect();
+    let mut seen = BTreeSet::new();
+    let mut saw_running_progress = false;
+    while !runner.is_finished() {
+        seen.insert(count(&mut observer, "SELECT count(*) FROM it_batches"));
+        let progress = observer
+            .query_opt("SELECT rows_deleted FROM retention.runs WHERE policy = 'it_batches' AND status = 'running'", &[])
+            .unwrap();
+        if let Some(row) = progress {
+            saw_running_progress |= row.get::<_, i64>(0) > 0;
+        }
+        thread::sleep(Duration::from_millis(40));
+    }
+    runner.join().unwrap();
+
+    let intermediate: Vec<_> = seen.iter().filter(|&&n| n > 100 && n < 5100).collect();
+    assert!(intermediate.len() >= 2, "a second session should see batches commit one by one, saw counts {seen:?}");
+    assert!(saw_running_progress, "the history row should show progress while the run is going");
+    assert_eq!(count(&mut observer, "SELECT count(*) FROM it_batches"), 100);
+    let row = observer
+        .query_one("SELECT status, rows_deleted, batches FROM retention.runs WHERE policy = 'it_batches'", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "succeeded");
+    assert_eq!(row.get::<_, i64>(1), 5000);
+    assert_eq!(row.get::<_, i32>(2), 6);
+}
+
+#[test]
+fn two_runs_of_one_policy_never_overlap() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_overlap", 3000, 10, 1000, Some(0.4));
+
+    // A batched run holds the policy across its transactions.
+    let runner = thread::spawn(|| {
+        let mut client = connect();
+        client.batch_execute("CALL retention.run_batched('it_overlap')").expect("batched run");
+    });
+    let mut watcher = connect();
+    assert!(wait_for(Duration::from_secs(10), || {
+        count(&mut watcher, "SELECT count(*) FROM retention.runs WHERE policy = 'it_overlap' AND status = 'running'") == 1
+    }));
+    let (mut second, notices) = connect_with_notices();
+    let skipped = second.query_one("SELECT retention.run_policy('it_overlap')->>'status'", &[]).unwrap();
+    assert_eq!(skipped.get::<_, String>(0), "skipped");
+    second.batch_execute("CALL retention.run_batched('it_overlap')").unwrap();
+    runner.join().unwrap();
+    {
+        let notices = notices.lock().unwrap();
+        assert_eq!(notices.len(), 2, "{notices:?}");
+        assert!(notices.iter().all(|n| n.contains("retention policy \"it_overlap\" is already running by backend pid")), "{notices:?}");
+    }
+    assert_eq!(count(&mut watcher, "SELECT count(*) FROM it_overlap"), 10);
+    let statuses: Vec<(String, i64)> = watcher
+        .query("SELECT status, rows_deleted FROM retention.runs WHERE policy = 'it_overlap' ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(statuses, vec![("succeeded".into(), 3000), ("skipped".into(), 0), ("skipped".into(), 0)]);
+
+    // A run in an open transaction holds the policy until that transaction ends.
+    watcher.batch_execute("INSERT INTO it_overlap SELECT g, now() - interval '2 hours' FROM generate_series(1, 50) g").unwrap();
+    let mut first = connect();
+    let mut tx = first.transaction().unwrap();
+    let deleted: i64 = tx.query_one("SELECT (retention.run_policy('it_overlap')->>'rows_deleted')::bigint", &[]).unwrap().get(0);
+    assert_eq!(deleted, 50);
+    let during = second.query_one("SELECT retention.run_policy('it_overlap')->>'status'", &[]).unwrap();
+    assert_eq!(during.get::<_, String>(0), "skipped");
+    tx.commit().unwrap();
+    let after = second.query_one("SELECT retention.run_policy('it_overlap')->>'status'", &[]).unwrap();
+    assert_eq!(after.get::<_, String>(0), "succeeded");
+}
+
+#[test]
+fn a_killed_batched_run_loses_nothing_and_the_next_run_finishes() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_killed", 4000, 25, 1000, Some(0.5));
+
+    let runner = thread::spawn(|| {
+        let mut client = connect();
+        client.batch_execute("CALL retention.run_batched('it_killed')")
+    });
+    let mut observer = connect();
+    assert!(wait_for(Duration::from_secs(10), || {
+        count(&mut observer, "SELECT coalesce(max(rows_deleted), 0) FROM retention.runs WHERE policy = 'it_killed'") >= 1000
+    }));
+    let killed: bool = observer
+        .query_one(
+            "SELECT pg_terminate_backend(pid) FROM retention.runs WHERE policy = 'it_killed' AND status = 'running'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    assert!(runner.join().unwrap().is_err(), "the killed session's CALL should fail");
+
+    // What the history says was deleted is exactly what is gone: batches commit with their count.
+    let recorded = count(&mut observer, "SELECT rows_deleted FROM retention.runs WHERE policy = 'it_killed'");
+    let remaining = count(&mut observer, "SELECT count(*) FROM it_killed WHERE at < now()");
+    assert_eq!(recorded + remaining, 4000);
+    assert!(remaining > 0, "the kill should land before the last batch");
+
+    observer.batch_execute("CALL retention.run_batched('it_killed')").unwrap();
+    assert_eq!(count(&mut observer, "SELECT count(*) FROM it_killed"), 25);
+    let rows: Vec<(String, Option<String>)> = observer
+        .query("SELECT status, error FROM retention.runs WHERE policy = 'it_killed' ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows[0].0, "interrupted");
+    assert_eq!(rows[0].1.as_deref(), Some("the session running it ended before the run finished"));
+    assert_eq!(rows[1].0, "succeeded");
+}
+
+#[test]
+fn a_failed_batched_run_is_recorded_and_releases_the_policy() {
+    let mut client = connect();
+    table_with_policy(&mut client, "it_failed", 10, 0, 1000, None);
+    client
+        .batch_execute(
+            "CREATE FUNCTION it_failed_hold() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'legal hold on %', OLD.id; END $$;
+             CREATE TRIGGER hold BEFORE DELETE ON it_failed FOR EACH ROW EXECUTE FUNCTION it_failed_hold();",
+        )
+        .unwrap();
+    let error = client.batch_execute("CALL retention.run_batched('it_failed')").unwrap_err();
+    assert!(error.as_db_error().unwrap().message().starts_with("legal hold on"), "{error}");
+    let row = client.query_one("SELECT status, error FROM retention.runs WHERE policy = 'it_failed'", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert!(row.get::<_, String>(1).starts_with("legal hold on"));
+
+    // The same session (and any other) can run the policy again: the lock was released.
+    client.batch_execute("DROP TRIGGER hold ON it_failed").unwrap();
+    let (mut other, _) = connect_with_notices();
+    let status = other.query_one("SELECT retention.run_policy('it_failed')->>'status'", &[]).unwrap();
+    assert_eq!(status.get::<_, String>(0), "succeeded");
+    assert_eq!(count(&mut other, "SELECT count(*) FROM it_failed"), 0);
+}

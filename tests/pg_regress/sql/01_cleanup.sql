@@ -1,0 +1,41 @@
+-- The two row cleanups of the contract, on Prisma-shaped tables.
+CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, payload text, "expiresAt" timestamp(3));
+CREATE TABLE "AgentUsage" (id text PRIMARY KEY, "timestamp" timestamp(3) NOT NULL);
+
+INSERT INTO "ConversationTrace"
+SELECT 'expired-' || g, 'x', timezone('UTC', now()) - interval '1 hour' * g FROM generate_series(1, 40) g;
+INSERT INTO "ConversationTrace"
+SELECT 'live-' || g, 'x', timezone('UTC', now()) + interval '1 hour' * g FROM generate_series(1, 20) g;
+INSERT INTO "ConversationTrace"
+SELECT 'never-' || g, 'x', NULL FROM generate_series(1, 10) g;
+
+-- Dry run: same predicate, nothing changes.
+SELECT p - 'cutoff' - 'oldest' AS preview FROM retention.preview('expired_traces') p;
+SELECT count(*) FROM "ConversationTrace";
+
+-- The session's TimeZone does not change the answer.
+SET TimeZone = 'Asia/Kathmandu';
+SELECT cleanup_expired_traces();
+RESET TimeZone;
+SELECT count(*) FILTER (WHERE "expiresAt" IS NULL) AS never_expire,
+       count(*) FILTER (WHERE "expiresAt" IS NOT NULL) AS live
+  FROM "ConversationTrace";
+SELECT cleanup_expired_traces();
+
+INSERT INTO "AgentUsage"
+SELECT 'u' || g, timezone('UTC', now()) - interval '1 day' * g - interval '1 minute' FROM generate_series(1, 120) g;
+
+-- Bad days: a clear error, and nothing deleted.
+SELECT cleanup_old_agent_usage(0);
+SELECT cleanup_old_agent_usage(-7);
+SELECT cleanup_old_agent_usage(NULL);
+SELECT cleanup_old_agent_usage(2147483647);
+SELECT count(*) FROM "AgentUsage";
+
+SELECT cleanup_old_agent_usage(100);
+SELECT cleanup_old_agent_usage();
+SELECT count(*) FROM "AgentUsage";
+
+-- Every run is in the history.
+SELECT policy, trigger, mode, status, rows_deleted, error IS NULL AS ok
+  FROM retention.runs ORDER BY id;

@@ -1,0 +1,46 @@
+-- Policies for any table: validated when written, whether through the functions or plain SQL.
+CREATE TABLE sessions (id int, last_seen timestamptz, note text);
+INSERT INTO sessions SELECT g, now() - interval '1 day' * g, 'n' FROM generate_series(1, 10) g;
+
+SELECT name, table_name, rule, retain, batch_size
+  FROM retention.add_policy('stale_sessions', 'sessions', 'last_seen', 'older_than', interval '5 days 12 hours', batch_size => 3);
+SELECT p->'rows' AS would_delete FROM retention.preview('stale_sessions') p;
+SELECT p->'rows_deleted' AS deleted, p->'batches' AS batches, p->>'status' AS status
+  FROM retention.run_policy('stale_sessions') p;
+SELECT count(*) FROM sessions;
+
+-- Mistakes a user can make, each named.
+SELECT retention.add_policy('bad', 'no_such_table', 'at', 'expires_at');
+SELECT retention.add_policy('bad', 'sessions', 'no_such_column', 'expires_at');
+SELECT retention.add_policy('bad', 'sessions', 'note', 'expires_at');
+SELECT retention.add_policy('bad', 'sessions', 'last_seen', 'older_than');
+SELECT retention.add_policy('bad', 'sessions', 'last_seen', 'older_than', interval '-1 day');
+SELECT retention.add_policy('bad', 'sessions', 'last_seen', 'expires_at', interval '1 day');
+SELECT retention.add_policy('bad', 'sessions', 'last_seen', 'expires_at', batch_size => 0);
+SELECT retention.add_policy('bad', 'sessions', 'last_seen', 'sometimes');
+SELECT retention.add_policy('bad', 'sessions', 'last_seen', 'expires_at', action => 'truncate');
+SELECT retention.add_policy('bad', 'sessions', 'last_seen', 'expires_at', action => 'soft_delete');
+SELECT retention.add_policy('stale_sessions', 'sessions', 'last_seen', 'expires_at');
+UPDATE retention.policies SET time_column = 'note' WHERE name = 'stale_sessions';
+SELECT retention.alter_policy('no_such_policy', batch_size => 10);
+SELECT retention.run_policy('no_such_policy');
+SELECT retention.run_policy(NULL);
+SELECT retention.run_policy('stale_sessions', interval '0 days');
+SELECT count(*) AS policies FROM retention.policies;
+
+-- An injection-shaped name is a name.
+CREATE TABLE "Robert'); DROP TABLE sessions;--" ("at" timestamptz);
+INSERT INTO "Robert'); DROP TABLE sessions;--" VALUES (now() - interval '1 day'), (now() + interval '1 day');
+SELECT name FROM retention.add_policy('bobby', 'Robert''); DROP TABLE sessions;--', 'at', 'expires_at');
+SELECT p->'rows_deleted' AS deleted FROM retention.run_policy('bobby') p;
+SELECT count(*) FROM "Robert'); DROP TABLE sessions;--";
+SELECT count(*) FROM sessions;
+
+-- alter, disable, drop.
+SELECT name, rule, retain FROM retention.alter_policy('bobby', rule => 'older_than', retain => interval '2 days');
+SELECT name, rule, retain FROM retention.alter_policy('bobby', rule => 'expires_at');
+SELECT name, enabled FROM retention.alter_policy('bobby', enabled => false);
+-- A disabled policy is skipped by every trigger, with a notice.
+SELECT p->>'status' AS status FROM retention.run_policy('bobby') p;
+SELECT retention.drop_policy('bobby');
+SELECT retention.drop_policy('bobby');

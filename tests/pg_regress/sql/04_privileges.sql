@@ -1,0 +1,34 @@
+-- Nothing is executable by PUBLIC; an operator role gets what the README lists.
+CREATE ROLE retention_operator LOGIN;
+SET ROLE retention_operator;
+SELECT cleanup_expired_traces();
+SELECT retention.preview('expired_traces');
+RESET ROLE;
+
+GRANT USAGE ON SCHEMA retention TO retention_operator;
+GRANT SELECT ON retention.policies TO retention_operator;
+GRANT SELECT, INSERT, UPDATE, DELETE ON retention.runs TO retention_operator;
+GRANT EXECUTE ON FUNCTION cleanup_expired_traces(), cleanup_old_agent_usage(integer) TO retention_operator;
+GRANT EXECUTE ON FUNCTION retention.run_policy(text, interval), retention.preview(text, interval),
+                          retention.batched_start(text, interval), retention.batched_step(bigint),
+                          retention.batched_finish(bigint, text) TO retention_operator;
+GRANT EXECUTE ON PROCEDURE retention.run_batched(text, interval, jsonb) TO retention_operator;
+-- UPDATE too: each batch locks its rows (FOR UPDATE SKIP LOCKED) before deleting them.
+GRANT SELECT, UPDATE, DELETE ON "ConversationTrace", "AgentUsage" TO retention_operator;
+
+SET ROLE retention_operator;
+SELECT cleanup_expired_traces();
+SELECT cleanup_old_agent_usage(30);
+-- Writing policies stays with the owner.
+SELECT retention.add_policy('mine', 'sessions', 'last_seen', 'expires_at');
+RESET ROLE;
+
+-- Every routine pins its search_path (the procedure cannot; it qualifies every name).
+SELECT p.proname
+  FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_retention'
+ WHERE NOT coalesce(p.proconfig::text LIKE '%search_path=pg_catalog, pg_temp%', false)
+ ORDER BY 1;
+DROP EXTENSION pg_retention;
+DROP OWNED BY retention_operator;
+DROP ROLE retention_operator;
