@@ -1,7 +1,7 @@
 //! Running a policy: the lock that keeps runs of one policy apart, the cutoff fixed at the
 //! start, the batches, and the run-history row and log line every run leaves.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::panic::CaughtError;
@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::policy::{raise, spi, Policy, Rule, Statements};
 use crate::run_log::{Mode, RunRecord, Status, Trigger};
-use crate::settings;
+use crate::{failed_runs, settings};
 
 /// First key of every pg_retention advisory lock ("RETE"); the second is `hashtext(policy name)`,
 /// which needs no catalog lookup to release, even if the policy is dropped mid-run.
@@ -58,13 +58,7 @@ impl Prepared {
         };
         let time_type = policy.check_target(true);
         let statements = policy.statements(time_type);
-        // pg_cron's job workers say who they are in backend_type; its libpq sessions in application_name.
-        let (backend_type, application_name) = spi(Spi::get_two::<String, String>(
-            "SELECT a.backend_type, pg_catalog.current_setting('application_name')
-               FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a",
-        ));
-        let trigger = Trigger::detect(backend_type.as_deref().unwrap_or(""), application_name.as_deref().unwrap_or(""));
-        Prepared { policy, statements, retain, trigger }
+        Prepared { policy, statements, retain, trigger: caller_trigger() }
     }
 
     /// Fixed once per run; every batch compares against this value.
@@ -191,6 +185,16 @@ impl Prepared {
     }
 }
 
+/// Who started this run. pg_cron's job workers say so in backend_type, its libpq
+/// sessions in application_name.
+fn caller_trigger() -> Trigger {
+    let (backend_type, application_name) = spi(Spi::get_two::<String, String>(
+        "SELECT a.backend_type, pg_catalog.current_setting('application_name')
+           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a",
+    ));
+    Trigger::detect(backend_type.as_deref().unwrap_or(""), application_name.as_deref().unwrap_or(""))
+}
+
 /// Deletes history older than `pg_retention.history_retention_days`.
 fn prune_history() {
     spi(Spi::run_with_args(
@@ -223,28 +227,42 @@ fn error_message(error: &CaughtError) -> String {
     }
 }
 
-/// Logs the failure of a run that is about to roll back with its transaction, then re-raises.
-fn log_failure_and_rethrow(policy: &str, mode: Mode, started: Instant, error: CaughtError) -> ! {
-    let record = RunRecord {
-        run_id: None,
-        policy: policy.to_string(),
-        trigger: Trigger::Sql,
-        mode,
-        status: Status::Failed,
-        cutoff: None,
-        rows_deleted: 0,
-        batches: 0,
-        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-        error: Some(error_message(&error)),
+/// Runs `work` in a subtransaction, so that on error its changes are rolled back and the
+/// session is clean enough to record the failure before the error goes on to the caller.
+fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, CaughtError> {
+    // SAFETY: the pattern of PL/pgSQL's exception blocks: begin, then on either path release or
+    // roll back, restoring the caller's memory context and resource owner.
+    let (context, owner) = unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        (context, owner)
     };
-    log!("{}", record.log_line());
-    error.rethrow()
+    let restore = move || unsafe {
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    };
+    PgTryBuilder::new(move || {
+        let result = work();
+        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        restore();
+        Ok(result)
+    })
+    .catch_others(move |error| {
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        Err(error)
+    })
+    .execute()
 }
 
-/// Runs a policy to completion inside the caller's transaction.
+/// Runs a policy to completion inside the caller's transaction. A failure is recorded in the
+/// history (out of band, see `failed_runs`) and logged, then raised to the caller.
 pub fn run_in_transaction(name: &str, retain: Option<Interval>) -> Outcome {
     let started = Instant::now();
-    PgTryBuilder::new(|| {
+    let started_wall = SystemTime::now();
+    let result = in_subtransaction(|| {
         let prepared = Prepared::new(name, retain);
         if let Err(skipped) = prepared.lock_or_skip(Mode::Transaction, false) {
             return skipped;
@@ -265,9 +283,29 @@ pub fn run_in_transaction(name: &str, retain: Option<Interval>) -> Outcome {
         let outcome = prepared.insert_run(Mode::Transaction, Status::Succeeded, Some(cutoff), rows, batches, None, Some(started_at));
         log!("{}", outcome.record.log_line());
         outcome
-    })
-    .catch_others(|error| log_failure_and_rethrow(name, Mode::Transaction, started, error))
-    .execute()
+    });
+    match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let message = error_message(&error);
+            let trigger = caller_trigger();
+            let record = RunRecord {
+                run_id: None,
+                policy: name.to_string(),
+                trigger,
+                mode: Mode::Transaction,
+                status: Status::Failed,
+                cutoff: None,
+                rows_deleted: 0,
+                batches: 0,
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                error: Some(message.clone()),
+            };
+            log!("{}", record.log_line());
+            failed_runs::record(&failed_runs::FailedRun { policy: name, trigger: trigger.as_str(), started: started_wall, error: &message });
+            error.rethrow()
+        }
+    }
 }
 
 /// Counts what a run would touch now: same predicate and cutoff rule, nothing changed.

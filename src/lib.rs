@@ -4,6 +4,7 @@ use pgrx::prelude::*;
 
 mod api;
 mod engine;
+mod failed_runs;
 mod limits;
 mod policy;
 mod run_log;

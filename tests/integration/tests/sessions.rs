@@ -132,7 +132,7 @@ fn a_killed_batched_run_loses_nothing_and_the_next_run_finishes() {
 }
 
 #[test]
-fn a_failed_batched_run_is_recorded_and_releases_the_policy() {
+fn failed_runs_are_recorded_and_release_the_policy() {
     let mut client = connect();
     table_with_policy(&mut client, "it_failed", 10, 0, 1000, None);
     client
@@ -147,6 +147,20 @@ fn a_failed_batched_run_is_recorded_and_releases_the_policy() {
     let row = client.query_one("SELECT status, error FROM retention.runs WHERE policy = 'it_failed'", &[]).unwrap();
     assert_eq!(row.get::<_, String>(0), "failed");
     assert!(row.get::<_, String>(1).starts_with("legal hold on"));
+
+    // A run in the caller's transaction rolls back with it, yet its failure stays recorded.
+    let mut tx = client.transaction().unwrap();
+    let error = tx.query_one("SELECT retention.run_policy('it_failed')", &[]).unwrap_err();
+    assert!(error.as_db_error().unwrap().message().starts_with("legal hold on"), "{error}");
+    tx.rollback().unwrap();
+    let row = client
+        .query_one("SELECT status, mode, error, pid = pg_backend_pid() FROM retention.runs WHERE policy = 'it_failed' ORDER BY id DESC LIMIT 1", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "failed");
+    assert_eq!(row.get::<_, String>(1), "transaction");
+    assert!(row.get::<_, String>(2).starts_with("legal hold on"));
+    assert!(row.get::<_, bool>(3), "the row names the session that ran it, not the recorder");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_failed"), 10);
 
     // The same session (and any other) can run the policy again: the lock was released.
     client.batch_execute("DROP TRIGGER hold ON it_failed").unwrap();
