@@ -229,7 +229,7 @@ fn error_message(error: &CaughtError) -> String {
 
 /// Runs `work` in a subtransaction, so that on error its changes are rolled back and the
 /// session is clean enough to record the failure before the error goes on to the caller.
-fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, CaughtError> {
+fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, Box<CaughtError>> {
     // SAFETY: the pattern of PL/pgSQL's exception blocks: begin, then on either path release or
     // roll back, restoring the caller's memory context and resource owner.
     let (context, owner) = unsafe {
@@ -252,7 +252,7 @@ fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Re
     .catch_others(move |error| {
         unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
         restore();
-        Err(error)
+        Err(Box::new(error))
     })
     .execute()
 }
@@ -382,7 +382,7 @@ pub fn batched_step(run_id: i64) -> bool {
 /// Ends a batched run: records how it ended, releases the policy lock, logs the line.
 pub fn batched_finish(run_id: i64, error: Option<&str>) -> JsonB {
     let status = if error.is_some() { Status::Failed } else { Status::Succeeded };
-    let row = spi(Spi::connect_mut(|client| -> SpiResult<Option<(String, String, Option<String>, i64, i32, f64)>> {
+    let record = spi(Spi::connect_mut(|client| -> SpiResult<Option<RunRecord>> {
         let rows = client.update(
             "UPDATE retention.runs
                 SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp()
@@ -396,38 +396,30 @@ pub fn batched_finish(run_id: i64, error: Option<&str>) -> JsonB {
             return Ok(None);
         }
         let r = rows.first();
-        Ok(Some((
-            r.get(1)?.unwrap_or_default(),
-            r.get(2)?.unwrap_or_default(),
-            r.get(3)?,
-            r.get(4)?.unwrap_or_default(),
-            r.get(5)?.unwrap_or_default(),
-            r.get(6)?.unwrap_or_default(),
-        )))
-    }));
-    let Some((policy, trigger, cutoff, rows_deleted, batches, duration_ms)) = row else {
+        Ok(Some(RunRecord {
+            run_id: Some(run_id),
+            policy: r.get(1)?.unwrap_or_default(),
+            trigger: if r.get::<String>(2)?.as_deref() == Some("pg_cron") { Trigger::PgCron } else { Trigger::Sql },
+            mode: Mode::Batched,
+            status,
+            cutoff: r.get(3)?,
+            rows_deleted: r.get(4)?.unwrap_or_default(),
+            batches: i64::from(r.get::<i32>(5)?.unwrap_or_default()),
+            duration_ms: r.get(6)?.unwrap_or_default(),
+            error: error.map(str::to_string),
+        }))
+    }))
+    .unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("run {run_id} is not a batched run in progress in this session"),
             None,
         )
-    };
+    });
     spi(Spi::get_one_with_args::<bool>(
         "SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
-        &[LOCK_CLASS.into(), policy.as_str().into()],
+        &[LOCK_CLASS.into(), record.policy.as_str().into()],
     ));
-    let record = RunRecord {
-        run_id: Some(run_id),
-        policy,
-        trigger: if trigger == "pg_cron" { Trigger::PgCron } else { Trigger::Sql },
-        mode: Mode::Batched,
-        status,
-        cutoff,
-        rows_deleted,
-        batches: i64::from(batches),
-        duration_ms,
-        error: error.map(str::to_string),
-    };
     log!("{}", record.log_line());
     JsonB(record.to_json())
 }
