@@ -161,6 +161,21 @@ mod tests {
         assert_eq!(Spi::get_one::<i64>("SELECT cleanup_expired_traces()").unwrap(), Some(1));
     }
 
+    #[pg_test]
+    fn history_is_pruned_by_age_setting() {
+        traces();
+        Spi::run(
+            "SET LOCAL pg_retention.history_retention_days = 10;
+             INSERT INTO retention.runs (policy, trigger, mode, status, started_at)
+             VALUES ('old', 'sql', 'transaction', 'succeeded', now() - interval '11 days'),
+                    ('recent', 'sql', 'transaction', 'succeeded', now() - interval '9 days')",
+        )
+        .unwrap();
+        Spi::run("SELECT cleanup_expired_traces()").unwrap();
+        assert_eq!(count("SELECT count(*) FROM retention.runs WHERE policy = 'old'"), 0);
+        assert_eq!(count("SELECT count(*) FROM retention.runs WHERE policy = 'recent'"), 1);
+    }
+
     #[pg_test(error = "days must be between 1 and 36500, got 0")]
     fn zero_days_rejected() {
         Spi::run("SELECT cleanup_old_agent_usage(0)").unwrap();
