@@ -18,9 +18,12 @@ CREATE TABLE retention.policies (
     enabled            boolean NOT NULL DEFAULT true,
     created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- twilio_recording: the column holding the recording SID, and a key column to page by.
+    sid_column         text,
+    id_column          text,
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
-    CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete')),
+    CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),
     CONSTRAINT policies_retain_check CHECK ((rule = 'older_than') = (retain IS NOT NULL)),
     CONSTRAINT policies_batch_size_check CHECK (batch_size BETWEEN 1 AND 1000000)
 );
@@ -40,7 +43,8 @@ CREATE TABLE retention.runs (
     error            text,
     pid              integer NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
     username         text NOT NULL DEFAULT CURRENT_USER,
-    application_name text
+    application_name text,
+    details          jsonb -- recordings: checked, deleted, failed, skipped, and failures by kind
 );
 CREATE INDEX runs_policy_started_at_idx ON retention.runs (policy, started_at DESC);
 CREATE INDEX runs_started_at_idx ON retention.runs (started_at);

@@ -5,6 +5,10 @@
 INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action, batch_size)
 VALUES ('expired_traces', 'public', 'ConversationTrace', 'expiresAt', 'expires_at', NULL, 'delete', 10000),
        ('old_agent_usage', 'public', 'AgentUsage', 'timestamp', 'older_than', interval '90 days', 'delete', 10000);
+INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
+                                soft_delete_column, reason_column, deletion_reason, sid_column, id_column, batch_size)
+VALUES ('old_recordings', 'public', 'voice_recordings', 'created_at', 'older_than', interval '90 days', 'twilio_recording',
+        'deleted_at', 'deletion_reason', 'retention_policy', 'twilio_recording_sid', 'id', 1000);
 
 -- A trigger function cannot take a SET clause from pgrx; pin its search_path here.
 ALTER FUNCTION retention.policies_validate() SET search_path = pg_catalog, pg_temp;
@@ -23,13 +27,17 @@ CREATE FUNCTION retention.add_policy(
     soft_delete_column text DEFAULT NULL,
     reason_column      text DEFAULT NULL,
     deletion_reason    text DEFAULT 'retention_policy',
-    enabled            boolean DEFAULT true
+    enabled            boolean DEFAULT true,
+    sid_column         text DEFAULT NULL,
+    id_column          text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
-                                    soft_delete_column, reason_column, deletion_reason, batch_size, enabled)
+                                    soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
+                                    sid_column, id_column)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
-            soft_delete_column, reason_column, deletion_reason, batch_size, enabled)
+            soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
+            sid_column, id_column)
     RETURNING *;
 $$;
 
@@ -46,7 +54,9 @@ CREATE FUNCTION retention.alter_policy(
     soft_delete_column text DEFAULT NULL,
     reason_column      text DEFAULT NULL,
     deletion_reason    text DEFAULT NULL,
-    enabled            boolean DEFAULT NULL
+    enabled            boolean DEFAULT NULL,
+    sid_column         text DEFAULT NULL,
+    id_column          text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -64,7 +74,9 @@ BEGIN
         reason_column      = coalesce(alter_policy.reason_column, p.reason_column),
         deletion_reason    = coalesce(alter_policy.deletion_reason, p.deletion_reason),
         batch_size         = coalesce(alter_policy.batch_size, p.batch_size),
-        enabled            = coalesce(alter_policy.enabled, p.enabled)
+        enabled            = coalesce(alter_policy.enabled, p.enabled),
+        sid_column         = coalesce(alter_policy.sid_column, p.sid_column),
+        id_column          = coalesce(alter_policy.id_column, p.id_column)
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN
@@ -88,59 +100,12 @@ BEGIN
 END
 $$;
 
--- Runs a policy committing after every batch. A procedure with transaction control cannot
--- carry a SET clause, so instead of a pinned search_path every name below is qualified.
-CREATE PROCEDURE retention.run_batched(policy_name text, retain interval DEFAULT NULL, INOUT result jsonb DEFAULT NULL)
-LANGUAGE plpgsql AS $$
-DECLARE
-    run_id  bigint;
-    more    boolean;
-    failed  boolean := false;
-    err_state   text;
-    err_message text;
-    err_detail  text;
-    err_hint    text;
-BEGIN
-    -- Fails at once, before any lock is taken, when called inside a transaction block.
-    COMMIT;
-    run_id := retention.batched_start(policy_name, retain);
-    COMMIT;
-    IF run_id IS NULL THEN
-        result := pg_catalog.jsonb_build_object('policy', policy_name, 'status', 'skipped');
-        RETURN;
-    END IF;
-    LOOP
-        BEGIN
-            more := retention.batched_step(run_id);
-        EXCEPTION WHEN OTHERS OR query_canceled THEN
-            GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
-                                    err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
-            failed := true;
-        END;
-        IF failed THEN
-            -- Record the failure and release the policy lock in a transaction of its own.
-            PERFORM retention.batched_finish(run_id, err_message);
-            COMMIT;
-            -- RAISE takes no empty option, so pass on only the parts the error had.
-            IF err_detail <> '' AND err_hint <> '' THEN
-                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, DETAIL = err_detail, HINT = err_hint;
-            ELSIF err_detail <> '' THEN
-                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, DETAIL = err_detail;
-            ELSIF err_hint <> '' THEN
-                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message, HINT = err_hint;
-            ELSE
-                RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message;
-            END IF;
-        END IF;
-        COMMIT;
-        EXIT WHEN NOT more;
-    END LOOP;
-    result := retention.batched_finish(run_id, NULL);
-    COMMIT;
-END
-$$;
-
-COMMENT ON PROCEDURE retention.run_batched(text, interval, jsonb) IS
+-- Runs a policy committing after every batch (and, for recordings, before the Twilio calls
+-- of each batch). Written in Rust; a procedure with transaction control cannot carry a SET
+-- clause, so its SQL schema-qualifies every name instead of pinning search_path.
+CREATE PROCEDURE retention.run_batched(policy_name text, retain interval DEFAULT NULL)
+LANGUAGE c AS 'MODULE_PATHNAME', 'pg_retention_run_batched';
+COMMENT ON PROCEDURE retention.run_batched(text, interval) IS
     'Runs a retention policy, committing after each batch; use with CALL';
 
 -- Nothing runs for PUBLIC: the README lists what to grant to an operator role.
@@ -148,3 +113,4 @@ REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC;
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_expired_traces() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_agent_usage(integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_recordings(integer) FROM PUBLIC;

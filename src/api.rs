@@ -13,6 +13,7 @@ use crate::policy::{raise, Action, Policy, Rule};
 /// The preset policies that `CREATE EXTENSION` adds (see `sql/finalize.sql`).
 const TRACES_POLICY: &str = "expired_traces";
 const AGENT_USAGE_POLICY: &str = "old_agent_usage";
+const RECORDINGS_POLICY: &str = "old_recordings";
 
 fn required<T>(value: Option<T>, argument: &str) -> T {
     value.unwrap_or_else(|| {
@@ -28,17 +29,30 @@ fn cleanup_expired_traces() -> i64 {
     engine::run_in_transaction(TRACES_POLICY, None).rows_deleted()
 }
 
+/// For recordings older than `days` days and not yet soft-deleted: DELETE at Twilio, then
+/// soft-delete the row. Returns the run as jsonb, with `checked = deleted + failed + skipped`.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn cleanup_old_recordings(days: default!(Option<i32>, 90)) -> JsonB {
+    let days = checked_days(days, "cleanup_old_recordings");
+    engine::run_in_transaction(RECORDINGS_POLICY, Some(Interval::from_days(days))).to_jsonb()
+}
+
+fn checked_days(days: Option<i32>, function: &str) -> i32 {
+    limits::check_days(days).unwrap_or_else(|message| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            message,
+            Some(format!("For example SELECT {function}(90); nothing was deleted.")),
+        )
+    })
+}
+
 /// Deletes agent-usage rows older than `days` days. Returns the number of rows deleted.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn cleanup_old_agent_usage(days: default!(Option<i32>, 90)) -> i64 {
-    let days = limits::check_days(days).unwrap_or_else(|message| {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            message,
-            Some("For example SELECT cleanup_old_agent_usage(90); nothing was deleted.".into()),
-        )
-    });
+    let days = checked_days(days, "cleanup_old_agent_usage");
     engine::run_in_transaction(AGENT_USAGE_POLICY, Some(Interval::from_days(days))).rows_deleted()
 }
 
@@ -59,27 +73,6 @@ pub mod retention {
     #[search_path(pg_catalog, pg_temp)]
     fn preview(policy_name: Option<&str>, retain: default!(Option<Interval>, "NULL")) -> JsonB {
         engine::preview(required(policy_name, "policy_name"), retain)
-    }
-
-    /// First step of `CALL retention.run_batched()`. Not for direct use.
-    #[pg_extern(volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn batched_start(policy_name: Option<&str>, retain: Option<Interval>) -> Option<i64> {
-        engine::batched_start(required(policy_name, "policy_name"), retain)
-    }
-
-    /// One batch of `CALL retention.run_batched()`; true while rows may remain. Not for direct use.
-    #[pg_extern(volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn batched_step(run_id: i64) -> bool {
-        engine::batched_step(run_id)
-    }
-
-    /// Last step of `CALL retention.run_batched()`. Not for direct use.
-    #[pg_extern(volatile, parallel_unsafe)]
-    #[search_path(pg_catalog, pg_temp)]
-    fn batched_finish(run_id: i64, error: Option<&str>) -> JsonB {
-        engine::batched_finish(run_id, error)
     }
 
     /// Validates every row written to `retention.policies`, however it is written, and stamps
@@ -106,10 +99,12 @@ pub mod retention {
             time_column: required(text("time_column"), "time_column"),
             rule: if rule == "older_than" { Rule::OlderThan } else { Rule::ExpiresAt },
             retain: new.get_by_name::<Interval>("retain").ok().flatten(),
-            action: if action == "soft_delete" { Action::SoftDelete } else { Action::Delete },
+            action: Action::parse(&action),
             soft_delete_column: text("soft_delete_column"),
             reason_column: text("reason_column"),
             deletion_reason: String::new(),
+            sid_column: text("sid_column"),
+            id_column: text("id_column"),
             batch_size: required(new.get_by_name::<i32>("batch_size").ok().flatten(), "batch_size"),
             enabled: true,
         };
@@ -119,4 +114,90 @@ pub mod retention {
             .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));
         Ok(Some(new))
     }
+}
+
+/// `CALL retention.run_batched(policy_name text, retain interval DEFAULT NULL)`: a C-language
+/// procedure (pgrx makes functions only), so that it can commit between batches and hold no
+/// transaction while Twilio calls are in flight. Declared in `sql/finalize.sql`.
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_pg_retention_run_batched() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// # Safety
+/// Called by Postgres' fmgr with a valid `fcinfo` for the procedure declared above.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn pg_retention_run_batched(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let context = (*fcinfo).context;
+    let nonatomic = !context.is_null()
+        && (*context).type_ == pg_sys::NodeTag::T_CallContext
+        && !(*(context as *mut pg_sys::CallContext)).atomic;
+    if !nonatomic {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION,
+            "retention.run_batched commits after each batch, so it cannot run inside a transaction block or a function".into(),
+            Some("Call it on its own: CALL retention.run_batched('policy');".into()),
+        )
+    }
+    // Copied out now: the arguments' memory does not outlive the first commit.
+    let policy_name: Option<String> = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0).map(str::to_string);
+    let retain: Option<Interval> = pgrx::fcinfo::pg_getarg::<Interval>(fcinfo, 1);
+    let policy_name = required(policy_name, "policy_name");
+
+    pg_sys::SPI_connect_ext(pg_sys::SPI_OPT_NONATOMIC as i32);
+    let outcome = engine::run_batched(&policy_name, retain, &|| pg_sys::SPI_commit());
+    pg_sys::SPI_finish();
+    let record = &outcome.record;
+    if record.status == crate::run_log::Status::Skipped {
+        return pg_sys::Datum::from(0); // its own notice said why
+    }
+    ereport!(
+        NOTICE,
+        PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+        format!(
+            "retention policy \"{}\": run {} {} (rows: {}, batches: {})",
+            record.policy,
+            record.run_id.map(|id| id.to_string()).unwrap_or_default(),
+            record.status.as_str(),
+            record.rows_deleted,
+            record.batches
+        )
+    );
+    pg_sys::Datum::from(0)
+}
+
+/// Entry points of 0.1.0 that 0.2.0 replaced. The library keeps their symbols so that a
+/// database still on 0.1.0 loads, and `CREATE EXTENSION pg_retention VERSION '0.1.0'` works
+/// for the upgrade test; calling one says to update.
+mod replaced_in_0_2_0 {
+    use pgrx::pg_sys;
+
+    use crate::policy::raise;
+    use pgrx::prelude::PgSqlErrorCode;
+
+    macro_rules! replaced {
+        ($finfo:ident, $symbol:ident) => {
+            #[unsafe(no_mangle)]
+            pub extern "C" fn $finfo() -> &'static pg_sys::Pg_finfo_record {
+                static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+                &V1
+            }
+
+            #[pgrx::pg_guard]
+            #[unsafe(no_mangle)]
+            pub extern "C-unwind" fn $symbol(_fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+                raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "this database has pg_retention 0.1.0's SQL, but the installed library is newer".into(),
+                    Some("Run ALTER EXTENSION pg_retention UPDATE;".into()),
+                )
+            }
+        };
+    }
+
+    replaced!(pg_finfo_batched_start_wrapper, batched_start_wrapper);
+    replaced!(pg_finfo_batched_step_wrapper, batched_step_wrapper);
+    replaced!(pg_finfo_batched_finish_wrapper, batched_finish_wrapper);
 }

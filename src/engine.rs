@@ -1,5 +1,9 @@
 //! Running a policy: the lock that keeps runs of one policy apart, the cutoff fixed at the
 //! start, the batches, and the run-history row and log line every run leaves.
+//!
+//! Two ways to run: in the caller's transaction (`SELECT`), or committing after each batch
+//! (`CALL retention.run_batched`), where a recording batch also commits before its Twilio
+//! calls, so no transaction, lock or snapshot is held while they are in flight.
 
 use std::time::{Instant, SystemTime};
 
@@ -10,13 +14,17 @@ use pgrx::spi::SpiResult;
 use pgrx::JsonB;
 use serde_json::json;
 
-use crate::policy::{raise, spi, Policy, Rule, Statements};
-use crate::run_log::{Mode, RunRecord, Status, Trigger};
+use crate::policy::{raise, spi, Action, Policy, Rule, Statements, Target};
+use crate::run_log::{Mode, RunRecord, Status, Tally, Trigger};
+use crate::twilio::{self, Answer};
 use crate::{failed_runs, settings};
 
 /// First key of every pg_retention advisory lock ("RETE"); the second is `hashtext(policy name)`,
 /// which needs no catalog lookup to release, even if the policy is dropped mid-run.
 const LOCK_CLASS: i32 = 0x5245_5445;
+
+/// Rows of one run whose skip or failure is logged one by one; the rest only in the counts.
+const ROWS_LOGGED_PER_RUN: i64 = 20;
 
 /// What a run did, as its callers report it.
 pub struct Outcome {
@@ -33,17 +41,20 @@ impl Outcome {
     }
 }
 
-/// A policy ready to run: checked against the live table, its SQL built, its cutoff rule known.
+/// A policy ready to run: checked against the live table, its SQL built, its cutoff rule known,
+/// and for recordings a Twilio client built from the settings.
 struct Prepared {
     policy: Policy,
     statements: Statements,
     retain: Option<Interval>,
     trigger: Trigger,
+    twilio: Option<twilio::Client>,
 }
 
 impl Prepared {
     /// `retain` overrides the policy's interval (the `days` of the cleanup functions).
-    fn new(name: &str, retain: Option<Interval>) -> Prepared {
+    /// `for_run` builds the Twilio client too (a preview sends nothing and needs no credentials).
+    fn new(name: &str, retain: Option<Interval>, for_run: bool) -> Prepared {
         let policy = Policy::load(name);
         let retain = match (policy.rule, retain) {
             (Rule::ExpiresAt, Some(_)) => raise(
@@ -56,9 +67,11 @@ impl Prepared {
                 raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("retention policy \"{name}\" has no retain interval"), None)
             }))),
         };
-        let time_type = policy.check_target(true);
-        let statements = policy.statements(time_type);
-        Prepared { policy, statements, retain, trigger: caller_trigger() }
+        // Credentials are checked before any row is read.
+        let twilio = (for_run && policy.action == Action::TwilioRecording).then(|| twilio::Client::new(twilio_config()));
+        let target: Target = policy.check_target(true);
+        let statements = policy.statements(&target);
+        Prepared { policy, statements, retain, trigger: caller_trigger(), twilio }
     }
 
     /// Fixed once per run; every batch compares against this value.
@@ -72,21 +85,6 @@ impl Prepared {
             )),
         };
         cutoff.unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: no cutoff".into(), None))
-    }
-
-    /// Deletes (or soft-deletes) at most one batch of rows past the cutoff; returns how many.
-    fn run_batch(&self, cutoff: TimestampWithTimeZone) -> i64 {
-        let reason = self.policy.deletion_reason.as_str();
-        let batch_size = i64::from(self.policy.batch_size);
-        let processed = Spi::connect_mut(|client| -> SpiResult<usize> {
-            let table = if self.policy.reason_column.is_some() {
-                client.update(self.statements.batch.as_str(), None, &[cutoff.into(), batch_size.into(), reason.into()])?
-            } else {
-                client.update(self.statements.batch.as_str(), None, &[cutoff.into(), batch_size.into()])?
-            };
-            Ok(table.len())
-        });
-        spi(processed) as i64
     }
 
     fn try_lock(&self, session: bool) -> bool {
@@ -124,65 +122,308 @@ impl Prepared {
 
     fn skip(&self, mode: Mode, message: String) -> Outcome {
         ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
-        let outcome = self.insert_run(mode, Status::Skipped, None, 0, 0, Some(&message), None);
-        log!("{}", outcome.record.log_line());
-        outcome
+        let mut record = self.record(mode, Status::Skipped);
+        record.error = Some(message);
+        insert_run(&mut record, None, None);
+        log!("{}", record.log_line());
+        Outcome { record }
     }
 
-    /// Writes a history row; returns the record with its id and Postgres-formatted cutoff.
-    #[allow(clippy::too_many_arguments)]
-    fn insert_run(
-        &self,
-        mode: Mode,
-        status: Status,
-        cutoff: Option<TimestampWithTimeZone>,
-        rows_deleted: i64,
-        batches: i64,
-        error: Option<&str>,
-        started_at: Option<TimestampWithTimeZone>,
-    ) -> Outcome {
-        let finished = status != Status::Running;
-        let (run_id, cutoff_text, duration_ms) = spi(Spi::connect_mut(|client| -> SpiResult<(Option<i64>, Option<String>, Option<f64>)> {
-            let rows = client.update(
-                "INSERT INTO retention.runs
-                        (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, application_name)
-                 VALUES ($1, $2, $3, $4, coalesce($5, pg_catalog.clock_timestamp()),
-                         CASE WHEN $6 THEN pg_catalog.clock_timestamp() END, $7, $8, $9, $10,
-                         pg_catalog.current_setting('application_name'))
-                 RETURNING id, pg_catalog.to_json(cutoff) #>> '{}',
-                           (extract(epoch FROM coalesce(finished_at, started_at) - started_at) * 1000)::float8",
-                None,
-                &[
-                    self.policy.name.as_str().into(),
-                    self.trigger.as_str().into(),
-                    mode.as_str().into(),
-                    status.as_str().into(),
-                    started_at.into(),
-                    finished.into(),
-                    cutoff.into(),
-                    rows_deleted.into(),
-                    (batches as i32).into(),
-                    error.into(),
-                ],
-            )?;
-            let row = rows.first();
-            Ok((row.get(1)?, row.get(2)?, row.get(3)?))
-        }));
-        Outcome {
-            record: RunRecord {
-                run_id,
-                policy: self.policy.name.clone(),
-                trigger: self.trigger,
-                mode,
-                status,
-                cutoff: cutoff_text,
-                rows_deleted,
-                batches,
-                duration_ms: duration_ms.unwrap_or_default(),
-                error: error.map(str::to_string),
-            },
+    fn record(&self, mode: Mode, status: Status) -> RunRecord {
+        RunRecord {
+            run_id: None,
+            policy: self.policy.name.clone(),
+            trigger: self.trigger,
+            mode,
+            status,
+            cutoff: None,
+            rows_deleted: 0,
+            batches: 0,
+            duration_ms: 0.0,
+            error: None,
+            tally: (self.policy.action == Action::TwilioRecording).then(Tally::default),
         }
     }
+}
+
+/// Twilio settings, read on this (the main) thread and handed to the client as plain values.
+fn twilio_config() -> twilio::ClientConfig {
+    let missing = |setting: &str, what: &str| -> ! {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{setting} is not set: {what}"),
+            Some("Set it in postgresql.conf or with ALTER SYSTEM, then SELECT pg_reload_conf(). Nothing was read or sent.".into()),
+        )
+    };
+    let account_sid = settings::text(&settings::TWILIO_ACCOUNT_SID)
+        .unwrap_or_else(|| missing("pg_retention.twilio_account_sid", "the Twilio Account SID whose recordings are deleted"));
+    if !twilio::is_account_sid(&account_sid) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "pg_retention.twilio_account_sid must be AC followed by 32 hex digits".into(),
+            None,
+        )
+    }
+    let (username, password) = match settings::text(&settings::TWILIO_API_KEY_SID) {
+        Some(key_sid) => {
+            if !twilio::is_api_key_sid(&key_sid) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    "pg_retention.twilio_api_key_sid must be SK followed by 32 hex digits".into(),
+                    None,
+                )
+            }
+            let secret = settings::text(&settings::TWILIO_API_KEY_SECRET)
+                .unwrap_or_else(|| missing("pg_retention.twilio_api_key_secret", "the secret of pg_retention.twilio_api_key_sid"));
+            (key_sid, secret)
+        }
+        None => {
+            let token = settings::text(&settings::TWILIO_AUTH_TOKEN).unwrap_or_else(|| {
+                missing(
+                    "pg_retention.twilio_auth_token",
+                    "the account's auth token (or set pg_retention.twilio_api_key_sid and pg_retention.twilio_api_key_secret)",
+                )
+            });
+            (account_sid.clone(), token)
+        }
+    };
+    let base_url = settings::text(&settings::TWILIO_BASE_URL).unwrap_or_else(|| "https://api.twilio.com".into());
+    if let Err(problem) = twilio::check_base_url(&base_url) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("pg_retention.twilio_base_url: {problem}"), None)
+    }
+    let millis = |setting: &pgrx::GucSetting<i32>| std::time::Duration::from_millis(setting.get().max(0) as u64);
+    let max_backoff = millis(&settings::TWILIO_MAX_BACKOFF_MS);
+    twilio::ClientConfig {
+        base_url,
+        credentials: twilio::Credentials { account_sid, username, password },
+        connect_timeout: millis(&settings::TWILIO_CONNECT_TIMEOUT_MS),
+        timeout: millis(&settings::TWILIO_TIMEOUT_MS),
+        concurrency: settings::TWILIO_CONCURRENCY.get().max(1) as usize,
+        retry: twilio::RetryPolicy {
+            attempts: settings::TWILIO_MAX_ATTEMPTS.get().max(1) as u32,
+            default_backoff: max_backoff / 10,
+            max_backoff,
+        },
+    }
+}
+
+/// Recordings of one batch, read before any Twilio call.
+struct Fetched {
+    keys: Vec<String>,
+    sids: Vec<Option<String>>,
+}
+
+/// One run across its batches.
+struct Run {
+    prepared: Prepared,
+    mode: Mode,
+    cutoff: TimestampWithTimeZone,
+    record: RunRecord,
+    /// Recordings: the key of the last row fetched; the next batch starts after it.
+    last_key: Option<String>,
+    started: Instant,
+}
+
+impl Run {
+    fn new(prepared: Prepared, mode: Mode) -> Run {
+        let cutoff = prepared.cutoff();
+        let mut record = prepared.record(mode, Status::Running);
+        record.cutoff = Some(timestamp_text(cutoff));
+        Run { prepared, mode, cutoff, record, last_key: None, started: Instant::now() }
+    }
+
+    fn batch_size(&self) -> i64 {
+        i64::from(self.prepared.policy.batch_size)
+    }
+
+    /// delete / soft_delete: one batch; returns whether rows may remain.
+    fn row_batch(&mut self) -> bool {
+        let statements = &self.prepared.statements;
+        let policy = &self.prepared.policy;
+        let (cutoff, batch_size) = (self.cutoff, self.batch_size());
+        let processed = spi(Spi::connect_mut(|client| -> SpiResult<usize> {
+            let table = if policy.action == Action::SoftDelete && policy.reason_column.is_some() {
+                client.update(statements.batch.as_str(), None, &[cutoff.into(), batch_size.into(), policy.deletion_reason.as_str().into()])?
+            } else {
+                client.update(statements.batch.as_str(), None, &[cutoff.into(), batch_size.into()])?
+            };
+            Ok(table.len())
+        })) as i64;
+        self.record.rows_deleted += processed;
+        self.record.batches += 1;
+        processed >= batch_size
+    }
+
+    /// twilio_recording, step 1: the next batch of unmarked recordings past the cutoff.
+    fn fetch(&mut self) -> Fetched {
+        let (cutoff, batch_size, after) = (self.cutoff, self.batch_size(), self.last_key.clone());
+        let fetched = spi(Spi::connect(|client| -> SpiResult<Fetched> {
+            let rows = client.select(
+                self.prepared.statements.fetch.as_str(),
+                None,
+                &[cutoff.into(), after.into(), batch_size.into()],
+            )?;
+            let mut fetched = Fetched { keys: Vec::with_capacity(rows.len()), sids: Vec::with_capacity(rows.len()) };
+            for row in rows {
+                fetched.keys.push(row.get::<String>(1)?.unwrap_or_default());
+                fetched.sids.push(row.get::<String>(2)?);
+            }
+            Ok(fetched)
+        }));
+        self.last_key = fetched.keys.last().cloned().or(self.last_key.take());
+        fetched
+    }
+
+    /// twilio_recording, step 2: the Twilio calls. Touches no Postgres API: the calls run on
+    /// helper threads while this thread waits. Rows with no valid SID are never sent.
+    fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Answer>>, u16> {
+        let policy = &self.prepared.policy.name;
+        let tally = self.record.tally.get_or_insert_with(Tally::default);
+        let mut to_send = Vec::new();
+        for (key, sid) in fetched.keys.iter().zip(&fetched.sids) {
+            match sid {
+                Some(sid) if twilio::is_recording_sid(sid) => to_send.push(sid.clone()),
+                _ => {
+                    if tally.skipped < ROWS_LOGGED_PER_RUN {
+                        let shown: String = sid.as_deref().unwrap_or("NULL").chars().take(40).collect();
+                        log!("pg_retention: policy \"{policy}\": row {key} skipped, its recording SID {shown:?} is not RE + 32 hex digits");
+                    }
+                    tally.skip();
+                }
+            }
+        }
+        let client = self.prepared.twilio.as_ref().expect("a recording run has a Twilio client");
+        let answers = client.delete_all(&to_send);
+        if let Some(Some(Answer::Refused(status))) = answers.iter().find(|a| matches!(a, Some(Answer::Refused(_)))) {
+            return Err(*status);
+        }
+        let mut sent = answers.into_iter();
+        let mut per_row = Vec::with_capacity(fetched.keys.len());
+        for (key, sid) in fetched.keys.iter().zip(&fetched.sids) {
+            if !sid.as_deref().is_some_and(twilio::is_recording_sid) {
+                per_row.push(None);
+                continue;
+            }
+            let answer = sent.next().flatten().unwrap_or(Answer::ConnectionError("not sent".into()));
+            if let Answer::BadRequest(status, body) = &answer {
+                if tally.failures[4] < ROWS_LOGGED_PER_RUN {
+                    log!("pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
+                }
+            }
+            tally.count(&answer);
+            per_row.push(Some(answer));
+        }
+        Ok(per_row)
+    }
+
+    /// twilio_recording, step 3: marks the rows whose SID Twilio confirmed (204 or 404).
+    fn mark(&mut self, fetched: &Fetched, answers: &[Option<Answer>]) {
+        let (keys, sids): (Vec<String>, Vec<String>) = fetched
+            .keys
+            .iter()
+            .zip(&fetched.sids)
+            .zip(answers)
+            .filter(|(_, answer)| answer.as_ref().is_some_and(Answer::confirms_deletion))
+            .map(|((key, sid), _)| (key.clone(), sid.clone().unwrap_or_default()))
+            .unzip();
+        if !keys.is_empty() {
+            let policy = &self.prepared.policy;
+            let cutoff = self.cutoff;
+            let marked = spi(Spi::connect_mut(|client| -> SpiResult<usize> {
+                let table = if policy.reason_column.is_some() {
+                    client.update(
+                        self.prepared.statements.mark.as_str(),
+                        None,
+                        &[cutoff.into(), keys.into(), sids.into(), policy.deletion_reason.as_str().into()],
+                    )?
+                } else {
+                    client.update(self.prepared.statements.mark.as_str(), None, &[cutoff.into(), keys.into(), sids.into()])?
+                };
+                Ok(table.len())
+            }));
+            self.record.rows_deleted += marked as i64;
+        }
+        self.record.batches += 1;
+    }
+
+
+    /// Records progress of a batched run, visible to other sessions once committed.
+    fn save_progress(&self) {
+        let details = self.record.tally.as_ref().map(|t| JsonB(t.to_json()));
+        spi(Spi::run_with_args(
+            "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id = $1",
+            &[self.record.run_id.into(), self.record.rows_deleted.into(), (self.record.batches as i32).into(), details.into()],
+        ));
+    }
+
+    /// Ends the run: the history row, the lock of a batched run, the log line.
+    fn finish(mut self, error: Option<String>) -> Outcome {
+        self.record.status = if error.is_some() { Status::Failed } else { Status::Succeeded };
+        self.record.error = error;
+        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        match self.record.run_id {
+            Some(_) => {
+                self.save_progress();
+                spi(Spi::run_with_args(
+                    "UPDATE retention.runs SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp() WHERE id = $1",
+                    &[self.record.run_id.into(), self.record.status.as_str().into(), self.record.error.clone().into()],
+                ));
+            }
+            None => insert_run(&mut self.record, Some(self.cutoff), Some(self.started)),
+        }
+        if self.mode == Mode::Batched {
+            spi(Spi::get_one_with_args::<bool>(
+                "SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
+                &[LOCK_CLASS.into(), self.record.policy.as_str().into()],
+            ));
+        }
+        log!("{}", self.record.log_line());
+        Outcome { record: self.record }
+    }
+}
+
+/// Twilio refused the credentials: the run stops; nothing of the batch is marked.
+fn refused_text(status: u16) -> String {
+    let account = settings::text(&settings::TWILIO_ACCOUNT_SID).unwrap_or_default();
+    format!("Twilio refused the credentials for account {account} (HTTP {status}); the run stopped and no row of this batch was marked")
+}
+
+fn refused_error(status: u16) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        refused_text(status),
+        Some("Check pg_retention.twilio_account_sid and pg_retention.twilio_auth_token (or the API key settings), and that pg_retention.twilio_base_url is the account's region.".into()),
+    )
+}
+
+/// Writes a finished (or skipped) run's history row; sets its id.
+fn insert_run(record: &mut RunRecord, cutoff: Option<TimestampWithTimeZone>, started: Option<Instant>) {
+    let started_ago_ms = started.map(|s| s.elapsed().as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let details = record.tally.as_ref().map(|t| JsonB(t.to_json()));
+    record.run_id = spi(Spi::get_one_with_args::<i64>(
+        "INSERT INTO retention.runs
+                (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details, application_name)
+         VALUES ($1, $2, $3, $4, pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $5 / 1000.0),
+                 CASE WHEN $4 <> 'running' THEN pg_catalog.clock_timestamp() END, $6, $7, $8, $9, $10, pg_catalog.current_setting('application_name'))
+         RETURNING id",
+        &[
+            record.policy.as_str().into(),
+            record.trigger.as_str().into(),
+            record.mode.as_str().into(),
+            record.status.as_str().into(),
+            started_ago_ms.into(),
+            cutoff.into(),
+            record.rows_deleted.into(),
+            (record.batches as i32).into(),
+            record.error.clone().into(),
+            details.into(),
+        ],
+    ));
+}
+
+/// Postgres' ISO 8601 text of a timestamp, whatever the session's DateStyle.
+fn timestamp_text(ts: TimestampWithTimeZone) -> String {
+    spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.to_json($1) #>> '{}'", &[ts.into()])).unwrap_or_default()
 }
 
 /// Who started this run. pg_cron's job workers say so in backend_type, its libpq
@@ -212,11 +453,6 @@ fn mark_interrupted(policy: &str) {
           WHERE policy = $1 AND status = 'running'",
         &[policy.into()],
     ));
-}
-
-fn clock_timestamp() -> TimestampWithTimeZone {
-    spi(Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.clock_timestamp()"))
-        .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: no clock".into(), None))
 }
 
 fn error_message(error: &CaughtError) -> String {
@@ -257,169 +493,158 @@ fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Re
     .execute()
 }
 
+/// The record of a run that failed before it could start (unknown policy, missing table, ...).
+fn failed_before_start(name: &str, mode: Mode, started: Instant, message: &str) -> RunRecord {
+    RunRecord {
+        run_id: None,
+        policy: name.to_string(),
+        trigger: caller_trigger(),
+        mode,
+        status: Status::Failed,
+        cutoff: None,
+        rows_deleted: 0,
+        batches: 0,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        error: Some(message.to_string()),
+        tally: None,
+    }
+}
+
 /// Runs a policy to completion inside the caller's transaction. A failure is recorded in the
 /// history (out of band, see `failed_runs`) and logged, then raised to the caller.
 pub fn run_in_transaction(name: &str, retain: Option<Interval>) -> Outcome {
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let result = in_subtransaction(|| {
-        let prepared = Prepared::new(name, retain);
+        let prepared = Prepared::new(name, retain, true);
         if let Err(skipped) = prepared.lock_or_skip(Mode::Transaction, false) {
             return skipped;
         }
-        let started_at = clock_timestamp();
         prune_history();
         mark_interrupted(name);
-        let cutoff = prepared.cutoff();
-        let (mut rows, mut batches) = (0i64, 0i64);
-        loop {
-            let n = prepared.run_batch(cutoff);
-            rows += n;
-            batches += 1;
-            if n < i64::from(prepared.policy.batch_size) {
-                break;
+        let mut run = Run::new(prepared, Mode::Transaction);
+        if run.prepared.policy.action == Action::TwilioRecording {
+            loop {
+                let fetched = run.fetch();
+                let answers = match run.call(&fetched) {
+                    Ok(answers) => answers,
+                    Err(status) => refused_error(status),
+                };
+                run.mark(&fetched, &answers);
+                if (fetched.keys.len() as i64) < run.batch_size() {
+                    break;
+                }
             }
+        } else {
+            while run.row_batch() {}
         }
-        let outcome = prepared.insert_run(Mode::Transaction, Status::Succeeded, Some(cutoff), rows, batches, None, Some(started_at));
-        log!("{}", outcome.record.log_line());
-        outcome
+        run.finish(None)
     });
-    match result {
-        Ok(outcome) => outcome,
+    result.unwrap_or_else(|error| {
+        let message = error_message(&error);
+        let record = failed_before_start(name, Mode::Transaction, started, &message);
+        log!("{}", record.log_line());
+        failed_runs::record(&failed_runs::FailedRun {
+            policy: name,
+            trigger: record.trigger.as_str(),
+            started: started_wall,
+            error: &message,
+        });
+        error.rethrow()
+    })
+}
+
+/// Runs a policy committing after each batch; `commit` ends the current transaction and
+/// starts the next. Must be called where a commit is allowed (the `run_batched` procedure).
+pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> Outcome {
+    let started = Instant::now();
+    let start = in_subtransaction(|| {
+        let prepared = Prepared::new(name, retain, true);
+        prune_history();
+        let mut run = Run::new(prepared, Mode::Batched);
+        if let Err(skipped) = run.prepared.lock_or_skip(Mode::Batched, true) {
+            return Err(skipped);
+        }
+        mark_interrupted(name);
+        let cutoff = run.cutoff;
+        insert_run(&mut run.record, Some(cutoff), None);
+        Ok(run)
+    });
+    let mut run = match start {
+        Ok(Ok(run)) => run,
+        Ok(Err(skipped)) => {
+            commit();
+            return skipped;
+        }
         Err(error) => {
             let message = error_message(&error);
-            let trigger = caller_trigger();
-            let record = RunRecord {
-                run_id: None,
-                policy: name.to_string(),
-                trigger,
-                mode: Mode::Transaction,
-                status: Status::Failed,
-                cutoff: None,
-                rows_deleted: 0,
-                batches: 0,
-                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                error: Some(message.clone()),
-            };
+            let mut record = failed_before_start(name, Mode::Batched, started, &message);
+            insert_run(&mut record, None, Some(started));
             log!("{}", record.log_line());
-            failed_runs::record(&failed_runs::FailedRun { policy: name, trigger: trigger.as_str(), started: started_wall, error: &message });
+            commit();
             error.rethrow()
         }
+    };
+    commit();
+
+    // Any error from here on: record it, release the lock, commit that, then raise it.
+    fn fail(run: Run, error: Box<CaughtError>, commit: &dyn Fn()) -> ! {
+        run.finish(Some(error_message(&error)));
+        commit();
+        error.rethrow()
     }
+    loop {
+        let more = if run.prepared.policy.action == Action::TwilioRecording {
+            let fetched = match in_subtransaction(std::panic::AssertUnwindSafe(|| run.fetch())) {
+                Ok(fetched) => fetched,
+                Err(error) => fail(run, error, commit),
+            };
+            commit(); // nothing is held while the calls are in flight
+            let answers = match run.call(&fetched) {
+                Ok(answers) => answers,
+                Err(status) => {
+                    run.finish(Some(refused_text(status)));
+                    commit();
+                    refused_error(status)
+                }
+            };
+            let marked = in_subtransaction(std::panic::AssertUnwindSafe(|| {
+                run.mark(&fetched, &answers);
+                run.save_progress();
+            }));
+            if let Err(error) = marked {
+                fail(run, error, commit)
+            }
+            (fetched.keys.len() as i64) >= run.batch_size()
+        } else {
+            match in_subtransaction(std::panic::AssertUnwindSafe(|| {
+                let more = run.row_batch();
+                run.save_progress();
+                more
+            })) {
+                Ok(more) => more,
+                Err(error) => fail(run, error, commit),
+            }
+        };
+        commit();
+        if !more {
+            break;
+        }
+    }
+    let outcome = run.finish(None);
+    commit();
+    outcome
 }
 
 /// Counts what a run would touch now: same predicate and cutoff rule, nothing changed.
 pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
-    let prepared = Prepared::new(name, retain);
+    let prepared = Prepared::new(name, retain, false);
     let cutoff = prepared.cutoff();
     let counted = spi(Spi::get_one_with_args::<JsonB>(prepared.statements.preview.as_str(), &[cutoff.into()]));
     let mut result = counted.map(|j| j.0).unwrap_or_else(|| json!({}));
-    let cutoff_text = spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.to_json($1) #>> '{}'", &[cutoff.into()]));
     result["policy"] = json!(name);
     result["table"] = json!(format!("{}.{}", prepared.policy.table_schema, prepared.policy.table_name));
-    result["cutoff"] = json!(cutoff_text);
+    result["cutoff"] = json!(timestamp_text(cutoff));
     result["batch_size"] = json!(prepared.policy.batch_size);
     JsonB(result)
-}
-
-// The batched path: `CALL retention.run_batched(...)` calls these, committing between them.
-// A session advisory lock spans the whole run; the history row is committed as 'running' first.
-
-/// Starts a batched run: returns its run id, or None when another run of the policy holds the lock.
-pub fn batched_start(name: &str, retain: Option<Interval>) -> Option<i64> {
-    let prepared = Prepared::new(name, retain);
-    prune_history();
-    let cutoff = prepared.cutoff();
-    if prepared.lock_or_skip(Mode::Batched, true).is_err() {
-        return None;
-    }
-    mark_interrupted(name);
-    prepared.insert_run(Mode::Batched, Status::Running, Some(cutoff), 0, 0, None, None).record.run_id
-}
-
-/// The state of a batched run, as its history row holds it.
-struct BatchedRun {
-    policy: String,
-    cutoff: TimestampWithTimeZone,
-}
-
-fn load_batched_run(run_id: i64) -> BatchedRun {
-    let found = spi(Spi::connect(|client| -> SpiResult<Option<(String, Option<TimestampWithTimeZone>)>> {
-        let rows = client.select(
-            "SELECT policy, cutoff FROM retention.runs
-              WHERE id = $1 AND mode = 'batched' AND status = 'running' AND pid = pg_catalog.pg_backend_pid()",
-            Some(1),
-            &[run_id.into()],
-        )?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let row = rows.first();
-        Ok(Some((row.get::<String>(1)?.unwrap_or_default(), row.get(2)?)))
-    }));
-    match found {
-        Some((policy, Some(cutoff))) => BatchedRun { policy, cutoff },
-        _ => raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("run {run_id} is not a batched run in progress in this session"),
-            Some("Start a batched run with CALL retention.run_batched('policy').".into()),
-        ),
-    }
-}
-
-/// Runs one batch of a batched run; returns whether more rows may remain.
-pub fn batched_step(run_id: i64) -> bool {
-    let run = load_batched_run(run_id);
-    let prepared = Prepared::new(&run.policy, None);
-    let n = prepared.run_batch(run.cutoff);
-    spi(Spi::run_with_args(
-        "UPDATE retention.runs SET rows_deleted = rows_deleted + $2, batches = batches + 1 WHERE id = $1",
-        &[run_id.into(), n.into()],
-    ));
-    n >= i64::from(prepared.policy.batch_size)
-}
-
-/// Ends a batched run: records how it ended, releases the policy lock, logs the line.
-pub fn batched_finish(run_id: i64, error: Option<&str>) -> JsonB {
-    let status = if error.is_some() { Status::Failed } else { Status::Succeeded };
-    let record = spi(Spi::connect_mut(|client| -> SpiResult<Option<RunRecord>> {
-        let rows = client.update(
-            "UPDATE retention.runs
-                SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp()
-              WHERE id = $1 AND status = 'running' AND pid = pg_catalog.pg_backend_pid()
-          RETURNING policy, trigger, pg_catalog.to_json(cutoff) #>> '{}', rows_deleted, batches,
-                    (extract(epoch FROM finished_at - started_at) * 1000)::float8",
-            None,
-            &[run_id.into(), status.as_str().into(), error.into()],
-        )?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let r = rows.first();
-        Ok(Some(RunRecord {
-            run_id: Some(run_id),
-            policy: r.get(1)?.unwrap_or_default(),
-            trigger: if r.get::<String>(2)?.as_deref() == Some("pg_cron") { Trigger::PgCron } else { Trigger::Sql },
-            mode: Mode::Batched,
-            status,
-            cutoff: r.get(3)?,
-            rows_deleted: r.get(4)?.unwrap_or_default(),
-            batches: i64::from(r.get::<i32>(5)?.unwrap_or_default()),
-            duration_ms: r.get(6)?.unwrap_or_default(),
-            error: error.map(str::to_string),
-        }))
-    }))
-    .unwrap_or_else(|| {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("run {run_id} is not a batched run in progress in this session"),
-            None,
-        )
-    });
-    spi(Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_advisory_unlock($1, pg_catalog.hashtext($2))",
-        &[LOCK_CLASS.into(), record.policy.as_str().into()],
-    ));
-    log!("{}", record.log_line());
-    JsonB(record.to_json())
 }

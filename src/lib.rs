@@ -9,6 +9,7 @@ mod limits;
 mod policy;
 mod run_log;
 mod settings;
+mod twilio;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

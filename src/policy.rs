@@ -35,6 +35,30 @@ pub enum Rule {
 pub enum Action {
     Delete,
     SoftDelete,
+    /// Delete the media at Twilio, then soft-delete the row.
+    TwilioRecording,
+}
+
+impl Action {
+    pub fn parse(text: &str) -> Action {
+        match text {
+            "soft_delete" => Action::SoftDelete,
+            "twilio_recording" => Action::TwilioRecording,
+            _ => Action::Delete,
+        }
+    }
+
+    /// Actions that keep the row and mark it instead.
+    fn marks_rows(self) -> bool {
+        matches!(self, Action::SoftDelete | Action::TwilioRecording)
+    }
+}
+
+/// What a policy's table turned out to be, checked against the live catalog.
+pub struct Target {
+    pub time_type: TimeType,
+    /// SQL type of the key column (twilio_recording only), from `format_type`.
+    pub id_type: Option<String>,
 }
 
 /// The SQL type of a policy's time column; decides how the cutoff is compared.
@@ -80,15 +104,23 @@ pub struct Policy {
     pub soft_delete_column: Option<String>,
     pub reason_column: Option<String>,
     pub deletion_reason: String,
+    pub sid_column: Option<String>,
+    pub id_column: Option<String>,
     pub batch_size: i32,
     /// A disabled policy is skipped by every trigger; preview still works.
     pub enabled: bool,
 }
 
-/// The SQL a run executes. `$1` is the cutoff (timestamptz), `$2` the batch size, and for a
-/// soft delete with a reason column, `$3` the reason.
+/// The SQL a run executes. `$1` is always the cutoff (timestamptz).
 pub struct Statements {
+    /// delete / soft_delete: one batch. `$2` the batch size, `$3` the reason (with a reason column).
     pub batch: String,
+    /// twilio_recording: the next rows to send, as (key text, SID). `$2` the last key seen
+    /// (text, NULL at first), `$3` the batch size.
+    pub fetch: String,
+    /// twilio_recording: marks rows whose SID Twilio confirmed. `$2` their keys (text[]),
+    /// `$3` their SIDs (text[]), `$4` the reason (with a reason column).
+    pub mark: String,
     /// Counts what a run would touch now, with the same predicate; returns jsonb.
     pub preview: String,
 }
@@ -99,7 +131,8 @@ impl Policy {
         let found = Spi::connect(|client| -> SpiResult<Option<Policy>> {
             let rows = client.select(
                 "SELECT table_schema, table_name, time_column, rule, retain, action,
-                        soft_delete_column, reason_column, deletion_reason, batch_size, enabled
+                        soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
+                        sid_column, id_column
                    FROM retention.policies WHERE name = $1",
                 Some(1),
                 &[name.into()],
@@ -116,12 +149,14 @@ impl Policy {
                 time_column: text(3)?,
                 rule: if text(4)? == "older_than" { Rule::OlderThan } else { Rule::ExpiresAt },
                 retain: row.get::<Interval>(5)?,
-                action: if text(6)? == "soft_delete" { Action::SoftDelete } else { Action::Delete },
+                action: Action::parse(&text(6)?),
                 soft_delete_column: row.get::<String>(7)?,
                 reason_column: row.get::<String>(8)?,
                 deletion_reason: text(9)?,
                 batch_size: row.get::<i32>(10)?.unwrap_or(limits::MAX_BATCH_SIZE),
                 enabled: row.get::<bool>(11)?.unwrap_or(false),
+                sid_column: row.get::<String>(12)?,
+                id_column: row.get::<String>(13)?,
             }))
         });
         spi(found).unwrap_or_else(|| {
@@ -139,7 +174,7 @@ impl Policy {
 
     /// Checks that the table and columns the policy names exist and have usable types.
     /// `at_run` adds a hint for a run (point the policy elsewhere) rather than for a write.
-    pub fn check_target(&self, at_run: bool) -> TimeType {
+    pub fn check_target(&self, at_run: bool) -> Target {
         let table = self.qualified_table();
         let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String)>> {
             let rows = client.select(
@@ -194,11 +229,11 @@ impl Policy {
             )
         });
 
-        if self.action == Action::SoftDelete {
+        if self.action.marks_rows() {
             let Some(column) = &self.soft_delete_column else {
                 raise(
                     PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    format!("retention policy \"{}\": action soft_delete needs soft_delete_column", self.name),
+                    format!("retention policy \"{}\": action {} needs soft_delete_column", self.name, self.action_name()),
                     Some("Name the timestamp column that marks a row deleted, e.g. soft_delete_column => 'deleted_at'.".into()),
                 )
             };
@@ -218,7 +253,43 @@ impl Policy {
                 self.column_type(relid, &table, reason, repoint_hint());
             }
         }
-        time_type
+        let mut id_type = None;
+        if self.action == Action::TwilioRecording {
+            let needed = |value: &Option<String>, field: &str, example: &str| -> String {
+                value.clone().unwrap_or_else(|| {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        format!("retention policy \"{}\": action twilio_recording needs {field}", self.name),
+                        Some(format!("For example {field} => '{example}'.")),
+                    )
+                })
+            };
+            let sid_column = needed(&self.sid_column, "sid_column", "twilio_recording_sid");
+            let oid = self.column_type(relid, &table, &sid_column, repoint_hint());
+            if ![pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&oid) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!(
+                        "retention policy \"{}\": sid_column \"{sid_column}\" of table {table} has type {}, but must be text or varchar",
+                        self.name,
+                        type_name(oid)
+                    ),
+                    None,
+                )
+            }
+            let id_column = needed(&self.id_column, "id_column", "id");
+            let oid = self.column_type(relid, &table, &id_column, repoint_hint());
+            id_type = Some(type_name(oid));
+        }
+        Target { time_type, id_type }
+    }
+
+    fn action_name(&self) -> &'static str {
+        match self.action {
+            Action::Delete => "delete",
+            Action::SoftDelete => "soft_delete",
+            Action::TwilioRecording => "twilio_recording",
+        }
     }
 
     fn column_type(&self, relid: pg_sys::Oid, table: &str, column: &str, hint: Option<String>) -> pg_sys::Oid {
@@ -259,9 +330,12 @@ impl Policy {
             ),
         }
         match action {
-            "delete" | "soft_delete" => {}
+            "delete" | "soft_delete" | "twilio_recording" => {}
             other => invalid(
-                format!("retention policy \"{}\": action must be 'delete' or 'soft_delete', not '{other}'", self.name),
+                format!(
+                    "retention policy \"{}\": action must be 'delete', 'soft_delete' or 'twilio_recording', not '{other}'",
+                    self.name
+                ),
                 None,
             ),
         }
@@ -285,12 +359,13 @@ impl Policy {
         self.check_target(false);
     }
 
-    /// Builds the batch and preview statements from Postgres-quoted identifiers.
-    pub fn statements(&self, time_type: TimeType) -> Statements {
-        let quoted = spi(Spi::connect(|client| -> SpiResult<[Option<String>; 4]> {
+    /// Builds the statements from Postgres-quoted identifiers.
+    pub fn statements(&self, target: &Target) -> Statements {
+        let quoted = spi(Spi::connect(|client| -> SpiResult<[Option<String>; 6]> {
             let rows = client.select(
                 "SELECT pg_catalog.quote_ident($1) || '.' || pg_catalog.quote_ident($2),
-                        pg_catalog.quote_ident($3), pg_catalog.quote_ident($4), pg_catalog.quote_ident($5)",
+                        pg_catalog.quote_ident($3), pg_catalog.quote_ident($4), pg_catalog.quote_ident($5),
+                        pg_catalog.quote_ident($6), pg_catalog.quote_ident($7)",
                 Some(1),
                 &[
                     self.table_schema.as_str().into(),
@@ -298,33 +373,60 @@ impl Policy {
                     self.time_column.as_str().into(),
                     self.soft_delete_column.clone().into(),
                     self.reason_column.clone().into(),
+                    self.sid_column.clone().into(),
+                    self.id_column.clone().into(),
                 ],
             )?;
             let row = rows.first();
-            Ok([row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?])
+            Ok([row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?])
         }));
-        let [Some(table), Some(time_column), soft_delete_column, reason_column] = quoted else {
+        let [Some(table), Some(time_column), marker, reason, sid, id] = quoted else {
             raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: could not quote the policy's identifiers".into(), None)
         };
-        let cutoff = time_type.cutoff_expr();
-        let mut predicate = format!("{time_column} < {cutoff}");
-        let batch = match (self.action, soft_delete_column) {
-            (Action::SoftDelete, Some(marker)) => {
-                predicate.push_str(&format!(" AND {marker} IS NULL"));
-                let reason = reason_column.map(|c| format!(", {c} = $3")).unwrap_or_default();
-                format!(
-                    "UPDATE {table} SET {marker} = pg_catalog.now(){reason} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {predicate}"
-                )
+        let cutoff = target.time_type.cutoff_expr();
+        let predicate = match (&marker, self.action.marks_rows()) {
+            (Some(marker), true) => format!("{time_column} < {cutoff} AND {marker} IS NULL"),
+            _ => format!("{time_column} < {cutoff}"),
+        };
+        let set_marker = |reason_param: &str| {
+            let marker = marker.clone().unwrap_or_default();
+            match &reason {
+                Some(reason) => format!("{marker} = pg_catalog.now(), {reason} = {reason_param}"),
+                None => format!("{marker} = pg_catalog.now()"),
             }
-            // ctid picks the batch; repeating the predicate keeps every touched row inside it.
-            _ => format!(
+        };
+        // ctid picks the batch; repeating the predicate keeps every touched row inside it.
+        let batch = match self.action {
+            Action::Delete => format!(
                 "DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {predicate}"
             ),
+            _ => format!(
+                "UPDATE {table} SET {} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {predicate}",
+                set_marker("$3")
+            ),
+        };
+        let (fetch, mark) = match (&sid, &id, &target.id_type) {
+            (Some(sid), Some(id), Some(id_type)) => (
+                format!(
+                    "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text FROM {table}
+                      WHERE {predicate} AND ($2::pg_catalog.text IS NULL OR {id} > CAST($2 AS {id_type}))
+                      ORDER BY {id} LIMIT $3"
+                ),
+                // Only rows of this batch, and only while their SID is still the one Twilio confirmed.
+                format!(
+                    "UPDATE {table} AS t SET {} FROM pg_catalog.unnest(CAST($2 AS {id_type}[]), $3::pg_catalog.text[]) AS confirmed(key, sid)
+                      WHERE t.{id} = confirmed.key AND t.{sid} = confirmed.sid
+                        AND t.{time_column} < {cutoff} AND t.{} IS NULL",
+                    set_marker("$4"),
+                    marker.clone().unwrap_or_default()
+                ),
+            ),
+            _ => (String::new(), String::new()),
         };
         let preview = format!(
             "SELECT pg_catalog.jsonb_build_object('rows', pg_catalog.count(*), 'oldest', pg_catalog.min({time_column})) FROM {table} WHERE {predicate}"
         );
-        Statements { batch, preview }
+        Statements { batch, fetch, mark, preview }
     }
 }
 

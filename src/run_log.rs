@@ -1,7 +1,9 @@
 //! The facts of one run, as recorded in `retention.runs` and logged as one JSON line.
 //! Plain Rust: building the line needs no server.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::twilio::Answer;
 
 /// Who started a run. Stored in `retention.runs.trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +83,66 @@ pub struct RunRecord {
     pub batches: i64,
     pub duration_ms: f64,
     pub error: Option<String>,
+    /// Recording runs only: what Twilio answered, row by row.
+    pub tally: Option<Tally>,
+}
+
+/// The kinds of failure a recording run counts, each a key of its result.
+pub const FAILURE_KINDS: [&str; 5] = ["rate_limited", "server_error", "timeout", "connection_error", "bad_request"];
+
+/// Counts of a recording run. `checked = deleted + failed + skipped`, always.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub checked: i64,
+    /// Twilio confirmed the media gone (204, or 404 = already gone).
+    pub deleted: i64,
+    /// Of `deleted`, those Twilio answered 404 for.
+    pub already_gone: i64,
+    pub failed: i64,
+    /// Never sent: no SID, or not `RE` + 32 hex digits.
+    pub skipped: i64,
+    /// `failed`, by kind (keys from `FAILURE_KINDS`).
+    pub failures: [i64; 5],
+}
+
+impl Tally {
+    pub fn count(&mut self, answer: &Answer) {
+        self.checked += 1;
+        if answer.confirms_deletion() {
+            self.deleted += 1;
+            if *answer == Answer::AlreadyGone {
+                self.already_gone += 1;
+            }
+        } else {
+            self.failed += 1;
+            if let Some(i) = answer.failure_kind().and_then(|k| FAILURE_KINDS.iter().position(|f| *f == k)) {
+                self.failures[i] += 1;
+            }
+        }
+    }
+
+    pub fn skip(&mut self) {
+        self.checked += 1;
+        self.skipped += 1;
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("checked".into(), json!(self.checked));
+        map.insert("deleted".into(), json!(self.deleted));
+        map.insert("already_gone".into(), json!(self.already_gone));
+        map.insert("failed".into(), json!(self.failed));
+        map.insert("skipped".into(), json!(self.skipped));
+        for (kind, n) in FAILURE_KINDS.iter().zip(self.failures) {
+            map.insert((*kind).into(), json!(n));
+        }
+        Value::Object(map)
+    }
 }
 
 impl RunRecord {
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut value = json!({
             "run_id": self.run_id,
             "policy": self.policy,
             "trigger": self.trigger.as_str(),
@@ -96,7 +153,14 @@ impl RunRecord {
             "batches": self.batches,
             "duration_ms": (self.duration_ms * 1000.0).round() / 1000.0,
             "error": self.error,
-        })
+        });
+        if let (Some(tally), Value::Object(map)) = (&self.tally, &mut value) {
+            if let Value::Object(counts) = tally.to_json() {
+                map.extend(counts);
+            }
+            map.insert("cutoff_date".into(), json!(self.cutoff));
+        }
+        value
     }
 
     /// The one server-log line a run writes.
@@ -121,7 +185,33 @@ mod tests {
             batches: 2,
             duration_ms: 12.34567,
             error: Some("relation \"x\" \"quoted\" does not exist".into()),
+            tally: None,
         }
+    }
+
+    #[test]
+    fn tally_adds_up_and_lands_in_the_json() {
+        let mut tally = Tally::default();
+        for answer in [Answer::Deleted, Answer::AlreadyGone, Answer::Timeout, Answer::RateLimited,
+                       Answer::ServerError(503), Answer::BadRequest(400, String::new())] {
+            tally.count(&answer);
+        }
+        tally.skip();
+        assert_eq!(tally.checked, tally.deleted + tally.failed + tally.skipped);
+        let mut run = record();
+        run.tally = Some(tally);
+        let json = run.to_json();
+        assert_eq!(json["checked"], 7);
+        assert_eq!(json["deleted"], 2);
+        assert_eq!(json["already_gone"], 1);
+        assert_eq!(json["failed"], 4);
+        assert_eq!(json["skipped"], 1);
+        assert_eq!(json["timeout"], 1);
+        assert_eq!(json["rate_limited"], 1);
+        assert_eq!(json["server_error"], 1);
+        assert_eq!(json["bad_request"], 1);
+        assert_eq!(json["connection_error"], 0);
+        assert_eq!(json["cutoff_date"], "2026-11-26T03:00:00+00:00");
     }
 
     #[test]

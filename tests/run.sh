@@ -28,6 +28,9 @@ fi
 
 echo "== install into $($PG_CONFIG --pkglibdir)"
 cargo pgrx install --pg-config "$PG_CONFIG" "${install_flags[@]}"
+# The 0.1.0 install script, so that the regression files can test the upgrade from it.
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root cp tests/upgrade/pg_retention--0.1.0.sql "$($PG_CONFIG --sharedir)/extension/"
 
 echo "== throwaway cluster in $TEST_DIR"
 pgrx-config/cluster.sh stop "$TEST_DIR"

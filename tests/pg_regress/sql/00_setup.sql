@@ -6,3 +6,4 @@ SELECT name, table_schema, table_name, time_column, rule, retain, action, batch_
 -- Running a preset whose table is missing names the table and says how to repoint it.
 SELECT cleanup_expired_traces();
 SELECT cleanup_old_agent_usage();
+SELECT cleanup_old_recordings();

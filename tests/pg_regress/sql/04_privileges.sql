@@ -8,17 +8,16 @@ RESET ROLE;
 GRANT USAGE ON SCHEMA retention TO retention_operator;
 GRANT SELECT ON retention.policies TO retention_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON retention.runs TO retention_operator;
-GRANT EXECUTE ON FUNCTION cleanup_expired_traces(), cleanup_old_agent_usage(integer) TO retention_operator;
-GRANT EXECUTE ON FUNCTION retention.run_policy(text, interval), retention.preview(text, interval),
-                          retention.batched_start(text, interval), retention.batched_step(bigint),
-                          retention.batched_finish(bigint, text) TO retention_operator;
-GRANT EXECUTE ON PROCEDURE retention.run_batched(text, interval, jsonb) TO retention_operator;
+GRANT EXECUTE ON FUNCTION cleanup_expired_traces(), cleanup_old_agent_usage(integer), cleanup_old_recordings(integer),
+                          retention.run_policy(text, interval), retention.preview(text, interval) TO retention_operator;
+GRANT EXECUTE ON PROCEDURE retention.run_batched(text, interval) TO retention_operator;
 -- UPDATE too: each batch locks its rows (FOR UPDATE SKIP LOCKED) before deleting them.
 GRANT SELECT, UPDATE, DELETE ON "ConversationTrace", "AgentUsage" TO retention_operator;
 
 SET ROLE retention_operator;
 SELECT cleanup_expired_traces();
 SELECT cleanup_old_agent_usage(30);
+CALL retention.run_batched('expired_traces');
 -- Writing policies stays with the owner.
 SELECT retention.add_policy('mine', 'sessions', 'last_seen', 'expires_at');
 RESET ROLE;

@@ -1,0 +1,114 @@
+-- pg_retention 0.1.0 -> 0.2.0
+-- Recordings: the twilio_recording action, its preset and cleanup_old_recordings(); run
+-- history gains details; run_batched becomes a Rust procedure that commits before each
+-- batch's Twilio calls (it returns nothing now: its run is in retention.runs).
+
+ALTER TABLE retention.policies ADD COLUMN sid_column text, ADD COLUMN id_column text;
+ALTER TABLE retention.policies DROP CONSTRAINT policies_action_check,
+    ADD CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording'));
+ALTER TABLE retention.runs ADD COLUMN details jsonb;
+
+-- The preset, like those of 0.1.0, may name a table that does not exist yet: skip validation.
+ALTER TABLE retention.policies DISABLE TRIGGER policies_validate;
+INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
+                                soft_delete_column, reason_column, deletion_reason, sid_column, id_column, batch_size)
+VALUES ('old_recordings', 'public', 'voice_recordings', 'created_at', 'older_than', interval '90 days', 'twilio_recording',
+        'deleted_at', 'deletion_reason', 'retention_policy', 'twilio_recording_sid', 'id', 1000)
+ON CONFLICT (name) DO NOTHING;
+ALTER TABLE retention.policies ENABLE TRIGGER policies_validate;
+
+CREATE FUNCTION @extschema@."cleanup_old_recordings"("days" INT DEFAULT 90) RETURNS jsonb
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'cleanup_old_recordings_wrapper';
+
+DROP PROCEDURE retention.run_batched(text, interval, jsonb);
+DROP FUNCTION retention.batched_start(text, interval);
+DROP FUNCTION retention.batched_step(bigint);
+DROP FUNCTION retention.batched_finish(bigint, text);
+-- Runs a policy committing after every batch (and, for recordings, before the Twilio calls
+-- of each batch). Written in Rust; a procedure with transaction control cannot carry a SET
+-- clause, so its SQL schema-qualifies every name instead of pinning search_path.
+CREATE PROCEDURE retention.run_batched(policy_name text, retain interval DEFAULT NULL)
+LANGUAGE c AS 'MODULE_PATHNAME', 'pg_retention_run_batched';
+COMMENT ON PROCEDURE retention.run_batched(text, interval) IS
+    'Runs a retention policy, committing after each batch; use with CALL';
+
+DROP FUNCTION retention.add_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean);
+CREATE FUNCTION retention.add_policy(
+    policy_name        text,
+    table_name         text,
+    time_column        text,
+    rule               text,
+    retain             interval DEFAULT NULL,
+    action             text DEFAULT 'delete',
+    batch_size         integer DEFAULT 10000,
+    table_schema       text DEFAULT 'public',
+    soft_delete_column text DEFAULT NULL,
+    reason_column      text DEFAULT NULL,
+    deletion_reason    text DEFAULT 'retention_policy',
+    enabled            boolean DEFAULT true,
+    sid_column         text DEFAULT NULL,
+    id_column          text DEFAULT NULL
+) RETURNS retention.policies
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
+                                    soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
+                                    sid_column, id_column)
+    VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
+            soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
+            sid_column, id_column)
+    RETURNING *;
+$$;
+
+DROP FUNCTION retention.alter_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean);
+-- Arguments left NULL keep their value; switching to rule expires_at clears retain.
+CREATE FUNCTION retention.alter_policy(
+    policy_name        text,
+    table_name         text DEFAULT NULL,
+    time_column        text DEFAULT NULL,
+    rule               text DEFAULT NULL,
+    retain             interval DEFAULT NULL,
+    action             text DEFAULT NULL,
+    batch_size         integer DEFAULT NULL,
+    table_schema       text DEFAULT NULL,
+    soft_delete_column text DEFAULT NULL,
+    reason_column      text DEFAULT NULL,
+    deletion_reason    text DEFAULT NULL,
+    enabled            boolean DEFAULT NULL,
+    sid_column         text DEFAULT NULL,
+    id_column          text DEFAULT NULL
+) RETURNS retention.policies
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    changed retention.policies;
+BEGIN
+    UPDATE retention.policies p SET
+        table_schema       = coalesce(alter_policy.table_schema, p.table_schema),
+        table_name         = coalesce(alter_policy.table_name, p.table_name),
+        time_column        = coalesce(alter_policy.time_column, p.time_column),
+        rule               = coalesce(alter_policy.rule, p.rule),
+        retain             = CASE WHEN alter_policy.rule = 'expires_at' THEN NULL
+                                  ELSE coalesce(alter_policy.retain, p.retain) END,
+        action             = coalesce(alter_policy.action, p.action),
+        soft_delete_column = coalesce(alter_policy.soft_delete_column, p.soft_delete_column),
+        reason_column      = coalesce(alter_policy.reason_column, p.reason_column),
+        deletion_reason    = coalesce(alter_policy.deletion_reason, p.deletion_reason),
+        batch_size         = coalesce(alter_policy.batch_size, p.batch_size),
+        enabled            = coalesce(alter_policy.enabled, p.enabled),
+        sid_column         = coalesce(alter_policy.sid_column, p.sid_column),
+        id_column          = coalesce(alter_policy.id_column, p.id_column)
+    WHERE p.name = policy_name
+    RETURNING * INTO changed;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'retention policy "%" does not exist', policy_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM retention.policies lists the policies.';
+    END IF;
+    RETURN changed;
+END
+$$;
+
+REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_recordings(integer) FROM PUBLIC;

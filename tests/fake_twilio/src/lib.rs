@@ -1,0 +1,341 @@
+//! A fake Twilio for tests and the demo: `DELETE /2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.json`
+//! on 127.0.0.1, with HTTP Basic auth, a set of existing recordings, injected faults, and a log
+//! of every request. It never talks to anything but its own loopback socket.
+//!
+//! Control it in-process (the methods below) or over HTTP on the same port:
+//! `POST /_fake/recordings` (JSON array of SIDs to add), `GET /_fake/recordings`,
+//! `POST /_fake/faults` (JSON array of faults, one per coming request), `POST /_fake/latency_ms`
+//! (a number), `GET /_fake/requests`.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+/// What the next request gets instead of the normal answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// This HTTP status, with a Twilio-style JSON error body.
+    Status(u16),
+    /// 429, with this `Retry-After` header if any.
+    TooManyRequests(Option<String>),
+    /// No answer for this long, then the connection closes.
+    Hang(Duration),
+    /// The connection is reset (RST), no answer.
+    Reset,
+}
+
+impl Fault {
+    /// `{"status":500}`, `{"status":429,"retry_after":"1"}`, `{"hang_ms":3000}`, `{"reset":true}`.
+    pub fn from_json(v: &Value) -> Option<Fault> {
+        if let Some(ms) = v["hang_ms"].as_u64() {
+            return Some(Fault::Hang(Duration::from_millis(ms)));
+        }
+        if v["reset"].as_bool() == Some(true) {
+            return Some(Fault::Reset);
+        }
+        match v["status"].as_u64()? as u16 {
+            429 => Some(Fault::TooManyRequests(v["retry_after"].as_str().map(str::to_string))),
+            status => Some(Fault::Status(status)),
+        }
+    }
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The Basic user name, if the credentials were right.
+    pub authenticated_as: Option<String>,
+    /// The status the fake answered (0: no answer, a hang or a reset).
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct State {
+    recordings: BTreeSet<String>,
+    faults: VecDeque<Fault>,
+    /// Every Nth DELETE gets this fault (rate-based injection).
+    every_nth: Option<(u64, Fault)>,
+    deletes_seen: u64,
+    latency: Duration,
+    requests: Vec<Request>,
+}
+
+pub struct FakeTwilio {
+    pub account_sid: String,
+    port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeTwilio {
+    /// Starts on 127.0.0.1 at a free port. `credentials` are the (user, password) pairs it accepts.
+    pub fn start(account_sid: &str, credentials: Vec<(String, String)>) -> FakeTwilio {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().expect("local address").port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let server = Server { account_sid: account_sid.to_string(), credentials, state: state.clone() };
+        let server = Arc::new(server);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let server = server.clone();
+                std::thread::spawn(move || server.serve(stream));
+            }
+        });
+        FakeTwilio { account_sid: account_sid.to_string(), port, state }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add_recordings<I: IntoIterator<Item = String>>(&self, sids: I) {
+        self.state().recordings.extend(sids);
+    }
+
+    pub fn recordings(&self) -> BTreeSet<String> {
+        self.state().recordings.clone()
+    }
+
+    /// Queues faults: the next requests get them, one each, in order.
+    pub fn push_faults<I: IntoIterator<Item = Fault>>(&self, faults: I) {
+        self.state().faults.extend(faults);
+    }
+
+    /// Every `n`th DELETE from now on gets `fault` (None: stop).
+    pub fn set_every_nth(&self, every: Option<(u64, Fault)>) {
+        let mut state = self.state();
+        state.every_nth = every;
+        state.deletes_seen = 0;
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state().latency = latency;
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state().requests.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+}
+
+struct Server {
+    account_sid: String,
+    credentials: Vec<(String, String)>,
+    state: Arc<Mutex<State>>,
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Server {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves requests on one connection until the client closes it.
+    fn serve(&self, stream: TcpStream) {
+        let mut reader = BufReader::new(match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return,
+        });
+        let mut writer = stream;
+        loop {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+            let (mut authorization, mut length) = (None, 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "authorization" => authorization = Some(value.trim().to_string()),
+                        "content-length" => length = value.trim().parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let answer = if path.starts_with("/_fake/") {
+                Some(self.control(&method, &path, &body))
+            } else {
+                self.twilio(&method, &path, authorization.as_deref(), &writer)
+            };
+            let Some(answer) = answer else { return };
+            let mut response = format!("HTTP/1.1 {} {}\r\nContent-Length: {}\r\n", answer.status, reason(answer.status), answer.body.len());
+            for (name, value) in &answer.headers {
+                response.push_str(&format!("{name}: {value}\r\n"));
+            }
+            if !answer.body.is_empty() {
+                response.push_str("Content-Type: application/json\r\n");
+            }
+            response.push_str("\r\n");
+            response.push_str(&answer.body);
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn authenticated(&self, authorization: Option<&str>) -> Option<String> {
+        let encoded = authorization?.strip_prefix("Basic ")?;
+        let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).ok()?).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        self.credentials.iter().any(|(u, p)| u == user && p == password).then(|| user.to_string())
+    }
+
+    /// The Twilio side. None: no answer at all (a hang or a reset).
+    fn twilio(&self, method: &str, path: &str, authorization: Option<&str>, stream: &TcpStream) -> Option<Answer> {
+        let user = self.authenticated(authorization);
+        let (latency, fault) = {
+            let mut state = self.state();
+            let mut fault = state.faults.pop_front();
+            if method == "DELETE" {
+                state.deletes_seen += 1;
+                if let Some((n, every_fault)) = &state.every_nth {
+                    if fault.is_none() && state.deletes_seen % n == 0 {
+                        fault = Some(every_fault.clone());
+                    }
+                }
+            }
+            (state.latency, fault)
+        };
+        std::thread::sleep(latency);
+        let answer = match fault {
+            Some(Fault::Hang(duration)) => {
+                std::thread::sleep(duration);
+                None
+            }
+            Some(Fault::Reset) => {
+                reset(stream);
+                None
+            }
+            Some(Fault::TooManyRequests(retry_after)) => Some(Answer {
+                status: 429,
+                headers: retry_after.map(|v| vec![("Retry-After".to_string(), v)]).unwrap_or_default(),
+                body: error_body(20429, "Too Many Requests", 429),
+            }),
+            Some(Fault::Status(status)) => Some(Answer { status, headers: vec![], body: error_body(status as u32 * 10, "Injected fault", status) }),
+            None => Some(self.answer(method, path, user.is_some())),
+        };
+        let status = answer.as_ref().map(|a| a.status).unwrap_or(0);
+        self.state().requests.push(Request { method: method.to_string(), path: path.to_string(), authenticated_as: user, status });
+        answer
+    }
+
+    fn answer(&self, method: &str, path: &str, authenticated: bool) -> Answer {
+        if !authenticated {
+            return Answer { status: 401, headers: vec![], body: error_body(20003, "Authenticate", 401) };
+        }
+        let prefix = format!("/2010-04-01/Accounts/{}/Recordings/", self.account_sid);
+        let sid = path.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".json"));
+        match (method, sid) {
+            ("DELETE", Some(sid)) if self.state().recordings.remove(sid) => Answer { status: 204, headers: vec![], body: String::new() },
+            ("DELETE", _) | ("GET", _) => Answer {
+                status: 404,
+                headers: vec![],
+                body: error_body(20404, &format!("The requested resource {path} was not found"), 404),
+            },
+            _ => Answer { status: 405, headers: vec![], body: error_body(20004, "Method not allowed", 405) },
+        }
+    }
+
+    fn control(&self, method: &str, path: &str, body: &[u8]) -> Answer {
+        let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let mut state = self.state();
+        let output = match (method, path) {
+            ("POST", "/_fake/recordings") => {
+                let added: Vec<String> = input.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)).collect();
+                state.recordings.extend(added.iter().cloned());
+                json!({ "added": added.len(), "recordings": state.recordings.len() })
+            }
+            ("GET", "/_fake/recordings") => json!(state.recordings),
+            ("POST", "/_fake/faults") => {
+                let faults: Vec<Fault> = input.as_array().into_iter().flatten().filter_map(Fault::from_json).collect();
+                state.faults.extend(faults);
+                json!({ "queued": state.faults.len() })
+            }
+            ("POST", "/_fake/latency_ms") => {
+                state.latency = Duration::from_millis(input.as_u64().unwrap_or(0));
+                json!({ "latency_ms": state.latency.as_millis() as u64 })
+            }
+            ("GET", "/_fake/requests") => Value::Array(
+                state
+                    .requests
+                    .iter()
+                    .map(|r| json!({ "method": r.method, "path": r.path, "authenticated_as": r.authenticated_as, "status": r.status }))
+                    .collect(),
+            ),
+            _ => return Answer { status: 404, headers: vec![], body: json!({ "error": "unknown control path" }).to_string() },
+        };
+        Answer { status: 200, headers: vec![], body: output.to_string() }
+    }
+}
+
+/// Twilio's JSON error body.
+fn error_body(code: u32, message: &str, status: u16) -> String {
+    json!({ "code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status }).to_string()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Closes with RST: SO_LINGER on, zero seconds.
+fn reset(stream: &TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a socket this process owns, with a correctly sized option.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}

@@ -1,0 +1,61 @@
+-- Twilio settings: checked before any row is read, the secret hidden from non-superusers,
+-- plain http only to loopback.
+CREATE EXTENSION pg_retention;
+CREATE TABLE voice_recordings (
+    id bigint PRIMARY KEY,
+    created_at timestamptz NOT NULL,
+    twilio_recording_sid text,
+    deleted_at timestamptz,
+    deletion_reason text
+);
+INSERT INTO voice_recordings VALUES (1, now() - interval '100 days', 'RE0123456789abcdef0123456789abcdef', NULL, NULL);
+
+-- No credentials: a clear error naming the setting, nothing read or sent.
+SELECT cleanup_old_recordings();
+SET pg_retention.twilio_account_sid = 'AC0123456789abcdef0123456789abcdef';
+SELECT cleanup_old_recordings();
+SET pg_retention.twilio_account_sid = 'not-a-sid';
+SELECT cleanup_old_recordings();
+SET pg_retention.twilio_account_sid = 'AC0123456789abcdef0123456789abcdef';
+SET pg_retention.twilio_api_key_sid = 'SK0123456789abcdef0123456789abcdef';
+SELECT cleanup_old_recordings();
+RESET pg_retention.twilio_api_key_sid;
+SELECT cleanup_old_recordings(0);
+SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS unmarked FROM voice_recordings;
+
+-- The base URL: https anywhere, http only to loopback.
+SET pg_retention.twilio_base_url = 'http://api.twilio.com';
+SET pg_retention.twilio_base_url = 'http://10.1.2.3:8080';
+SET pg_retention.twilio_base_url = 'ftp://127.0.0.1';
+SET pg_retention.twilio_base_url = 'http://127.0.0.1:9';
+SHOW pg_retention.twilio_base_url;
+RESET pg_retention.twilio_base_url;
+SHOW pg_retention.twilio_base_url;
+
+-- The secret: superuser-only.
+SET pg_retention.twilio_auth_token = 'the-secret-token';
+SELECT count(*) AS listed_in_pg_settings FROM pg_settings WHERE name = 'pg_retention.twilio_auth_token';
+CREATE ROLE app_reader LOGIN;
+GRANT pg_read_all_stats TO app_reader;
+SET ROLE app_reader;
+SHOW pg_retention.twilio_auth_token;
+SELECT current_setting('pg_retention.twilio_auth_token');
+SELECT count(*) AS visible FROM pg_settings WHERE name LIKE 'pg_retention.twilio%' AND setting LIKE '%secret%';
+SELECT name FROM pg_settings WHERE name LIKE 'pg_retention.%' ORDER BY name;
+SET pg_retention.twilio_auth_token = 'stolen';
+RESET ROLE;
+DROP ROLE app_reader;
+
+-- A recording policy is validated like any other.
+SELECT retention.add_policy('recs', 'voice_recordings', 'created_at', 'older_than', interval '1 day',
+                            action => 'twilio_recording', soft_delete_column => 'deleted_at');
+SELECT retention.add_policy('recs', 'voice_recordings', 'created_at', 'older_than', interval '1 day',
+                            action => 'twilio_recording', soft_delete_column => 'deleted_at',
+                            sid_column => 'created_at', id_column => 'id');
+SELECT name, action, sid_column, id_column
+  FROM retention.add_policy('recs', 'voice_recordings', 'created_at', 'older_than', interval '1 day',
+                            action => 'twilio_recording', soft_delete_column => 'deleted_at',
+                            sid_column => 'twilio_recording_sid', id_column => 'id');
+SELECT p->'rows' AS would_send FROM retention.preview('old_recordings') p;
+DROP EXTENSION pg_retention;
+DROP TABLE voice_recordings;
