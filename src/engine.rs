@@ -109,15 +109,15 @@ impl Prepared {
 
     /// Takes the policy's lock, or records and announces why this run is skipped: the policy
     /// is disabled, or another run of it holds the lock. `session` keeps the lock past commit.
-    fn lock_or_skip(&self, mode: Mode, session: bool) -> Result<(), Outcome> {
+    fn lock_or_skip(&self, mode: Mode, session: bool) -> Result<(), Box<Outcome>> {
         if !self.policy.enabled {
-            return Err(self.skip(mode, format!("retention policy \"{}\" is disabled; this run was skipped", self.policy.name)));
+            return Err(Box::new(self.skip(mode, format!("retention policy \"{}\" is disabled; this run was skipped", self.policy.name))));
         }
         if self.try_lock(session) {
             return Ok(());
         }
         let holder = self.lock_holder().map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
-        Err(self.skip(mode, format!("retention policy \"{}\" is already running{holder}; this run was skipped", self.policy.name)))
+        Err(Box::new(self.skip(mode, format!("retention policy \"{}\" is already running{holder}; this run was skipped", self.policy.name))))
     }
 
     fn skip(&self, mode: Mode, message: String) -> Outcome {
@@ -518,7 +518,7 @@ pub fn run_in_transaction(name: &str, retain: Option<Interval>) -> Outcome {
     let result = in_subtransaction(|| {
         let prepared = Prepared::new(name, retain, true);
         if let Err(skipped) = prepared.lock_or_skip(Mode::Transaction, false) {
-            return skipped;
+            return *skipped;
         }
         prune_history();
         mark_interrupted(name);
@@ -562,19 +562,17 @@ pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> O
         let prepared = Prepared::new(name, retain, true);
         prune_history();
         let mut run = Run::new(prepared, Mode::Batched);
-        if let Err(skipped) = run.prepared.lock_or_skip(Mode::Batched, true) {
-            return Err(skipped);
-        }
+        run.prepared.lock_or_skip(Mode::Batched, true)?;
         mark_interrupted(name);
         let cutoff = run.cutoff;
         insert_run(&mut run.record, Some(cutoff), None);
-        Ok(run)
+        Ok::<Run, Box<Outcome>>(run)
     });
     let mut run = match start {
         Ok(Ok(run)) => run,
         Ok(Err(skipped)) => {
             commit();
-            return skipped;
+            return *skipped;
         }
         Err(error) => {
             let message = error_message(&error);

@@ -408,13 +408,14 @@ impl Policy {
         let (fetch, mark) = match (&sid, &id, &target.id_type) {
             (Some(sid), Some(id), Some(id_type)) => (
                 format!(
+                    // ORDER BY names the table's column: a bare name would sort by the text output column.
                     "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text FROM {table}
                       WHERE {predicate} AND ($2::pg_catalog.text IS NULL OR {id} > CAST($2 AS {id_type}))
-                      ORDER BY {id} LIMIT $3"
+                      ORDER BY {table}.{id} LIMIT $3"
                 ),
                 // Only rows of this batch, and only while their SID is still the one Twilio confirmed.
                 format!(
-                    "UPDATE {table} AS t SET {} FROM pg_catalog.unnest(CAST($2 AS {id_type}[]), $3::pg_catalog.text[]) AS confirmed(key, sid)
+                    "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[])) AS confirmed(key, sid)
                       WHERE t.{id} = confirmed.key AND t.{sid} = confirmed.sid
                         AND t.{time_column} < {cutoff} AND t.{} IS NULL",
                     set_marker("$4"),

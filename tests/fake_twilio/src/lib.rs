@@ -66,6 +66,8 @@ struct State {
     deletes_seen: u64,
     latency: Duration,
     requests: Vec<Request>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 pub struct FakeTwilio {
@@ -132,7 +134,14 @@ impl FakeTwilio {
     }
 
     pub fn clear_requests(&self) {
-        self.state().requests.clear();
+        let mut state = self.state();
+        state.requests.clear();
+        state.max_in_flight = 0;
+    }
+
+    /// The most requests it was answering at once since the last `clear_requests`.
+    pub fn max_in_flight(&self) -> usize {
+        self.state().max_in_flight
     }
 }
 
@@ -222,6 +231,8 @@ impl Server {
         let user = self.authenticated(authorization);
         let (latency, fault) = {
             let mut state = self.state();
+            state.in_flight += 1;
+            state.max_in_flight = state.max_in_flight.max(state.in_flight);
             let mut fault = state.faults.pop_front();
             if method == "DELETE" {
                 state.deletes_seen += 1;
@@ -252,7 +263,9 @@ impl Server {
             None => Some(self.answer(method, path, user.is_some())),
         };
         let status = answer.as_ref().map(|a| a.status).unwrap_or(0);
-        self.state().requests.push(Request { method: method.to_string(), path: path.to_string(), authenticated_as: user, status });
+        let mut state = self.state();
+        state.in_flight -= 1;
+        state.requests.push(Request { method: method.to_string(), path: path.to_string(), authenticated_as: user, status });
         answer
     }
 

@@ -1,0 +1,382 @@
+//! Recordings against a fake Twilio on 127.0.0.1: what is marked, what is sent, what fails,
+//! and that nothing is marked unless Twilio confirmed it, even across a crash.
+
+use std::collections::BTreeSet;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fake_twilio::{Fault, FakeTwilio};
+use pg_retention_it::{connect, count, wait_for};
+use postgres::Client;
+use serde_json::Value;
+
+const ACCOUNT: &str = "AC00000000000000000000000000000001";
+const TOKEN: &str = "it-auth-token-7f3a";
+const KEY_SID: &str = "SK00000000000000000000000000000002";
+const KEY_SECRET: &str = "it-key-secret-91bc";
+
+fn sid(n: u32) -> String {
+    format!("RE{n:032x}")
+}
+
+fn fake() -> FakeTwilio {
+    FakeTwilio::start(ACCOUNT, vec![(ACCOUNT.into(), TOKEN.into()), (KEY_SID.into(), KEY_SECRET.into())])
+}
+
+/// A session pointed at `fake` with the auth token, quick timeouts and small backoffs.
+fn session(fake: &FakeTwilio) -> Client {
+    let mut client = connect();
+    client
+        .batch_execute(&format!(
+            "SET pg_retention.twilio_account_sid = '{ACCOUNT}';
+             SET pg_retention.twilio_auth_token = '{TOKEN}';
+             SET pg_retention.twilio_base_url = '{}';
+             SET pg_retention.twilio_timeout_ms = 700;
+             SET pg_retention.twilio_max_backoff_ms = 2000;",
+            fake.base_url()
+        ))
+        .unwrap();
+    client
+}
+
+/// `voice_recordings`-shaped table `name` with rows 1..=old a hundred days old and
+/// old+1..=old+young a day old, SIDs from `sid_of`, and a twilio_recording policy `name`.
+fn recordings(client: &mut Client, name: &str, old: u32, young: u32, batch_size: i32, sid_of: impl Fn(u32) -> Option<String>) -> Vec<(u32, Option<String>)> {
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {name};
+             DELETE FROM retention.policies WHERE name = '{name}';
+             DELETE FROM retention.runs WHERE policy = '{name}';
+             CREATE TABLE {name} (id bigint PRIMARY KEY, created_at timestamptz NOT NULL,
+                                  twilio_recording_sid text, deleted_at timestamptz, deletion_reason text);
+             SELECT retention.add_policy('{name}', '{name}', 'created_at', 'older_than', interval '90 days',
+                                         action => 'twilio_recording', soft_delete_column => 'deleted_at',
+                                         reason_column => 'deletion_reason', sid_column => 'twilio_recording_sid',
+                                         id_column => 'id', batch_size => {batch_size});"
+        ))
+        .unwrap();
+    let rows: Vec<(u32, Option<String>)> = (1..=old + young).map(|i| (i, sid_of(i))).collect();
+    for (i, sid) in &rows {
+        let age = if *i <= old { "100 days" } else { "1 day" };
+        client
+            .execute(
+                &format!("INSERT INTO {name} VALUES ($1, now() - interval '{age}', $2, NULL, NULL)"),
+                &[&i64::from(*i), sid],
+            )
+            .unwrap();
+    }
+    rows
+}
+
+fn json(client: &mut Client, sql: &str) -> Value {
+    let text: String = client.query_one(&format!("SELECT ({sql})::text"), &[]).unwrap().get(0);
+    serde_json::from_str(&text).unwrap()
+}
+
+fn n(result: &Value, key: &str) -> i64 {
+    result[key].as_i64().unwrap_or_else(|| panic!("{key} in {result}"))
+}
+
+fn assert_adds_up(result: &Value) {
+    assert_eq!(n(result, "checked"), n(result, "deleted") + n(result, "failed") + n(result, "skipped"), "{result:?}");
+}
+
+fn marked(client: &mut Client, table: &str) -> BTreeSet<String> {
+    client
+        .query(&format!("SELECT twilio_recording_sid FROM {table} WHERE deleted_at IS NOT NULL"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+#[test]
+fn a_normal_run_deletes_at_twilio_then_marks_the_rows() {
+    let fake = fake();
+    let mut client = session(&fake);
+    let rows = recordings(&mut client, "it_rec_normal", 60, 5, 25, |i| Some(sid(i)));
+    fake.add_recordings(rows.iter().filter_map(|(_, s)| s.clone()));
+    fake.set_latency(Duration::from_millis(30)); // long enough for calls to overlap
+
+    let result = json(&mut client, "retention.run_policy('it_rec_normal')");
+    assert_eq!(n(&result, "checked"), 60);
+    assert_eq!(n(&result, "deleted"), 60, "{result}");
+    assert_eq!(n(&result, "failed"), 0);
+    assert_eq!(n(&result, "skipped"), 0);
+    assert_adds_up(&result);
+    assert!(result["cutoff_date"].is_string(), "{result}");
+
+    let young: BTreeSet<String> = (61..=65).map(sid).collect();
+    assert_eq!(fake.recordings(), young, "the fake's set shrank by exactly the old SIDs");
+    let old: BTreeSet<String> = (1..=60).map(sid).collect();
+    assert_eq!(marked(&mut client, "it_rec_normal"), old);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_rec_normal WHERE deletion_reason = 'retention_policy'"), 60);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_rec_normal"), 65, "rows are soft-deleted, never deleted");
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 60);
+    assert!(requests.iter().all(|r| r.method == "DELETE" && r.authenticated_as.as_deref() == Some(ACCOUNT) && r.status == 204));
+    assert!(fake.max_in_flight() <= 8, "default concurrency is 8, saw {}", fake.max_in_flight());
+    assert!(fake.max_in_flight() > 1, "calls should run concurrently");
+
+    // A second run finds nothing: marked rows are never sent again.
+    fake.clear_requests();
+    let again = json(&mut client, "retention.run_policy('it_rec_normal')");
+    assert_eq!(n(&again, "checked"), 0);
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn the_contract_function_runs_the_preset_on_voice_recordings() {
+    let fake = fake();
+    let mut client = session(&fake);
+    recordings(&mut client, "voice_recordings", 3, 1, 1000, |i| Some(sid(1000 + i)));
+    client
+        .batch_execute(
+            "DELETE FROM retention.policies WHERE name = 'voice_recordings';
+             SELECT retention.alter_policy('old_recordings', table_schema => 'public', table_name => 'voice_recordings');",
+        )
+        .unwrap();
+    fake.add_recordings((1001..=1004).map(sid));
+    let result = json(&mut client, "cleanup_old_recordings()");
+    assert_eq!((n(&result, "checked"), n(&result, "deleted")), (3, 3));
+    let none_left = json(&mut client, "cleanup_old_recordings(1)");
+    assert_eq!(n(&none_left, "deleted"), 1, "days => 1 reaches the day-old row too");
+}
+
+#[test]
+fn api_key_credentials_work_too() {
+    let fake = fake();
+    let mut client = session(&fake);
+    client
+        .batch_execute(&format!(
+            "RESET pg_retention.twilio_auth_token;
+             SET pg_retention.twilio_api_key_sid = '{KEY_SID}';
+             SET pg_retention.twilio_api_key_secret = '{KEY_SECRET}';"
+        ))
+        .unwrap();
+    recordings(&mut client, "it_rec_apikey", 4, 0, 100, |i| Some(sid(2000 + i)));
+    fake.add_recordings((2001..=2004).map(sid));
+    let result = json(&mut client, "retention.run_policy('it_rec_apikey')");
+    assert_eq!(n(&result, "deleted"), 4);
+    assert!(fake.requests().iter().all(|r| r.authenticated_as.as_deref() == Some(KEY_SID)));
+}
+
+#[test]
+fn a_404_means_already_gone_and_marks_the_row() {
+    let fake = fake();
+    let mut client = session(&fake);
+    recordings(&mut client, "it_rec_gone", 10, 0, 100, |i| Some(sid(3000 + i)));
+    fake.add_recordings((3001..=3004).map(sid)); // 3005..3010 are already gone at Twilio
+    let result = json(&mut client, "retention.run_policy('it_rec_gone')");
+    assert_eq!(n(&result, "deleted"), 10);
+    assert_eq!(n(&result, "already_gone"), 6);
+    assert_eq!(marked(&mut client, "it_rec_gone").len(), 10);
+}
+
+#[test]
+fn refused_credentials_stop_the_run_and_mark_nothing() {
+    let fake = fake();
+    let mut client = session(&fake);
+    recordings(&mut client, "it_rec_401", 12, 0, 5, |i| Some(sid(4000 + i)));
+    fake.add_recordings((4001..=4012).map(sid));
+    client.batch_execute("SET pg_retention.twilio_auth_token = 'wrong-token'").unwrap();
+
+    let error = client.query_one("SELECT retention.run_policy('it_rec_401')", &[]).unwrap_err();
+    let message = error.as_db_error().unwrap().message().to_string();
+    assert!(message.starts_with(&format!("Twilio refused the credentials for account {ACCOUNT} (HTTP 401)")), "{message}");
+    assert!(!message.contains("wrong-token"));
+    assert!(marked(&mut client, "it_rec_401").is_empty());
+    assert_eq!(fake.recordings().len(), 12);
+    let (status, error_text): (String, String) = {
+        let row = client
+            .query_one("SELECT status, error FROM retention.runs WHERE policy = 'it_rec_401' ORDER BY id DESC LIMIT 1", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(status, "failed");
+    assert!(error_text.contains("HTTP 401"));
+
+    // The batched path stops the same way, its failure recorded and its lock released.
+    let error = client.batch_execute("CALL retention.run_batched('it_rec_401')").unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("HTTP 401"));
+    assert!(marked(&mut client, "it_rec_401").is_empty());
+
+    // A 403 (wrong region) too.
+    client.batch_execute(&format!("SET pg_retention.twilio_auth_token = '{TOKEN}'")).unwrap();
+    fake.push_faults([Fault::Status(403)]);
+    client.batch_execute("SET pg_retention.twilio_concurrency = 1").unwrap();
+    let error = client.query_one("SELECT retention.run_policy('it_rec_401')", &[]).unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("HTTP 403"));
+    assert!(marked(&mut client, "it_rec_401").is_empty());
+
+    // The secret is in no log line.
+    let log = std::env::var("PGHOST").map(|dir| format!("{dir}/server.log")).unwrap();
+    if let Ok(text) = std::fs::read_to_string(&log) {
+        assert!(!text.contains(TOKEN) && !text.contains("wrong-token"), "the server log must not carry the secret");
+    }
+}
+
+#[test]
+fn a_429_with_retry_after_is_retried_and_succeeds() {
+    let fake = fake();
+    let mut client = session(&fake);
+    client.batch_execute("SET pg_retention.twilio_concurrency = 1").unwrap();
+    recordings(&mut client, "it_rec_429", 3, 0, 100, |i| Some(sid(5000 + i)));
+    fake.add_recordings((5001..=5003).map(sid));
+    fake.push_faults([Fault::TooManyRequests(Some("1".into())), Fault::TooManyRequests(None)]);
+    let started = Instant::now();
+    let result = json(&mut client, "retention.run_policy('it_rec_429')");
+    assert!(started.elapsed() >= Duration::from_millis(1150), "waited Retry-After: 1 s, then 2000/10 ms");
+    assert_eq!(n(&result, "deleted"), 3);
+    assert_eq!(n(&result, "rate_limited"), 0);
+    let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![429, 429, 204, 204, 204]);
+
+    // Still 429 after every attempt: counted failed (rate_limited), left for the next run.
+    recordings(&mut client, "it_rec_429", 1, 0, 100, |i| Some(sid(5100 + i)));
+    fake.add_recordings([sid(5101)]);
+    fake.push_faults([Fault::TooManyRequests(Some("0".into())), Fault::TooManyRequests(Some("0".into())), Fault::TooManyRequests(Some("0".into()))]);
+    let result = json(&mut client, "retention.run_policy('it_rec_429')");
+    assert_eq!((n(&result, "failed"), n(&result, "rate_limited")), (1, 1));
+    assert!(marked(&mut client, "it_rec_429").is_empty());
+}
+
+#[test]
+fn server_errors_timeouts_and_resets_fail_the_row_and_the_next_run_retries() {
+    let fake = fake();
+    let mut client = session(&fake);
+    client.batch_execute("SET pg_retention.twilio_concurrency = 1").unwrap();
+    recordings(&mut client, "it_rec_5xx", 6, 0, 100, |i| Some(sid(6000 + i)));
+    fake.add_recordings((6001..=6006).map(sid));
+    fake.push_faults([Fault::Status(500), Fault::Status(503), Fault::Hang(Duration::from_millis(1500)), Fault::Reset, Fault::Status(400)]);
+
+    let result = json(&mut client, "retention.run_policy('it_rec_5xx')");
+    assert_adds_up(&result);
+    assert_eq!(n(&result, "deleted"), 1);
+    assert_eq!(n(&result, "failed"), 5);
+    assert_eq!(n(&result, "server_error"), 2);
+    assert_eq!(n(&result, "timeout"), 1);
+    assert_eq!(n(&result, "connection_error"), 1);
+    assert_eq!(n(&result, "bad_request"), 1);
+    assert_eq!(marked(&mut client, "it_rec_5xx").len(), 1);
+
+    let retry = json(&mut client, "retention.run_policy('it_rec_5xx')");
+    assert_eq!((n(&retry, "checked"), n(&retry, "deleted")), (5, 5));
+    assert_eq!(marked(&mut client, "it_rec_5xx").len(), 6);
+    assert!(fake.recordings().is_empty());
+}
+
+#[test]
+fn rows_without_a_valid_sid_are_skipped_and_never_sent() {
+    let fake = fake();
+    let mut client = session(&fake);
+    let bad = |i: u32| match i {
+        1 => None,
+        2 => Some("RE123".to_string()),
+        3 => Some(format!("CA{:032x}", 7)),
+        4 => Some("RE../../Calls/CA00000000000000000000000000000000".to_string()),
+        _ => Some(sid(7000 + i)),
+    };
+    recordings(&mut client, "it_rec_skip", 6, 0, 100, bad);
+    fake.add_recordings([sid(7005), sid(7006)]);
+    // One row is already soft-deleted: it is never sent again.
+    client.batch_execute("UPDATE it_rec_skip SET deleted_at = now() - interval '1 day', deletion_reason = 'manual' WHERE id = 6").unwrap();
+
+    let result = json(&mut client, "retention.run_policy('it_rec_skip')");
+    assert_eq!((n(&result, "checked"), n(&result, "skipped"), n(&result, "deleted")), (5, 4, 1));
+    assert_adds_up(&result);
+    let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, vec![format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings/{}.json", sid(7005))]);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_rec_skip WHERE deletion_reason = 'manual'"), 1);
+}
+
+/// SIGKILL of the backend while calls are in flight: no row is marked whose DELETE Twilio did
+/// not confirm, and the next run converges. The kill restarts the whole server (that is what
+/// Postgres does when a backend dies hard), so this test reconnects afterwards.
+#[test]
+fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
+    let fake = fake();
+    let mut client = session(&fake);
+    recordings(&mut client, "it_rec_crash", 40, 0, 10, |i| Some(sid(8000 + i)));
+    fake.add_recordings((8001..=8040).map(sid));
+    fake.set_latency(Duration::from_millis(150));
+
+    let base_url = fake.base_url();
+    let runner = thread::spawn(move || {
+        let mut client = connect();
+        client
+            .batch_execute(&format!(
+                "SET pg_retention.twilio_account_sid = '{ACCOUNT}'; SET pg_retention.twilio_auth_token = '{TOKEN}';
+                 SET pg_retention.twilio_base_url = '{base_url}'; SET pg_retention.twilio_concurrency = 2;
+                 SET application_name = 'it_rec_crash';"
+            ))
+            .unwrap();
+        client.batch_execute("CALL retention.run_batched('it_rec_crash')")
+    });
+    assert!(wait_for(Duration::from_secs(20), || fake.requests().len() >= 14), "calls should be under way");
+
+    // While calls are in flight the batched run holds no snapshot, no xid and no row or table lock.
+    let pid: i32 = client
+        .query_one("SELECT pid FROM pg_stat_activity WHERE application_name = 'it_rec_crash'", &[])
+        .unwrap()
+        .get(0);
+    let mut observed_idle_between = false;
+    for _ in 0..20 {
+        let row = client
+            .query_one(
+                "SELECT a.backend_xmin IS NULL AND a.backend_xid IS NULL,
+                        (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype NOT IN ('virtualxid', 'advisory'))
+                   FROM pg_stat_activity a WHERE a.pid = $1",
+                &[&pid],
+            )
+            .unwrap();
+        if row.get::<_, bool>(0) && row.get::<_, i64>(1) == 0 {
+            observed_idle_between = true;
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(observed_idle_between, "calls in flight should hold no snapshot, xid or lock");
+
+    let status = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(runner.join().unwrap().is_err());
+    drop(client);
+
+    // The server restarts after a backend crash; wait for it.
+    let mut client = None;
+    assert!(wait_for(Duration::from_secs(60), || {
+        client = std::panic::catch_unwind(|| session(&fake)).ok();
+        client.is_some()
+    }));
+    let mut client = client.unwrap();
+
+    let confirmed: BTreeSet<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.status == 204 || r.status == 404)
+        .filter_map(|r| r.path.rsplit('/').next().and_then(|f| f.strip_suffix(".json")).map(str::to_string))
+        .collect();
+    let marked_now = marked(&mut client, "it_rec_crash");
+    assert!(!marked_now.is_empty(), "some batches should have committed before the kill");
+    assert!(marked_now.is_subset(&confirmed), "marked rows must all be confirmed by Twilio");
+    assert!(marked_now.len() < 40);
+
+    fake.set_latency(Duration::ZERO);
+    client.batch_execute("CALL retention.run_batched('it_rec_crash')").unwrap();
+    assert_eq!(marked(&mut client, "it_rec_crash").len(), 40);
+    assert!(fake.recordings().is_empty());
+    let statuses: Vec<String> = client
+        .query("SELECT status FROM retention.runs WHERE policy = 'it_rec_crash' ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(statuses, vec!["interrupted", "succeeded"]);
+    let details: String = client
+        .query_one("SELECT details::text FROM retention.runs WHERE policy = 'it_rec_crash' AND status = 'succeeded'", &[])
+        .unwrap()
+        .get(0);
+    let details: Value = serde_json::from_str(&details).unwrap();
+    assert_adds_up(&details);
+}
