@@ -20,9 +20,27 @@ psql() { command psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 psql -d postgres -c "CREATE DATABASE retention_demo"
 export PGDATABASE=retention_demo
-echo "demo: loading sample data (120,000 traces, 100,000 usage rows)"
+echo "demo: loading sample data (120,000 traces, 100,000 usage rows, 3,000 recordings)"
 psql -f tests/demo/sample_data.sql >/dev/null
 psql -c "CREATE EXTENSION pg_retention"
+
+# A fake Twilio on 127.0.0.1 that holds every valid SID of the sample recordings. Never the real one.
+ACCOUNT=AC00000000000000000000000000000000
+TOKEN=demo-token
+cargo build -q --release -p fake_twilio
+psql -tA -c "SELECT twilio_recording_sid FROM voice_recordings WHERE twilio_recording_sid ~ '^RE[0-9a-fA-F]{32}$'" > "$DEMO_DIR/../pg_retention-demo-sids.txt"
+rm -f "$DEMO_DIR/../pg_retention-demo-twilio.port"
+target/release/fake-twilio "$ACCOUNT" "$TOKEN" "$DEMO_DIR/../pg_retention-demo-twilio.port" "$DEMO_DIR/../pg_retention-demo-sids.txt" &
+FAKE_PID=$!
+trap 'kill $FAKE_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$DEMO_DIR/../pg_retention-demo-twilio.port" ] && break; sleep 0.1; done
+FAKE_PORT=$(cat "$DEMO_DIR/../pg_retention-demo-twilio.port")
+psql -d postgres -q >/dev/null <<SQL
+ALTER SYSTEM SET pg_retention.twilio_account_sid = '$ACCOUNT';
+ALTER SYSTEM SET pg_retention.twilio_auth_token = '$TOKEN';
+ALTER SYSTEM SET pg_retention.twilio_base_url = 'http://127.0.0.1:$FAKE_PORT';
+SELECT pg_reload_conf();
+SQL
 
 psql <<'SQL'
 \pset footer off
@@ -33,19 +51,27 @@ SELECT 'expired_traces'::text AS policy, count(*) AS expired
   FROM "ConversationTrace" WHERE "expiresAt" < timezone('UTC', now())
 UNION ALL
 SELECT 'old_agent_usage', count(*)
-  FROM "AgentUsage" WHERE "timestamp" < timezone('UTC', now()) - interval '90 days';
+  FROM "AgentUsage" WHERE "timestamp" < timezone('UTC', now()) - interval '90 days'
+UNION ALL
+SELECT 'old_recordings', count(*)
+  FROM voice_recordings
+ WHERE created_at < now() - interval '90 days' AND deleted_at IS NULL
+   AND twilio_recording_sid ~ '^RE[0-9a-fA-F]{32}$';
 SELECT policy, expired FROM expected ORDER BY policy;
 
 \echo '== Dry run (retention.preview): same predicate, nothing changed'
 SELECT p->>'policy' AS policy, p->>'rows' AS would_delete, p->>'cutoff' AS cutoff
-  FROM (VALUES (retention.preview('expired_traces')), (retention.preview('old_agent_usage'))) v(p);
+  FROM (VALUES (retention.preview('expired_traces')), (retention.preview('old_agent_usage')),
+               (retention.preview('old_recordings'))) v(p);
 
 \echo '== SELECT cleanup_expired_traces();  -- one transaction'
 SELECT cleanup_expired_traces() AS deleted \gset traces_
 \echo deleted :traces_deleted traces
 \echo '== CALL retention.run_batched(''old_agent_usage'');  -- commits after every batch of 10000'
-CALL retention.run_batched('old_agent_usage') \gset usage_
-SELECT :'usage_result'::jsonb->'rows_deleted' AS deleted, :'usage_result'::jsonb->'batches' AS batches;
+CALL retention.run_batched('old_agent_usage');
+
+\echo '== SELECT cleanup_old_recordings();  -- DELETE at the fake Twilio, then soft-delete the row'
+SELECT jsonb_pretty(cleanup_old_recordings() - 'cutoff' - 'error' - 'mode' - 'trigger' - 'policy') AS result;
 
 \echo '== Deleted per policy against the plain-SQL count taken before the run'
 SELECT e.policy, e.expired AS expected, r.rows_deleted AS deleted,
@@ -63,18 +89,23 @@ BEGIN
     END IF;
 END $$;
 
-\echo '== What is left'
+\echo '== What is left (past each run''s cutoff: none)'
 SELECT 'ConversationTrace' AS "table", count(*) AS rows,
        count(*) FILTER (WHERE "expiresAt" IS NULL) AS never_expire,
-       count(*) FILTER (WHERE "expiresAt" < timezone('UTC', now())) AS expired
+       count(*) FILTER (WHERE "expiresAt" < (SELECT timezone('UTC', cutoff) FROM retention.runs
+                                               WHERE policy = 'expired_traces' ORDER BY id DESC LIMIT 1)) AS past_cutoff
   FROM "ConversationTrace"
 UNION ALL
 SELECT 'AgentUsage', count(*), NULL,
-       count(*) FILTER (WHERE "timestamp" < timezone('UTC', now()) - interval '90 days')
+       count(*) FILTER (WHERE "timestamp" < (SELECT timezone('UTC', cutoff) FROM retention.runs
+                                               WHERE policy = 'old_agent_usage' ORDER BY id DESC LIMIT 1))
   FROM "AgentUsage";
 
+\echo '== voice_recordings now'
+SELECT coalesce(deletion_reason, '(kept)') AS deletion_reason, count(*) FROM voice_recordings GROUP BY 1 ORDER BY 1;
+
 \echo '== Run history (retention.runs)'
-SELECT id, policy, trigger, mode, status, rows_deleted, batches,
+SELECT id, policy, trigger, mode, status, rows_deleted, batches, details->'skipped' AS skipped,
        to_char(cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS cutoff_utc,
        round(extract(epoch FROM finished_at - started_at) * 1000) AS ms
   FROM retention.runs ORDER BY id;

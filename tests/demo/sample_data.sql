@@ -40,3 +40,24 @@ SELECT 'au_' || md5(g::text),
   FROM generate_series(1, 100000) g;
 
 ANALYZE "ConversationTrace", "AgentUsage";
+
+-- The voice engine's recordings: 3,000 over the last 180 days. A few have no SID or a
+-- malformed one (never sent to Twilio), a few were soft-deleted by hand already.
+CREATE TABLE voice_recordings (
+    id                   bigserial PRIMARY KEY,
+    created_at           timestamptz NOT NULL,
+    twilio_recording_sid text,
+    deleted_at           timestamptz,
+    deletion_reason      text
+);
+CREATE INDEX voice_recordings_created_at_idx ON voice_recordings (created_at);
+INSERT INTO voice_recordings (created_at, twilio_recording_sid)
+SELECT now() - random() * interval '180 days',
+       CASE WHEN g % 200 = 0 THEN NULL
+            WHEN g % 200 = 1 THEN 'RE' || left(md5(g::text), 10)
+            ELSE 'RE' || md5('recording' || g) END
+  FROM generate_series(1, 3000) g;
+UPDATE voice_recordings SET deleted_at = created_at + interval '1 day', deletion_reason = 'user_request'
+ WHERE id % 97 = 0;
+ANALYZE voice_recordings;
+
