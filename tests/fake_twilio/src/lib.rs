@@ -5,7 +5,7 @@
 //! Control it in-process (the methods below) or over HTTP on the same port:
 //! `POST /_fake/recordings` (JSON array of SIDs to add), `GET /_fake/recordings`,
 //! `POST /_fake/faults` (JSON array of faults, one per coming request), `POST /_fake/latency_ms`
-//! (a number), `GET /_fake/requests`.
+//! (a number), `POST /_fake/every_nth` (`{"n":3,"fault":{"status":503}}`), `GET /_fake/requests`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -300,6 +300,12 @@ impl Server {
                 let faults: Vec<Fault> = input.as_array().into_iter().flatten().filter_map(Fault::from_json).collect();
                 state.faults.extend(faults);
                 json!({ "queued": state.faults.len() })
+            }
+            ("POST", "/_fake/every_nth") => {
+                let n = input["n"].as_u64().filter(|n| *n > 0);
+                state.every_nth = n.zip(Fault::from_json(&input["fault"]));
+                state.deletes_seen = 0;
+                json!({ "every_nth": n })
             }
             ("POST", "/_fake/latency_ms") => {
                 state.latency = Duration::from_millis(input.as_u64().unwrap_or(0));

@@ -267,6 +267,21 @@ fn server_errors_timeouts_and_resets_fail_the_row_and_the_next_run_retries() {
 }
 
 #[test]
+fn faults_injected_by_rate_are_counted() {
+    let fake = fake();
+    let mut client = session(&fake);
+    recordings(&mut client, "it_rec_rate", 9, 0, 100, |i| Some(sid(9000 + i)));
+    fake.add_recordings((9001..=9009).map(sid));
+    fake.set_every_nth(Some((3, Fault::Status(503))));
+    let result = json(&mut client, "retention.run_policy('it_rec_rate')");
+    assert_eq!((n(&result, "deleted"), n(&result, "server_error")), (6, 3));
+    assert_adds_up(&result);
+    fake.set_every_nth(None);
+    let retry = json(&mut client, "retention.run_policy('it_rec_rate')");
+    assert_eq!(n(&retry, "deleted"), 3);
+}
+
+#[test]
 fn rows_without_a_valid_sid_are_skipped_and_never_sent() {
     let fake = fake();
     let mut client = session(&fake);
