@@ -32,7 +32,7 @@ COMMENT ON TABLE retention.policies IS 'One row per retention policy: which rows
 CREATE TABLE retention.runs (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     policy           text NOT NULL, -- no foreign key: history outlives a dropped policy
-    trigger          text NOT NULL CHECK (trigger IN ('sql', 'pg_cron')),
+    trigger          text NOT NULL CHECK (trigger IN ('sql', 'pg_cron', 'worker')),
     mode             text NOT NULL CHECK (mode IN ('transaction', 'batched')),
     status           text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted')),
     started_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
@@ -49,3 +49,14 @@ CREATE TABLE retention.runs (
 CREATE INDEX runs_policy_started_at_idx ON retention.runs (policy, started_at DESC);
 CREATE INDEX runs_started_at_idx ON retention.runs (started_at);
 COMMENT ON TABLE retention.runs IS 'One row per run of a policy, from any trigger; pruned after pg_retention.history_retention_days';
+
+CREATE TABLE retention.worker_state (
+    singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_slot        timestamp,   -- the last scheduled run_at (wall clock, pg_retention.timezone) run
+    last_started_at  timestamptz,
+    last_finished_at timestamptz,
+    run_requested_at timestamptz, -- set by retention.run_worker_now()
+    pid              integer
+);
+COMMENT ON TABLE retention.worker_state IS 'The background worker''s memory: which nightly slot it ran last';
+

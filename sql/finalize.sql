@@ -108,8 +108,30 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'pg_retention_run_batched';
 COMMENT ON PROCEDURE retention.run_batched(text, interval) IS
     'Runs a retention policy, committing after each batch; use with CALL';
 
+-- One row per policy: is retention keeping up?
+CREATE VIEW retention.status AS
+SELECT p.name AS policy,
+       p.enabled,
+       p.action,
+       pg_catalog.format('%I.%I', p.table_schema, p.table_name) AS target,
+       last.started_at AS last_run_at,
+       last.trigger AS last_trigger,
+       last.status AS last_status,
+       last.rows_deleted AS last_rows,
+       last.error AS last_error,
+       CASE WHEN p.enabled THEN retention.next_worker_run() END AS next_worker_run,
+       (backlog.now ->> 'rows')::bigint AS backlog_rows,
+       (backlog.now ->> 'oldest_age')::interval AS oldest_backlog_age,
+       backlog.now ->> 'error' AS backlog_error
+  FROM retention.policies p
+  LEFT JOIN LATERAL (SELECT r.started_at, r.trigger, r.status, r.rows_deleted, r.error
+                       FROM retention.runs r WHERE r.policy = p.name
+                      ORDER BY r.started_at DESC LIMIT 1) last ON true
+  CROSS JOIN LATERAL (SELECT retention.backlog(p.name) AS now) backlog;
+COMMENT ON VIEW retention.status IS 'One row per policy: last run, next worker run, and the backlog past the cutoff now';
+
 -- Nothing runs for PUBLIC: the README lists what to grant to an operator role.
-REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC; -- the view too
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_expired_traces() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_agent_usage(integer) FROM PUBLIC;

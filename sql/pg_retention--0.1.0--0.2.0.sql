@@ -1,12 +1,27 @@
 -- pg_retention 0.1.0 -> 0.2.0
 -- Recordings: the twilio_recording action, its preset and cleanup_old_recordings(); run
 -- history gains details; run_batched becomes a Rust procedure that commits before each
--- batch's Twilio calls (it returns nothing now: its run is in retention.runs).
+-- batch's Twilio calls (it returns nothing now: its run is in retention.runs). The
+-- background worker: its state table, run_worker_now(), and the status view.
 
 ALTER TABLE retention.policies ADD COLUMN sid_column text, ADD COLUMN id_column text;
 ALTER TABLE retention.policies DROP CONSTRAINT policies_action_check,
     ADD CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording'));
 ALTER TABLE retention.runs ADD COLUMN details jsonb;
+ALTER TABLE retention.runs DROP CONSTRAINT runs_trigger_check,
+    ADD CONSTRAINT runs_trigger_check CHECK (trigger IN ('sql', 'pg_cron', 'worker'));
+
+CREATE TABLE retention.worker_state (
+    singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    last_slot        timestamp,   -- the last scheduled run_at (wall clock, pg_retention.timezone) run
+    last_started_at  timestamptz,
+    last_finished_at timestamptz,
+    run_requested_at timestamptz, -- set by retention.run_worker_now()
+    pid              integer
+);
+COMMENT ON TABLE retention.worker_state IS 'The background worker''s memory: which nightly slot it ran last';
+
+
 
 -- The preset, like those of 0.1.0, may name a table that does not exist yet: skip validation.
 ALTER TABLE retention.policies DISABLE TRIGGER policies_validate;
@@ -110,5 +125,48 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION retention."backlog"(
+	"policy_name" TEXT
+) RETURNS jsonb
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'backlog_wrapper';
+
+CREATE FUNCTION retention."next_worker_run"() RETURNS timestamp with time zone
+STRICT STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'next_worker_run_wrapper';
+
+CREATE FUNCTION retention."run_worker_now"() RETURNS INT
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'run_worker_now_wrapper';
+
+-- One row per policy: is retention keeping up?
+CREATE VIEW retention.status AS
+SELECT p.name AS policy,
+       p.enabled,
+       p.action,
+       pg_catalog.format('%I.%I', p.table_schema, p.table_name) AS target,
+       last.started_at AS last_run_at,
+       last.trigger AS last_trigger,
+       last.status AS last_status,
+       last.rows_deleted AS last_rows,
+       last.error AS last_error,
+       CASE WHEN p.enabled THEN retention.next_worker_run() END AS next_worker_run,
+       (backlog.now ->> 'rows')::bigint AS backlog_rows,
+       (backlog.now ->> 'oldest_age')::interval AS oldest_backlog_age,
+       backlog.now ->> 'error' AS backlog_error
+  FROM retention.policies p
+  LEFT JOIN LATERAL (SELECT r.started_at, r.trigger, r.status, r.rows_deleted, r.error
+                       FROM retention.runs r WHERE r.policy = p.name
+                      ORDER BY r.started_at DESC LIMIT 1) last ON true
+  CROSS JOIN LATERAL (SELECT retention.backlog(p.name) AS now) backlog;
+COMMENT ON VIEW retention.status IS 'One row per policy: last run, next worker run, and the backlog past the cutoff now';
+
+REVOKE ALL ON retention.worker_state, retention.status FROM PUBLIC;
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_recordings(integer) FROM PUBLIC;

@@ -75,6 +75,27 @@ pub mod retention {
         engine::preview(required(policy_name, "policy_name"), retain)
     }
 
+    /// A policy's backlog now (its preview), or `{"error": ...}`: for the view `retention.status`.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn backlog(policy_name: Option<&str>) -> JsonB {
+        engine::backlog(required(policy_name, "policy_name"))
+    }
+
+    /// When the worker runs next; NULL when it is off.
+    #[pg_extern(stable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn next_worker_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
+        crate::worker::next_run()
+    }
+
+    /// Asks the background worker to run every enabled policy now; returns its pid.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn run_worker_now() -> i32 {
+        crate::worker::request_run_now()
+    }
+
     /// Validates every row written to `retention.policies`, however it is written, and stamps
     /// `updated_at`. The presets are inserted before this trigger exists (their tables may not).
     #[pg_trigger]

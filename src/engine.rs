@@ -5,6 +5,7 @@
 //! (`CALL retention.run_batched`), where a recording batch also commits before its Twilio
 //! calls, so no transaction, lock or snapshot is held while they are in flight.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use pgrx::datum::{Interval, TimestampWithTimeZone};
@@ -48,7 +49,7 @@ struct Prepared {
     statements: Statements,
     retain: Option<Interval>,
     trigger: Trigger,
-    twilio: Option<twilio::Client>,
+    twilio: Option<Arc<twilio::Client>>,
 }
 
 impl Prepared {
@@ -68,7 +69,7 @@ impl Prepared {
             }))),
         };
         // Credentials are checked before any row is read.
-        let twilio = (for_run && policy.action == Action::TwilioRecording).then(|| twilio::Client::new(twilio_config()));
+        let twilio = (for_run && policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(twilio_config())));
         let target: Target = policy.check_target(true);
         let statements = policy.statements(&target);
         Prepared { policy, statements, retain, trigger: caller_trigger(), twilio }
@@ -275,8 +276,9 @@ impl Run {
     }
 
     /// twilio_recording, step 2: the Twilio calls. Touches no Postgres API: the calls run on
-    /// helper threads while this thread waits. Rows with no valid SID are never sent.
-    fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Answer>>, u16> {
+    /// helper threads while this thread waits, watching for a cancel or shutdown request.
+    /// Rows with no valid SID are never sent.
+    fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Answer>>, Halt> {
         let policy = &self.prepared.policy.name;
         let tally = self.record.tally.get_or_insert_with(Tally::default);
         let mut to_send = Vec::new();
@@ -293,9 +295,11 @@ impl Run {
             }
         }
         let client = self.prepared.twilio.as_ref().expect("a recording run has a Twilio client");
-        let answers = client.delete_all(&to_send);
+        // SAFETY: reading flags that Postgres' signal handlers set.
+        let interrupted = || unsafe { pg_sys::InterruptPending != 0 || pg_sys::ShutdownRequestPending != 0 };
+        let answers = client.delete_all(to_send, &interrupted).map_err(|_| Halt::Stopped)?;
         if let Some(Some(Answer::Refused(status))) = answers.iter().find(|a| matches!(a, Some(Answer::Refused(_)))) {
-            return Err(*status);
+            return Err(Halt::Refused(*status));
         }
         let mut sent = answers.into_iter();
         let mut per_row = Vec::with_capacity(fetched.keys.len());
@@ -382,6 +386,35 @@ impl Run {
     }
 }
 
+/// Why a batch's Twilio calls ended early.
+enum Halt {
+    /// 401/403: the run stops.
+    Refused(u16),
+    /// A cancel, terminate or shutdown request arrived while calls were in flight.
+    Stopped,
+}
+
+impl Halt {
+    fn message(&self) -> String {
+        match self {
+            Halt::Refused(status) => refused_text(*status),
+            Halt::Stopped => "stopped by a cancel or shutdown request while Twilio calls were in flight; no row of this batch was marked".into(),
+        }
+    }
+
+    /// Raises the error that ends the run.
+    fn raise(self) -> ! {
+        match self {
+            Halt::Refused(status) => refused_error(status),
+            Halt::Stopped => {
+                // A cancel or terminate raises its own error here; a worker's shutdown does not.
+                pgrx::check_for_interrupts!();
+                raise(PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN, Halt::Stopped.message(), None)
+            }
+        }
+    }
+}
+
 /// Twilio refused the credentials: the run stops; nothing of the batch is marked.
 fn refused_text(status: u16) -> String {
     let account = settings::text(&settings::TWILIO_ACCOUNT_SID).unwrap_or_default();
@@ -463,8 +496,28 @@ fn error_message(error: &CaughtError) -> String {
     }
 }
 
-/// Runs `work` in a subtransaction, so that on error its changes are rolled back and the
-/// session is clean enough to record the failure before the error goes on to the caller.
+/// Runs `work` with an active snapshot, taking a fresh one only if none is active: between
+/// the commits of a batched run (a procedure or the worker) none is, and none is held while
+/// Twilio calls are in flight.
+fn with_snapshot<R>(work: impl FnOnce() -> R) -> R {
+    // SAFETY: push and pop are paired; on error, transaction abort pops what is left.
+    let pushed = unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            false
+        } else {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            true
+        }
+    };
+    let result = work();
+    if pushed {
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    result
+}
+
+/// Runs `work` in a subtransaction (with a snapshot), so that on error its changes are rolled
+/// back and the session is clean enough to record the failure before the error goes on.
 fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, Box<CaughtError>> {
     // SAFETY: the pattern of PL/pgSQL's exception blocks: begin, then on either path release or
     // roll back, restoring the caller's memory context and resource owner.
@@ -480,7 +533,7 @@ fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Re
         pg_sys::CurrentResourceOwner = owner;
     };
     PgTryBuilder::new(move || {
-        let result = work();
+        let result = with_snapshot(work);
         unsafe { pg_sys::ReleaseCurrentSubTransaction() };
         restore();
         Ok(result)
@@ -528,7 +581,7 @@ pub fn run_in_transaction(name: &str, retain: Option<Interval>) -> Outcome {
                 let fetched = run.fetch();
                 let answers = match run.call(&fetched) {
                     Ok(answers) => answers,
-                    Err(status) => refused_error(status),
+                    Err(halt) => halt.raise(),
                 };
                 run.mark(&fetched, &answers);
                 if (fetched.keys.len() as i64) < run.batch_size() {
@@ -576,9 +629,11 @@ pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> O
         }
         Err(error) => {
             let message = error_message(&error);
-            let mut record = failed_before_start(name, Mode::Batched, started, &message);
-            insert_run(&mut record, None, Some(started));
-            log!("{}", record.log_line());
+            with_snapshot(|| {
+                let mut record = failed_before_start(name, Mode::Batched, started, &message);
+                insert_run(&mut record, None, Some(started));
+                log!("{}", record.log_line());
+            });
             commit();
             error.rethrow()
         }
@@ -587,7 +642,7 @@ pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> O
 
     // Any error from here on: record it, release the lock, commit that, then raise it.
     fn fail(run: Run, error: Box<CaughtError>, commit: &dyn Fn()) -> ! {
-        run.finish(Some(error_message(&error)));
+        with_snapshot(|| run.finish(Some(error_message(&error))));
         commit();
         error.rethrow()
     }
@@ -600,10 +655,11 @@ pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> O
             commit(); // nothing is held while the calls are in flight
             let answers = match run.call(&fetched) {
                 Ok(answers) => answers,
-                Err(status) => {
-                    run.finish(Some(refused_text(status)));
+                Err(halt) => {
+                    let message = halt.message();
+                    with_snapshot(|| run.finish(Some(message)));
                     commit();
-                    refused_error(status)
+                    halt.raise()
                 }
             };
             let marked = in_subtransaction(std::panic::AssertUnwindSafe(|| {
@@ -629,9 +685,17 @@ pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> O
             break;
         }
     }
-    let outcome = run.finish(None);
+    let outcome = with_snapshot(|| run.finish(None));
     commit();
     outcome
+}
+
+/// A policy's backlog for the status view: its preview, or the error that stops it.
+pub fn backlog(name: &str) -> JsonB {
+    match in_subtransaction(|| preview(name, None)) {
+        Ok(preview) => preview,
+        Err(error) => JsonB(json!({ "error": error_message(&error) })),
+    }
 }
 
 /// Counts what a run would touch now: same predicate and cutoff rule, nothing changed.

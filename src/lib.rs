@@ -8,8 +8,10 @@ mod failed_runs;
 mod limits;
 mod policy;
 mod run_log;
+mod schedule;
 mod settings;
 mod twilio;
+mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -24,6 +26,10 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     settings::init();
+    // SAFETY: a flag Postgres sets while it loads shared_preload_libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        worker::register();
+    }
 }
 
 /// Used by `cargo pgrx test`.

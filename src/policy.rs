@@ -424,8 +424,16 @@ impl Policy {
             ),
             _ => (String::new(), String::new()),
         };
+        let age = match target.time_type {
+            TimeType::TimestampTz => format!("pg_catalog.now() - pg_catalog.min({time_column})"),
+            TimeType::Timestamp => format!("pg_catalog.timezone('UTC', pg_catalog.now()) - pg_catalog.min({time_column})"),
+            TimeType::Date => format!(
+                "pg_catalog.make_interval(days => pg_catalog.timezone('UTC', pg_catalog.now())::pg_catalog.date - pg_catalog.min({time_column}))"
+            ),
+        };
         let preview = format!(
-            "SELECT pg_catalog.jsonb_build_object('rows', pg_catalog.count(*), 'oldest', pg_catalog.min({time_column})) FROM {table} WHERE {predicate}"
+            "SELECT pg_catalog.jsonb_build_object('rows', pg_catalog.count(*), 'oldest', pg_catalog.min({time_column}), 'oldest_age', {age})
+               FROM {table} WHERE {predicate}"
         );
         Statements { batch, fetch, mark, preview }
     }

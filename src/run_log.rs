@@ -5,6 +5,9 @@ use serde_json::{json, Map, Value};
 
 use crate::twilio::Answer;
 
+/// The worker's `backend_type` in `pg_stat_activity`.
+pub const WORKER_TYPE: &str = "pg_retention worker";
+
 /// Who started a run. Stored in `retention.runs.trigger`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -12,13 +15,17 @@ pub enum Trigger {
     Sql,
     /// A pg_cron job.
     PgCron,
+    /// pg_retention's own background worker.
+    Worker,
 }
 
 impl Trigger {
     /// pg_cron runs a job in a background worker of type `pg_cron`
     /// (`cron.use_background_workers = on`) or over libpq as `application_name = 'pg_cron'`.
     pub fn detect(backend_type: &str, application_name: &str) -> Self {
-        if backend_type == "pg_cron" || application_name == "pg_cron" {
+        if backend_type == WORKER_TYPE {
+            Trigger::Worker
+        } else if backend_type == "pg_cron" || application_name == "pg_cron" {
             Trigger::PgCron
         } else {
             Trigger::Sql
@@ -29,6 +36,7 @@ impl Trigger {
         match self {
             Trigger::Sql => "sql",
             Trigger::PgCron => "pg_cron",
+            Trigger::Worker => "worker",
         }
     }
 }
@@ -234,5 +242,6 @@ mod tests {
         assert_eq!(Trigger::detect("client backend", "pg_cron"), Trigger::PgCron);
         assert_eq!(Trigger::detect("client backend", "psql"), Trigger::Sql);
         assert_eq!(Trigger::detect("", ""), Trigger::Sql);
+        assert_eq!(Trigger::detect(WORKER_TYPE, ""), Trigger::Worker);
     }
 }

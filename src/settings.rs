@@ -6,7 +6,7 @@ use std::ffi::{CStr, CString};
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 
 use crate::limits::MAX_DAYS;
-use crate::twilio;
+use crate::{schedule, twilio};
 
 /// Days of run history to keep in `retention.runs`; older rows are pruned at the start of each run.
 pub static HISTORY_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
@@ -37,6 +37,18 @@ pub static TWILIO_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(8);
 
 /// Attempts per recording when Twilio answers 429, the first included.
 pub static TWILIO_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
+
+/// Whether the background worker runs the enabled policies once a day. Off until a DBA says so.
+pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// The database whose policies the worker runs (one database per server).
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
+/// The worker's time of day, `HH:MM`, in `pg_retention.timezone`.
+pub static RUN_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"03:00"));
+
+/// The time zone `run_at` is read in.
+pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
 
 /// Cap, in milliseconds, on a wait after a 429 (`Retry-After` included); also the wait when
 /// a 429 carries no `Retry-After`, at a tenth of it.
@@ -82,7 +94,49 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    define_base_url();
+    define_checked_string(
+        c"pg_retention.twilio_base_url",
+        c"Base URL of Twilio's API.",
+        c"https://api.twilio.com unless testing; plain http only to a loopback host.",
+        &TWILIO_BASE_URL,
+        c"https://api.twilio.com",
+        pg_sys::GucContext::PGC_SUSET,
+        check_base_url,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_retention.worker_enabled",
+        c"Whether the background worker runs the enabled policies once a day.",
+        c"Needs pg_retention in shared_preload_libraries.",
+        &WORKER_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_retention.database",
+        c"The database whose retention policies the background worker runs.",
+        c"The worker restarts to connect to a new value.",
+        &DATABASE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    define_checked_string(
+        c"pg_retention.run_at",
+        c"Time of day (HH:MM, 24-hour) the background worker runs, in pg_retention.timezone.",
+        c"",
+        &RUN_AT,
+        c"03:00",
+        pg_sys::GucContext::PGC_SIGHUP,
+        check_run_at,
+    );
+    define_checked_string(
+        c"pg_retention.timezone",
+        c"Time zone of pg_retention.run_at.",
+        c"Any name Postgres knows, such as UTC or Europe/Paris.",
+        &TIMEZONE,
+        c"UTC",
+        pg_sys::GucContext::PGC_SIGHUP,
+        check_timezone,
+    );
     for (name, setting, description, min, max) in [
         (c"pg_retention.twilio_connect_timeout_ms", &TWILIO_CONNECT_TIMEOUT_MS, c"Milliseconds to wait for a connection to Twilio.", 10, 600_000),
         (c"pg_retention.twilio_timeout_ms", &TWILIO_TIMEOUT_MS, c"Milliseconds one Twilio call may take in all.", 10, 600_000),
@@ -94,22 +148,45 @@ pub fn init() {
     }
 }
 
-/// The base URL has a check hook, so a bad value is refused when it is set.
-fn define_base_url() {
+type CheckHook = unsafe extern "C-unwind" fn(*mut *mut std::ffi::c_char, *mut *mut std::ffi::c_void, pg_sys::GucSource::Type) -> bool;
+
+/// A string setting with a check hook, so a bad value is refused when it is set.
+fn define_checked_string(
+    name: &'static CStr,
+    short: &'static CStr,
+    long: &'static CStr,
+    setting: &'static GucSetting<Option<CString>>,
+    boot: &'static CStr,
+    context: pg_sys::GucContext::Type,
+    check: CheckHook,
+) {
     // SAFETY: registering a GUC with a static setting and a check hook, as DefineCustomStringVariable expects.
     unsafe {
         pg_sys::DefineCustomStringVariable(
-            c"pg_retention.twilio_base_url".as_ptr(),
-            c"Base URL of Twilio's API.".as_ptr(),
-            c"https://api.twilio.com unless testing; plain http only to a loopback host.".as_ptr(),
-            TWILIO_BASE_URL.as_ptr().cast(),
-            c"https://api.twilio.com".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
+            name.as_ptr(),
+            short.as_ptr(),
+            long.as_ptr(),
+            setting.as_ptr().cast(),
+            boot.as_ptr(),
+            context,
             0,
-            Some(check_base_url),
+            Some(check),
             None,
             None,
         );
+    }
+}
+
+/// Runs `check` on a new value; a problem becomes the DETAIL of Postgres' "invalid value" error.
+unsafe fn check_with(newval: *mut *mut std::ffi::c_char, check: impl Fn(&str) -> Result<(), String>) -> bool {
+    let value = if newval.is_null() || (*newval).is_null() { "" } else { CStr::from_ptr(*newval).to_str().unwrap_or("") };
+    match check(value) {
+        Ok(()) => true,
+        Err(problem) => {
+            let detail = CString::new(problem).unwrap_or_default();
+            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
+            false
+        }
     }
 }
 
@@ -119,15 +196,33 @@ unsafe extern "C-unwind" fn check_base_url(
     _extra: *mut *mut std::ffi::c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    let value = if newval.is_null() || (*newval).is_null() { "" } else { CStr::from_ptr(*newval).to_str().unwrap_or("") };
-    match twilio::check_base_url(value) {
-        Ok(()) => true,
-        Err(problem) => {
-            let detail = CString::new(problem).unwrap_or_default();
-            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
-            false
+    check_with(newval, twilio::check_base_url)
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_run_at(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    check_with(newval, |v| schedule::parse_run_at(v).map(|_| ()))
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_timezone(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    check_with(newval, |v| {
+        let name = CString::new(v).map_err(|_| "a time zone name has no NUL byte".to_string())?;
+        // SAFETY: pg_tzset looks a name up in Postgres' time zone database; NULL if unknown.
+        if !v.is_empty() && !unsafe { pg_sys::pg_tzset(name.as_ptr()) }.is_null() {
+            Ok(())
+        } else {
+            Err(format!("\"{v}\" is not a time zone Postgres knows (see pg_timezone_names)"))
         }
-    }
+    })
 }
 
 /// A string setting as Rust text; empty counts as unset.

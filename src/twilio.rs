@@ -2,8 +2,8 @@
 //! HTTP Basic auth, and what each answer means for the row. No pgrx here: this runs on helper
 //! threads that must never touch Postgres.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -214,33 +214,61 @@ impl Client {
         }
     }
 
-    /// Deletes many recordings on at most `concurrency` threads; answers come back in input order.
-    /// Stops starting new calls once Twilio refuses the credentials.
-    pub fn delete_all(&self, sids: &[String]) -> Vec<Option<Answer>> {
-        let answers: Vec<Mutex<Option<Answer>>> = sids.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        let refused = std::sync::atomic::AtomicBool::new(false);
-        let threads = self.config.concurrency.clamp(1, sids.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    block_signals();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= sids.len() || refused.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let answer = self.delete_recording(&sids[i]);
-                        if matches!(answer, Answer::Refused(_)) {
-                            refused.store(true, Ordering::Relaxed);
-                        }
-                        *answers[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
-                    }
-                });
-            }
+    /// Deletes many recordings on at most `concurrency` threads; answers come back in input
+    /// order. Stops starting new calls once Twilio refuses the credentials. The caller's thread
+    /// only waits, asking `should_stop` every 20 ms; when it says stop, this returns at once
+    /// (`Err(Stopped)`) and the calls still in flight finish on their own, answers unused.
+    pub fn delete_all(self: &Arc<Self>, sids: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<Option<Answer>>, Stopped> {
+        let total = sids.len();
+        let work = Arc::new(Work {
+            sids,
+            answers: Mutex::new(vec![None; total]),
+            next: AtomicUsize::new(0),
+            finished_threads: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
         });
-        answers.into_iter().map(|a| a.into_inner().unwrap_or_else(|p| p.into_inner())).collect()
+        let threads = self.config.concurrency.clamp(1, total.max(1));
+        for _ in 0..threads {
+            let (client, work) = (self.clone(), work.clone());
+            std::thread::spawn(move || {
+                block_signals();
+                loop {
+                    let i = work.next.fetch_add(1, Ordering::Relaxed);
+                    if i >= work.sids.len() || work.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let answer = client.delete_recording(&work.sids[i]);
+                    if matches!(answer, Answer::Refused(_)) {
+                        work.stop.store(true, Ordering::Relaxed);
+                    }
+                    work.answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(answer);
+                }
+                work.finished_threads.fetch_add(1, Ordering::Release);
+            });
+        }
+        while work.finished_threads.load(Ordering::Acquire) < threads {
+            if should_stop() {
+                work.stop.store(true, Ordering::Relaxed);
+                return Err(Stopped);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let answers = std::mem::take(&mut *work.answers.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(answers)
     }
+}
+
+/// `delete_all` was told to stop before every answer was in.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Stopped;
+
+/// The calls of one `delete_all`, shared with its threads.
+struct Work {
+    sids: Vec<String>,
+    answers: Mutex<Vec<Option<Answer>>>,
+    next: AtomicUsize,
+    finished_threads: AtomicUsize,
+    stop: AtomicBool,
 }
 
 /// Signals belong to the backend's main thread: a SIGTERM handled on a helper thread would
@@ -436,5 +464,19 @@ mod tests {
         let answer = client(format!("http://127.0.0.1:{port}"), "AC0123456789abcdef0123456789abcdef", "t")
             .delete_recording("RE0123456789abcdef0123456789abcdef");
         assert!(matches!(answer, Answer::ConnectionError(_)), "{answer:?}");
+    }
+
+    #[test]
+    fn delete_all_returns_at_once_when_told_to_stop() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        // Accepts and never answers: every call would wait for the 5 s timeout.
+        let _hold = std::thread::spawn(move || listener.incoming().take(4).collect::<Vec<_>>());
+        let client = Arc::new(client(url, "AC0123456789abcdef0123456789abcdef", "t"));
+        let started = std::time::Instant::now();
+        let stop_after = started + Duration::from_millis(200);
+        let result = client.delete_all(vec!["RE0123456789abcdef0123456789abcdef".into(); 2], &|| std::time::Instant::now() > stop_after);
+        assert_eq!(result, Err(Stopped));
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
 }

@@ -139,6 +139,11 @@ impl FakeTwilio {
         state.max_in_flight = 0;
     }
 
+    /// Requests being answered right now.
+    pub fn in_flight(&self) -> usize {
+        self.state().in_flight
+    }
+
     /// The most requests it was answering at once since the last `clear_requests`.
     pub fn max_in_flight(&self) -> usize {
         self.state().max_in_flight

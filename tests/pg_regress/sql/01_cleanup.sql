@@ -10,7 +10,7 @@ INSERT INTO "ConversationTrace"
 SELECT 'never-' || g, 'x', NULL FROM generate_series(1, 10) g;
 
 -- Dry run: same predicate, nothing changes.
-SELECT p - 'cutoff' - 'oldest' AS preview FROM retention.preview('expired_traces') p;
+SELECT p - 'cutoff' - 'oldest' - 'oldest_age' AS preview FROM retention.preview('expired_traces') p;
 SELECT count(*) FROM "ConversationTrace";
 
 -- The session's TimeZone does not change the answer.

@@ -20,6 +20,10 @@ CREATE FUNCTION pg_temp.shape() RETURNS TABLE (kind text, item text) LANGUAGE sq
     SELECT 'constraint', conrelid::regclass::text || ' ' || pg_get_constraintdef(oid)
       FROM pg_constraint WHERE connamespace = 'retention'::regnamespace
     UNION ALL
+    SELECT 'relation', c.oid::regclass::text || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, '')
+           || ' ' || coalesce(pg_get_viewdef(c.oid), '')
+      FROM pg_class c WHERE c.relnamespace = 'retention'::regnamespace
+    UNION ALL
     SELECT 'trigger', pg_get_triggerdef(t.oid) FROM pg_trigger t
      WHERE t.tgrelid = 'retention.policies'::regclass AND NOT t.tgisinternal
     UNION ALL

@@ -1,0 +1,259 @@
+//! The background worker against a real server: run now, run at `run_at`, settings reloaded
+//! on SIGHUP, prompt exit on SIGTERM mid-run, restart after a crash, one failing policy not
+//! stopping the others, and a standby that runs nothing.
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use fake_twilio::FakeTwilio;
+use pg_retention_it::{connect, count, table_with_policy, wait_for};
+use postgres::Client;
+
+/// ALTER SYSTEM each setting, reload, and wait until this session sees the change.
+fn set_system(client: &mut Client, settings: &[(&str, &str)]) {
+    for (name, value) in settings {
+        client.batch_execute(&format!("ALTER SYSTEM SET {name} = '{value}'")).unwrap();
+    }
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    for (name, value) in settings {
+        assert!(wait_for(Duration::from_secs(10), || {
+            let mut fresh = connect();
+            fresh.query_one(&format!("SELECT current_setting('{name}')"), &[]).unwrap().get::<_, String>(0) == *value
+        }));
+    }
+    thread::sleep(Duration::from_millis(300)); // the worker reloads on its own latch
+}
+
+fn reset_system(client: &mut Client) {
+    for name in [
+        "pg_retention.worker_enabled", "pg_retention.run_at", "pg_retention.twilio_account_sid",
+        "pg_retention.twilio_auth_token", "pg_retention.twilio_base_url", "pg_retention.twilio_concurrency",
+    ] {
+        client.batch_execute(&format!("ALTER SYSTEM RESET {name}")).unwrap();
+    }
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
+
+fn worker_pid(client: &mut Client) -> Option<i32> {
+    client
+        .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_retention worker'", &[])
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+/// Only the named policies stay enabled: the worker runs every enabled policy of the database.
+fn only_enable(client: &mut Client, prefix: &str) {
+    client
+        .batch_execute(&format!("UPDATE retention.policies SET enabled = (name LIKE '{prefix}%')"))
+        .unwrap();
+}
+
+fn worker_runs(client: &mut Client, policy: &str, status: &str) -> i64 {
+    count(
+        client,
+        &format!("SELECT count(*) FROM retention.runs WHERE policy = '{policy}' AND trigger = 'worker' AND status = '{status}'"),
+    )
+}
+
+#[test]
+fn run_now_runs_every_enabled_policy_and_a_failing_one_stops_no_other() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_a", 300, 7, 100, None);
+    table_with_policy(&mut client, "it_worker_b", 200, 3, 100, None);
+    table_with_policy(&mut client, "it_worker_bad", 5, 0, 100, None);
+    client.batch_execute("DROP TABLE it_worker_bad").unwrap();
+    only_enable(&mut client, "it_worker_");
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    let pid = worker_pid(&mut client).unwrap();
+
+    let asked: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+    assert_eq!(asked, pid);
+    assert!(wait_for(Duration::from_secs(20), || {
+        worker_runs(&mut client, "it_worker_a", "succeeded") == 1 && worker_runs(&mut client, "it_worker_b", "succeeded") == 1
+    }));
+    assert_eq!(worker_runs(&mut client, "it_worker_bad", "failed"), 1, "the failing policy is recorded");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_a"), 7);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_b"), 3);
+    assert_eq!(worker_pid(&mut client), Some(pid), "an ERROR in a policy does not kill the worker");
+    let (backlog, next): (Option<i64>, bool) = {
+        let row = client
+            .query_one("SELECT backlog_rows, next_worker_run > now() FROM retention.status WHERE policy = 'it_worker_a'", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((backlog, next), (Some(0), true));
+
+    // Turning it off (SIGHUP) stops run-now requests with a clear error.
+    set_system(&mut client, &[("pg_retention.worker_enabled", "off")]);
+    let error = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
+    assert_eq!(error.as_db_error().unwrap().message(), "pg_retention.worker_enabled is off");
+    reset_system(&mut client);
+}
+
+#[test]
+fn the_worker_runs_at_run_at_set_a_minute_ahead() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_clock", 50, 1, 100, None);
+    only_enable(&mut client, "it_worker_clock");
+    // The worker has a baseline by now; a new run_at a minute ahead (SIGHUP) is its next slot.
+    assert!(wait_for(Duration::from_secs(10), || count(&mut client, "SELECT count(*) FROM retention.worker_state WHERE last_slot IS NOT NULL") == 1));
+    let next_minute: String = client
+        .query_one("SELECT to_char(timezone('UTC', now()) + interval '1 minute', 'HH24:MI')", &[])
+        .unwrap()
+        .get(0);
+    set_system(&mut client, &[("pg_retention.run_at", &next_minute)]);
+    let started = Instant::now();
+    assert!(
+        wait_for(Duration::from_secs(130), || worker_runs(&mut client, "it_worker_clock", "succeeded") == 1),
+        "the worker should run at {next_minute} UTC"
+    );
+    assert!(started.elapsed() <= Duration::from_secs(125));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_clock"), 1);
+    // That slot is remembered: no second run for it.
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_clock'"), 1);
+    reset_system(&mut client);
+}
+
+#[test]
+fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts() {
+    let fake = FakeTwilio::start("AC00000000000000000000000000000003", vec![("AC00000000000000000000000000000003".into(), "tok".into())]);
+    fake.set_latency(Duration::from_secs(3));
+    let mut client = connect();
+    set_system(
+        &mut client,
+        &[
+            ("pg_retention.worker_enabled", "on"),
+            ("pg_retention.run_at", "03:00"),
+            ("pg_retention.twilio_account_sid", "AC00000000000000000000000000000003"),
+            ("pg_retention.twilio_auth_token", "tok"),
+            ("pg_retention.twilio_base_url", &fake.base_url()),
+            ("pg_retention.twilio_concurrency", "2"),
+        ],
+    );
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS it_worker_rec;
+             DELETE FROM retention.policies WHERE name = 'it_worker_rec';
+             DELETE FROM retention.runs WHERE policy = 'it_worker_rec';
+             CREATE TABLE it_worker_rec (id int PRIMARY KEY, created_at timestamptz, sid text, deleted_at timestamptz);
+             INSERT INTO it_worker_rec SELECT g, now() - interval '100 days', 'RE' || lpad(to_hex(g), 32, '0'), NULL
+               FROM generate_series(1, 20) g;
+             SELECT retention.add_policy('it_worker_rec', 'it_worker_rec', 'created_at', 'older_than', interval '90 days',
+                                         action => 'twilio_recording', soft_delete_column => 'deleted_at',
+                                         sid_column => 'sid', id_column => 'id', batch_size => 4);",
+        )
+        .unwrap();
+    fake.add_recordings((1..=20).map(|g| format!("RE{g:032x}")));
+    only_enable(&mut client, "it_worker_rec");
+    let pid = worker_pid(&mut client).expect("the worker runs");
+    client.batch_execute("SELECT retention.run_worker_now()").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || fake.requests().len() >= 4 && fake.in_flight() > 0), "a second batch in flight");
+
+    let asked = Instant::now();
+    client.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client) != Some(pid)));
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(2), "the worker took {took:?} to exit during a 3 s Twilio call");
+
+    // Nothing marked that Twilio did not confirm; the stopped run is recorded as failed.
+    let confirmed: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.status == 204)
+        .map(|r| r.path.rsplit('/').next().unwrap().trim_end_matches(".json").to_string())
+        .collect();
+    let marked: Vec<String> = client
+        .query("SELECT sid FROM it_worker_rec WHERE deleted_at IS NOT NULL", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(marked.iter().all(|s| confirmed.contains(s)), "marked {marked:?}, confirmed {confirmed:?}");
+    assert_eq!(worker_runs(&mut client, "it_worker_rec", "failed"), 1);
+
+    // The postmaster starts the worker again.
+    assert!(wait_for(Duration::from_secs(20), || worker_pid(&mut client).is_some_and(|p| p != pid)), "restarted");
+    fake.set_latency(Duration::ZERO);
+    client.batch_execute("SELECT retention.run_worker_now()").unwrap();
+    assert!(wait_for(Duration::from_secs(30), || count(&mut client, "SELECT count(*) FROM it_worker_rec WHERE deleted_at IS NULL") == 0));
+    reset_system(&mut client);
+}
+
+#[test]
+fn after_a_crash_the_worker_comes_back_and_does_not_rerun_its_night() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_crash", 10, 0, 100, None);
+    only_enable(&mut client, "it_worker_crash");
+    client.batch_execute("SELECT retention.run_worker_now()").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_crash", "succeeded") == 1));
+    let pid = worker_pid(&mut client).unwrap();
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    drop(client);
+
+    // A backend crash restarts the server; the worker comes back with it.
+    let mut client = None;
+    assert!(wait_for(Duration::from_secs(60), || {
+        client = std::panic::catch_unwind(connect).ok();
+        client.is_some()
+    }));
+    let mut client = client.unwrap();
+    assert!(wait_for(Duration::from_secs(30), || worker_pid(&mut client).is_some_and(|p| p != pid)), "restarted");
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_crash'"), 1, "no second run");
+    reset_system(&mut client);
+}
+
+#[test]
+fn a_standby_runs_nothing() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
+    let primary_dir = std::env::var("PGHOST").unwrap();
+    let primary_port = std::env::var("PGPORT").unwrap();
+    let standby_port: u16 = primary_port.parse::<u16>().unwrap() + 1;
+    let standby_dir = format!("{primary_dir}-standby");
+    let as_owner = |program: &str, args: &[&str]| {
+        let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+        let mut command = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", program]);
+            c
+        } else {
+            Command::new(program)
+        };
+        command.args(args).status().unwrap()
+    };
+    let bin = "/usr/lib/postgresql/15/bin";
+    let _ = as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-m", "immediate", "stop"]);
+    let _ = std::fs::remove_dir_all(&standby_dir);
+    assert!(as_owner(&format!("{bin}/pg_basebackup"), &["-h", &primary_dir, "-p", &primary_port, "-U", "postgres", "-D", &standby_dir, "-R"]).success());
+    let options = format!("-p {standby_port} -k {standby_dir}");
+    assert!(as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-o", &options, "-l", &format!("{standby_dir}/server.log"), "-w", "start"]).success());
+
+    let mut standby = postgres::Config::new()
+        .host(&standby_dir)
+        .port(standby_port)
+        .user("postgres")
+        .dbname("postgres")
+        .connect(postgres::NoTls)
+        .unwrap();
+    let in_recovery: bool = standby.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get(0);
+    assert!(in_recovery);
+    let enabled: String = standby.query_one("SELECT current_setting('pg_retention.worker_enabled')", &[]).unwrap().get(0);
+    assert_eq!(enabled, "on", "the standby has the primary's settings");
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&mut standby, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention worker'"), 0);
+    let error = standby.query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("not running"), "{error}");
+    let log = std::fs::read_to_string(format!("{standby_dir}/server.log")).unwrap_or_default();
+    assert!(!log.contains("pg_retention worker"), "the worker never started on the standby:\n{log}");
+
+    drop(standby);
+    assert!(as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-m", "fast", "-w", "stop"]).success());
+    let _ = std::fs::remove_dir_all(&standby_dir);
+    reset_system(&mut client);
+}
