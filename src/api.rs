@@ -129,7 +129,17 @@ pub mod retention {
             batch_size: required(new.get_by_name::<i32>("batch_size").ok().flatten(), "batch_size"),
             enabled: true,
         };
-        policy.check_for_write(&rule, &action);
+        // On update, the table is checked again only if what names it changed.
+        let target_columns = [
+            "table_schema", "table_name", "time_column", "action", "soft_delete_column", "reason_column", "sid_column", "id_column",
+        ];
+        let target_changed = match trigger.old() {
+            None => true,
+            Some(old) => target_columns.iter().any(|c| {
+                old.get_by_name::<String>(c).ok().flatten() != new.get_by_name::<String>(c).ok().flatten()
+            }),
+        };
+        policy.check_for_write(&rule, &action, target_changed);
         let now = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
         new.set_by_name("updated_at", now)
             .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));

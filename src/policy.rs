@@ -314,8 +314,9 @@ impl Policy {
         })
     }
 
-    /// Checks every field of a policy being written; the table and columns must exist now.
-    pub fn check_for_write(&self, rule: &str, action: &str) {
+    /// Checks every field of a policy being written. The table and columns must exist now when
+    /// `target_changed` (always on insert): so a policy whose table is gone can still be disabled.
+    pub fn check_for_write(&self, rule: &str, action: &str, target_changed: bool) {
         let invalid = |message: String, hint: Option<&str>| -> ! {
             raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint.map(str::to_string))
         };
@@ -356,7 +357,9 @@ impl Policy {
         if let Err(message) = limits::check_batch_size(self.batch_size) {
             invalid(format!("retention policy \"{}\": {message}", self.name), None);
         }
-        self.check_target(false);
+        if target_changed {
+            self.check_target(false);
+        }
     }
 
     /// Builds the statements from Postgres-quoted identifiers.

@@ -229,6 +229,14 @@ pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
 
 /// `retention.run_worker_now()`: asks the worker to run every enabled policy now.
 pub fn request_run_now() -> i32 {
+    // SAFETY: a plain read of shared state.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        raise(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "this server is a standby: the pg_retention worker runs only on the primary".into(),
+            None,
+        )
+    }
     if !settings::WORKER_ENABLED.get() {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -153,6 +153,10 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
     client.batch_execute("SELECT retention.run_worker_now()").unwrap();
     assert!(wait_for(Duration::from_secs(20), || fake.requests().len() >= 4 && fake.in_flight() > 0), "a second batch in flight");
 
+    // The same policy from psql (or pg_cron) meanwhile: skipped, never overlapping the worker's run.
+    let skipped: String = client.query_one("SELECT retention.run_policy('it_worker_rec')->>'status'", &[]).unwrap().get(0);
+    assert_eq!(skipped, "skipped");
+
     let asked = Instant::now();
     client.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
     assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client) != Some(pid)));
@@ -230,9 +234,23 @@ fn a_standby_runs_nothing() {
     let bin = "/usr/lib/postgresql/15/bin";
     let _ = as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-m", "immediate", "stop"]);
     let _ = std::fs::remove_dir_all(&standby_dir);
-    assert!(as_owner(&format!("{bin}/pg_basebackup"), &["-h", &primary_dir, "-p", &primary_port, "-U", "postgres", "-D", &standby_dir, "-R"]).success());
+    assert!(as_owner(
+        &format!("{bin}/pg_basebackup"),
+        &["-h", &primary_dir, "-p", &primary_port, "-U", "postgres", "-D", &standby_dir, "-R", "-c", "fast"]
+    )
+    .success());
     let options = format!("-p {standby_port} -k {standby_dir}");
-    assert!(as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-o", &options, "-l", &format!("{standby_dir}/server.log"), "-w", "start"]).success());
+    let log_path = format!("{standby_dir}/standby.log");
+    assert!(as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-o", &options, "-l", &log_path, "-w", "start"]).success());
+    // Stops the standby however this test ends.
+    struct Standby<'a>(&'a dyn Fn(&str, &[&str]) -> std::process::ExitStatus, String, String);
+    impl Drop for Standby<'_> {
+        fn drop(&mut self) {
+            (self.0)(&format!("{}/pg_ctl", self.2), &["-D", &self.1, "-m", "immediate", "-w", "stop"]);
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let _standby = Standby(&as_owner, standby_dir.clone(), bin.to_string());
 
     let mut standby = postgres::Config::new()
         .host(&standby_dir)
@@ -248,12 +266,11 @@ fn a_standby_runs_nothing() {
     thread::sleep(Duration::from_secs(3));
     assert_eq!(count(&mut standby, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention worker'"), 0);
     let error = standby.query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
-    assert!(error.as_db_error().unwrap().message().contains("not running"), "{error}");
-    let log = std::fs::read_to_string(format!("{standby_dir}/server.log")).unwrap_or_default();
-    assert!(!log.contains("pg_retention worker"), "the worker never started on the standby:\n{log}");
+    let message = error.as_db_error().map(|e| e.message().to_string()).unwrap_or_else(|| error.to_string());
+    assert_eq!(message, "this server is a standby: the pg_retention worker runs only on the primary");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(!log.contains("pg_retention worker: started"), "the worker never started on the standby:\n{log}");
 
     drop(standby);
-    assert!(as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-m", "fast", "-w", "stop"]).success());
-    let _ = std::fs::remove_dir_all(&standby_dir);
     reset_system(&mut client);
 }

@@ -21,6 +21,10 @@ SELECT policy, enabled, action, target, last_run_at IS NULL AS never_ran, next_w
        backlog_rows, oldest_backlog_age >= interval '100 days' AS oldest_over_100_days, backlog_error
   FROM retention.status ORDER BY policy;
 SELECT cleanup_old_agent_usage();
+-- A policy whose table is missing can still be switched off (its table is only re-checked
+-- when what names it changes).
+SELECT name, enabled FROM retention.alter_policy('old_recordings', enabled => false);
+UPDATE retention.policies SET table_name = 'still_missing' WHERE name = 'old_recordings';
 SELECT policy, last_trigger, last_status, last_rows, backlog_rows
   FROM retention.status WHERE policy = 'old_agent_usage';
 DROP EXTENSION pg_retention;
