@@ -104,6 +104,9 @@ SELECT 'AgentUsage', count(*), NULL,
 \echo '== voice_recordings now'
 SELECT coalesce(deletion_reason, '(kept)') AS deletion_reason, count(*) FROM voice_recordings GROUP BY 1 ORDER BY 1;
 
+\echo '== retention.status: one row per policy'
+SELECT policy, last_status, last_rows, backlog_rows, next_worker_run FROM retention.status ORDER BY policy;
+
 \echo '== Run history (retention.runs)'
 SELECT id, policy, trigger, mode, status, rows_deleted, batches, details->'skipped' AS skipped,
        to_char(cutoff AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS cutoff_utc,
