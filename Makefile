@@ -2,7 +2,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 SUDO_FLAG := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: setup install demo test unit
+.PHONY: setup install demo test unit bench
 
 setup:
 	.ci/setup.sh
@@ -18,6 +18,11 @@ demo:
 # Every test: unit, #[pg_test], SQL regression, integration (with pg_cron).
 test:
 	tests/run.sh
+
+# The benchmark against plain SQL (not part of `make test`, which runs a tiny smoke of it).
+# Flags: make bench ARGS="--rows 500000"
+bench:
+	bench/run.sh $(ARGS)
 
 # The plain Rust tests alone: no server needed.
 unit:

@@ -70,7 +70,7 @@ impl Prepared {
         };
         // Credentials are checked before any row is read.
         let twilio = (for_run && policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(twilio_config())));
-        let target: Target = policy.check_target(true);
+        let target: Target = policy.check_target(true, for_run);
         let statements = policy.statements(&target);
         Prepared { policy, statements, retain, trigger: caller_trigger(), twilio }
     }
@@ -143,6 +143,7 @@ impl Prepared {
             duration_ms: 0.0,
             error: None,
             tally: (self.policy.action == Action::TwilioRecording).then(Tally::default),
+            longest_transaction_ms: None,
         }
     }
 }
@@ -353,7 +354,7 @@ impl Run {
 
     /// Records progress of a batched run, visible to other sessions once committed.
     fn save_progress(&self) {
-        let details = self.record.tally.as_ref().map(|t| JsonB(t.to_json()));
+        let details = self.record.details().map(JsonB);
         spi(Spi::run_with_args(
             "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id = $1",
             &[self.record.run_id.into(), self.record.rows_deleted.into(), (self.record.batches as i32).into(), details.into()],
@@ -432,7 +433,7 @@ fn refused_error(status: u16) -> ! {
 /// Writes a finished (or skipped) run's history row; sets its id.
 fn insert_run(record: &mut RunRecord, cutoff: Option<TimestampWithTimeZone>, started: Option<Instant>) {
     let started_ago_ms = started.map(|s| s.elapsed().as_secs_f64() * 1000.0).unwrap_or(0.0);
-    let details = record.tally.as_ref().map(|t| JsonB(t.to_json()));
+    let details = record.details().map(JsonB);
     record.run_id = spi(Spi::get_one_with_args::<i64>(
         "INSERT INTO retention.runs
                 (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details, application_name)
@@ -560,6 +561,7 @@ fn failed_before_start(name: &str, mode: Mode, started: Instant, message: &str) 
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
         error: Some(message.to_string()),
         tally: None,
+        longest_transaction_ms: None,
     }
 }
 
@@ -621,6 +623,14 @@ pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> O
         insert_run(&mut run.record, Some(cutoff), None);
         Ok::<Run, Box<Outcome>>(run)
     });
+    // Every commit ends a transaction: the longest gap between two is the run's longest one.
+    let last_commit = std::cell::Cell::new(Instant::now());
+    let longest = std::cell::Cell::new(0.0f64);
+    let commit = &|| {
+        commit();
+        longest.set(longest.get().max(last_commit.get().elapsed().as_secs_f64() * 1000.0));
+        last_commit.set(Instant::now());
+    };
     let mut run = match start {
         Ok(Ok(run)) => run,
         Ok(Err(skipped)) => {
@@ -681,6 +691,7 @@ pub fn run_batched(name: &str, retain: Option<Interval>, commit: &dyn Fn()) -> O
             }
         };
         commit();
+        run.record.longest_transaction_ms = Some(longest.get());
         if !more {
             break;
         }

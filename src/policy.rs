@@ -174,7 +174,8 @@ impl Policy {
 
     /// Checks that the table and columns the policy names exist and have usable types.
     /// `at_run` adds a hint for a run (point the policy elsewhere) rather than for a write.
-    pub fn check_target(&self, at_run: bool) -> Target {
+    /// `warn_index` warns when no index leads with the time column (on writes and runs, not previews).
+    pub fn check_target(&self, at_run: bool, warn_index: bool) -> Target {
         let table = self.qualified_table();
         let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String)>> {
             let rows = client.select(
@@ -229,6 +230,9 @@ impl Policy {
             )
         });
 
+        if warn_index {
+            self.warn_without_index(relid, &table);
+        }
         if self.action.marks_rows() {
             let Some(column) = &self.soft_delete_column else {
                 raise(
@@ -282,6 +286,30 @@ impl Policy {
             id_type = Some(type_name(oid));
         }
         Target { time_type, id_type }
+    }
+
+    /// Without an index led by the time column, every run reads the whole table: say so.
+    fn warn_without_index(&self, relid: pg_sys::Oid, table: &str) {
+        let indexed = spi(Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                             WHERE i.indrelid = $1 AND a.attname = $2)",
+            &[relid.into(), self.time_column.as_str().into()],
+        ))
+        .unwrap_or(true);
+        if !indexed {
+            let column = pgrx::spi::quote_identifier(&self.time_column);
+            pgrx::pg_sys::panic::ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!(
+                    "retention policy \"{}\": column {column} of table {table} has no index, so each run reads the whole table",
+                    self.name
+                ),
+                "pg_retention",
+            )
+            .set_hint(format!("CREATE INDEX ON {table} ({column});"))
+            .report(PgLogLevel::WARNING);
+        }
     }
 
     fn action_name(&self) -> &'static str {
@@ -358,7 +386,7 @@ impl Policy {
             invalid(format!("retention policy \"{}\": {message}", self.name), None);
         }
         if target_changed {
-            self.check_target(false);
+            self.check_target(false, true);
         }
     }
 

@@ -93,6 +93,8 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// Recording runs only: what Twilio answered, row by row.
     pub tally: Option<Tally>,
+    /// Batched runs: the longest of their transactions, in milliseconds.
+    pub longest_transaction_ms: Option<f64>,
 }
 
 /// The kinds of failure a recording run counts, each a key of its result.
@@ -162,13 +164,27 @@ impl RunRecord {
             "duration_ms": (self.duration_ms * 1000.0).round() / 1000.0,
             "error": self.error,
         });
-        if let (Some(tally), Value::Object(map)) = (&self.tally, &mut value) {
-            if let Value::Object(counts) = tally.to_json() {
-                map.extend(counts);
-            }
+        if let (Some(Value::Object(details)), Value::Object(map)) = (self.details(), &mut value) {
+            map.extend(details);
+        }
+        if let (Some(_), Value::Object(map)) = (&self.tally, &mut value) {
             map.insert("cutoff_date".into(), json!(self.cutoff));
         }
         value
+    }
+
+    /// What `retention.runs.details` holds: a recording run's counts, a batched run's longest
+    /// transaction.
+    pub fn details(&self) -> Option<Value> {
+        let mut details = match &self.tally {
+            Some(tally) => tally.to_json(),
+            None if self.longest_transaction_ms.is_some() => Value::Object(Map::new()),
+            None => return None,
+        };
+        if let (Some(ms), Value::Object(map)) = (self.longest_transaction_ms, &mut details) {
+            map.insert("longest_transaction_ms".into(), json!((ms * 1000.0).round() / 1000.0));
+        }
+        Some(details)
     }
 
     /// The one server-log line a run writes.
@@ -194,6 +210,7 @@ mod tests {
             duration_ms: 12.34567,
             error: Some("relation \"x\" \"quoted\" does not exist".into()),
             tally: None,
+            longest_transaction_ms: None,
         }
     }
 

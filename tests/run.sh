@@ -42,6 +42,9 @@ export PGHOST=$TEST_DIR PGPORT=$TEST_PORT
 echo "== SQL regression files"
 tests/regress.sh
 
+echo "== benchmark smoke (tiny scale, so that make bench cannot rot)"
+cargo run -q -p pg_retention_bench -- --smoke
+
 echo "== integration tests"
 cargo test -p pg_retention_it -- --test-threads=1
 

@@ -1,6 +1,8 @@
 -- The two row cleanups of the contract, on Prisma-shaped tables.
 CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, payload text, "expiresAt" timestamp(3));
 CREATE TABLE "AgentUsage" (id text PRIMARY KEY, "timestamp" timestamp(3) NOT NULL);
+CREATE INDEX ON "ConversationTrace" ("expiresAt");
+CREATE INDEX ON "AgentUsage" ("timestamp");
 
 INSERT INTO "ConversationTrace"
 SELECT 'expired-' || g, 'x', timezone('UTC', now()) - interval '1 hour' * g FROM generate_series(1, 40) g;

@@ -8,6 +8,7 @@ CREATE TABLE voice_recordings (
     deleted_at timestamptz,
     deletion_reason text
 );
+CREATE INDEX ON voice_recordings (created_at);
 INSERT INTO voice_recordings VALUES (1, now() - interval '100 days', 'RE0123456789abcdef0123456789abcdef', NULL, NULL);
 
 -- No credentials: a clear error naming the setting, nothing read or sent.

@@ -16,6 +16,7 @@ SELECT retention.next_worker_run();
 -- One row per policy; a missing table shows as a backlog error, not a failure of the view.
 DROP TABLE IF EXISTS "AgentUsage", "ConversationTrace";
 CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(3));
+CREATE INDEX ON "AgentUsage" ("timestamp");
 INSERT INTO "AgentUsage" SELECT g, timezone('UTC', now()) - interval '1 day' * (80 + g) FROM generate_series(1, 20) g;
 SELECT policy, enabled, action, target, last_run_at IS NULL AS never_ran, next_worker_run,
        backlog_rows, oldest_backlog_age >= interval '100 days' AS oldest_over_100_days, backlog_error
