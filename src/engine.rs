@@ -50,6 +50,7 @@ struct Prepared {
     retain: Option<Interval>,
     trigger: Trigger,
     twilio: Option<Arc<twilio::Client>>,
+    target: Target,
 }
 
 impl Prepared {
@@ -72,7 +73,7 @@ impl Prepared {
         let twilio = (for_run && policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(twilio_config())));
         let target: Target = policy.check_target(true, for_run);
         let statements = policy.statements(&target);
-        Prepared { policy, statements, retain, trigger: caller_trigger(), twilio }
+        Prepared { policy, statements, retain, trigger: caller_trigger(), twilio, target }
     }
 
     /// Fixed once per run; every batch compares against this value.
@@ -221,17 +222,63 @@ struct Run {
     mode: Mode,
     cutoff: TimestampWithTimeZone,
     record: RunRecord,
-    /// Recordings: the key of the last row fetched; the next batch starts after it.
+    /// Recordings: the key of the last row fetched; ranged batches: the time value the last
+    /// batch ended at. The next batch starts after it.
     last_key: Option<String>,
+    /// Ranged batches: a time with more rows than a batch, being worked through.
+    tie: Option<String>,
+    /// Block-range batches: where the next one starts, how many blocks it spans, and the
+    /// table's size in blocks when the run began (later blocks are the next run's).
+    blocks: Option<BlockCursor>,
     started: Instant,
 }
+
+struct BlockCursor {
+    next: i64,
+    step: i64,
+    end: i64,
+}
+
+/// Above this share of the table past the cutoff, reading it block by block beats the index.
+const BLOCK_RANGE_SHARE: f64 = 0.2;
 
 impl Run {
     fn new(prepared: Prepared, mode: Mode) -> Run {
         let cutoff = prepared.cutoff();
         let mut record = prepared.record(mode, Status::Running);
         record.cutoff = Some(timestamp_text(cutoff));
-        Run { prepared, mode, cutoff, record, last_key: None, started: Instant::now() }
+        let blocks = Self::block_cursor(&prepared, cutoff);
+        Run { prepared, mode, cutoff, record, last_key: None, tie: None, blocks, started: Instant::now() }
+    }
+
+    /// Block ranges when the table has no usable index, or when much of it is past the cutoff:
+    /// then the index would visit the same pages over and over, batch after batch.
+    fn block_cursor(prepared: &Prepared, cutoff: TimestampWithTimeZone) -> Option<BlockCursor> {
+        prepared.statements.blocks.as_ref()?;
+        let relid = prepared.target.relid;
+        let (blocks, tuples) = spi(Spi::get_two_with_args::<i64, f64>(
+            "SELECT pg_catalog.pg_relation_size($1) / pg_catalog.current_setting('block_size')::pg_catalog.int8,
+                    c.reltuples::pg_catalog.float8
+               FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            &[relid.into()],
+        ));
+        let (blocks, tuples) = (blocks.unwrap_or(0), tuples.unwrap_or(-1.0));
+        let indexed = prepared.statements.ranges.is_some();
+        let expired = if indexed {
+            // An index-only count: cheap next to the purge it decides on.
+            spi(Spi::get_one_with_args::<i64>(prepared.statements.count.as_str(), &[cutoff.into()])).unwrap_or(0) as f64
+        } else {
+            // No index to count with: assume every row may be past the cutoff (small first
+            // steps; they double while batches come out small). Unanalyzed: ~50 rows a block.
+            if tuples >= 0.0 { tuples } else { blocks as f64 * 50.0 }
+        };
+        // A table never analyzed (reltuples -1) keeps to its index: the share is unknown.
+        if blocks == 0 || (indexed && (tuples < 0.0 || expired < BLOCK_RANGE_SHARE * tuples.max(1.0))) {
+            return None;
+        }
+        let batch = f64::from(prepared.policy.batch_size);
+        let step = ((batch * blocks as f64 / expired.max(1.0)).ceil() as i64).clamp(1, blocks);
+        Some(BlockCursor { next: 0, step, end: blocks })
     }
 
     fn batch_size(&self) -> i64 {
@@ -240,6 +287,12 @@ impl Run {
 
     /// delete / soft_delete: one batch; returns whether rows may remain.
     fn row_batch(&mut self) -> bool {
+        if self.blocks.is_some() {
+            return self.block_batch();
+        }
+        if self.prepared.statements.ranges.is_some() {
+            return self.range_batch();
+        }
         let statements = &self.prepared.statements;
         let policy = &self.prepared.policy;
         let (cutoff, batch_size) = (self.cutoff, self.batch_size());
@@ -254,6 +307,81 @@ impl Run {
         self.record.rows_deleted += processed;
         self.record.batches += 1;
         processed >= batch_size
+    }
+
+    /// delete / soft_delete over the next range of blocks; the range grows or shrinks so that
+    /// a batch holds about `batch_size` rows.
+    fn block_batch(&mut self) -> bool {
+        let (Some(cursor), Some(sql)) = (self.blocks.as_mut(), self.prepared.statements.blocks.as_ref()) else { return false };
+        let policy = &self.prepared.policy;
+        let from = format!("({},0)", cursor.next);
+        let to = format!("({},0)", cursor.next + cursor.step);
+        let cutoff = self.cutoff;
+        let processed = spi(Spi::connect_mut(|client| -> SpiResult<usize> {
+            let table = if policy.action == Action::SoftDelete && policy.reason_column.is_some() {
+                client.update(sql.as_str(), None, &[cutoff.into(), from.as_str().into(), to.as_str().into(), policy.deletion_reason.as_str().into()])?
+            } else {
+                client.update(sql.as_str(), None, &[cutoff.into(), from.as_str().into(), to.as_str().into()])?
+            };
+            Ok(table.len())
+        })) as i64;
+        self.record.rows_deleted += processed;
+        self.record.batches += 1;
+        cursor.next += cursor.step;
+        let wanted = i64::from(policy.batch_size);
+        cursor.step = if processed == 0 {
+            cursor.step * 2
+        } else {
+            ((cursor.step as f64 * wanted as f64 / processed as f64) as i64).clamp(cursor.step / 2, cursor.step * 2)
+        }
+        .clamp(1, cursor.end.max(1));
+        cursor.next < cursor.end
+    }
+
+    /// delete / soft_delete along the time column's index: the next `batch_size` rows in time
+    /// order, each read once. Ties of the batch's last time go with it; when they are more than
+    /// a batch (rows written together with one timestamp), they go `batch_size` at a time.
+    fn range_batch(&mut self) -> bool {
+        let Some(ranges) = &self.prepared.statements.ranges else { return false };
+        let policy = &self.prepared.policy;
+        let reason = policy.deletion_reason.as_str();
+        let with_reason = policy.action == Action::SoftDelete && policy.reason_column.is_some();
+        let (cutoff, batch_size) = (self.cutoff, self.batch_size());
+        let tie = self.tie.clone();
+        let after = self.last_key.clone();
+        let (processed, next_key, next_tie) = spi(Spi::connect_mut(|client| -> SpiResult<(usize, Option<String>, Option<String>)> {
+            if let Some(tie) = tie {
+                let args = [cutoff.into(), tie.as_str().into(), batch_size.into(), reason.into()];
+                let n = client.update(ranges.act_ties.as_str(), None, if with_reason { &args[..] } else { &args[..3] })?.len();
+                // Done with this time once a batch comes out short; go on after it.
+                return Ok(if (n as i64) < batch_size { (n, Some(tie), None) } else { (n, after, Some(tie)) });
+            }
+            let rows = client.select(ranges.end.as_str(), Some(1), &[cutoff.into(), after.clone().into(), batch_size.into()])?;
+            let end: Option<String> = if rows.is_empty() { None } else { rows.first().get(1)? };
+            let many_ties = match &end {
+                Some(end) => {
+                    let tied = client.select(ranges.ties.as_str(), Some(1), &[cutoff.into(), end.as_str().into(), batch_size.into()])?;
+                    tied.first().get::<i64>(1)?.unwrap_or(0) > batch_size
+                }
+                None => false,
+            };
+            // Without a reason column $4 is unused: a typed NULL keeps the parameter list whole.
+            let reason_arg: Option<&str> = with_reason.then_some(reason);
+            let args = [cutoff.into(), after.into(), end.clone().into(), reason_arg.into(), (!many_ties).into()];
+            let n = client.update(ranges.act.as_str(), None, &args)?.len();
+            Ok(match (end, many_ties) {
+                (None, _) => (n, None, None),
+                (Some(end), true) => (n, None, Some(end)),
+                (Some(end), false) => (n, Some(end), None),
+            })
+        }));
+        self.record.rows_deleted += processed as i64;
+        self.record.batches += 1;
+        let more = next_key.is_some() || next_tie.is_some();
+        // After ties, continue after them: `next_key` is the tied time then.
+        self.last_key = next_key.or(if next_tie.is_some() { self.last_key.take() } else { None });
+        self.tie = next_tie;
+        more
     }
 
     /// twilio_recording, step 1: the next batch of unmarked recordings past the cutoff.
@@ -296,8 +424,11 @@ impl Run {
             }
         }
         let client = self.prepared.twilio.as_ref().expect("a recording run has a Twilio client");
+        // A cancel, a terminate, or (in the worker) a shutdown request; not the other interrupts
+        // (barriers, catch-up) that Postgres also flags, which need no answer from us here.
         // SAFETY: reading flags that Postgres' signal handlers set.
-        let interrupted = || unsafe { pg_sys::InterruptPending != 0 || pg_sys::ShutdownRequestPending != 0 };
+        let interrupted =
+            || unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 || pg_sys::ShutdownRequestPending != 0 };
         let answers = client.delete_all(to_send, &interrupted).map_err(|_| Halt::Stopped)?;
         if let Some(Some(Answer::Refused(status))) = answers.iter().find(|a| matches!(a, Some(Answer::Refused(_)))) {
             return Err(Halt::Refused(*status));

@@ -56,7 +56,12 @@ impl Action {
 
 /// What a policy's table turned out to be, checked against the live catalog.
 pub struct Target {
+    pub relid: pg_sys::Oid,
+    /// A partitioned table has no blocks of its own, so no block-range batches.
+    pub partitioned: bool,
     pub time_type: TimeType,
+    /// An index leads with the time column: batches can then be ranges of it.
+    pub time_indexed: bool,
     /// SQL type of the key column (twilio_recording only), from `format_type`.
     pub id_type: Option<String>,
 }
@@ -111,16 +116,42 @@ pub struct Policy {
     pub enabled: bool,
 }
 
+/// Batches along the time column's index. `$2` is the time value the last batch ended at
+/// (text; NULL at first).
+pub struct Ranges {
+    /// Where a batch of `$3` rows after `$2` ends (NULL: fewer remain).
+    pub end: String,
+    /// How many rows (up to `$3` + 1) have exactly the time `$2`: ties that one batch cannot hold.
+    pub ties: String,
+    /// Acts on the rows after `$2` up to `$3` (NULL: up to the cutoff); `$5` says whether `$3`
+    /// itself is included; `$4` the reason.
+    pub act: String,
+    /// Acts on at most `$3` rows with exactly the time `$2`; `$4` the reason.
+    pub act_ties: String,
+}
+
 /// The SQL a run executes. `$1` is always the cutoff (timestamptz).
 pub struct Statements {
-    /// delete / soft_delete: one batch. `$2` the batch size, `$3` the reason (with a reason column).
+    /// delete / soft_delete without an index on a timestamp time column: one batch of rows
+    /// picked by ctid. `$2` the batch size, `$3` the reason (with a reason column).
     pub batch: String,
+    /// delete / soft_delete with such an index: batches are ranges of the time column, which
+    /// reads each row once, as a plain DELETE does. `range_end` finds where a batch of `$3`
+    /// rows after `$2` ends (NULL: fewer remain); `range_batch` acts on the rows after `$2`
+    /// up to and including `$3` (NULL: up to the cutoff), `$4` the reason.
+    pub ranges: Option<Ranges>,
+    /// delete / soft_delete of a plain table: the rows past the cutoff in blocks `$2` (a tid,
+    /// inclusive) to `$3` (exclusive), `$4` the reason: each page read once, as a sequential
+    /// DELETE reads it. For large backlogs, and for tables without an index.
+    pub blocks: Option<String>,
     /// twilio_recording: the next rows to send, as (key text, SID). `$2` the last key seen
     /// (text, NULL at first), `$3` the batch size.
     pub fetch: String,
     /// twilio_recording: marks rows whose SID Twilio confirmed. `$2` their keys (text[]),
     /// `$3` their SIDs (text[]), `$4` the reason (with a reason column).
     pub mark: String,
+    /// How many rows are past the cutoff now (bigint).
+    pub count: String,
     /// Counts what a run would touch now, with the same predicate; returns jsonb.
     pub preview: String,
 }
@@ -230,8 +261,9 @@ impl Policy {
             )
         });
 
-        if warn_index {
-            self.warn_without_index(relid, &table);
+        let time_indexed = self.time_column_indexed(relid);
+        if warn_index && !time_indexed {
+            self.warn_without_index(&table);
         }
         if self.action.marks_rows() {
             let Some(column) = &self.soft_delete_column else {
@@ -285,19 +317,22 @@ impl Policy {
             let oid = self.column_type(relid, &table, &id_column, repoint_hint());
             id_type = Some(type_name(oid));
         }
-        Target { time_type, id_type }
+        Target { relid, partitioned: relkind == "p", time_type, time_indexed, id_type }
+    }
+
+    fn time_column_indexed(&self, relid: pg_sys::Oid) -> bool {
+        spi(Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                             WHERE i.indrelid = $1 AND a.attname = $2 AND i.indisvalid)",
+            &[relid.into(), self.time_column.as_str().into()],
+        ))
+        .unwrap_or(false)
     }
 
     /// Without an index led by the time column, every run reads the whole table: say so.
-    fn warn_without_index(&self, relid: pg_sys::Oid, table: &str) {
-        let indexed = spi(Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
-                              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                             WHERE i.indrelid = $1 AND a.attname = $2)",
-            &[relid.into(), self.time_column.as_str().into()],
-        ))
-        .unwrap_or(true);
-        if !indexed {
+    fn warn_without_index(&self, table: &str) {
+        {
             let column = pgrx::spi::quote_identifier(&self.time_column);
             pgrx::pg_sys::panic::ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_WARNING,
@@ -427,15 +462,47 @@ impl Policy {
             }
         };
         // ctid picks the batch; repeating the predicate keeps every touched row inside it.
+        // A changed row is re-checked against the whole WHERE clause before it is touched,
+        // so a batch never reaches outside the predicate, whichever way it picks its rows.
         let batch = match self.action {
             Action::Delete => format!(
-                "DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {predicate}"
+                "DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2)) AND {predicate}"
             ),
             _ => format!(
-                "UPDATE {table} SET {} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2 FOR UPDATE SKIP LOCKED)) AND {predicate}",
+                "UPDATE {table} SET {} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2)) AND {predicate}",
                 set_marker("$3")
             ),
         };
+        // Dates have too many ties for ranges of one batch; they keep the ctid batches.
+        let ranges = (target.time_indexed && target.time_type != TimeType::Date && self.action != Action::TwilioRecording).then(|| {
+            let column_type = if target.time_type == TimeType::Timestamp { "pg_catalog.timestamp" } else { "pg_catalog.timestamptz" };
+            let after = format!("($2::pg_catalog.text IS NULL OR {time_column} > CAST($2 AS {column_type}))");
+            let at = format!("{time_column} = CAST($2 AS {column_type})");
+            // ORDER BY names the table's column: a bare name would sort by the text output column.
+            let end = format!(
+                "SELECT {time_column}::pg_catalog.text FROM {table} WHERE {predicate} AND {after}
+                  ORDER BY {table}.{time_column} OFFSET $3 - 1 LIMIT 1"
+            );
+            let ties = format!("SELECT pg_catalog.count(*) FROM (SELECT FROM {table} WHERE {predicate} AND {at} LIMIT $3 + 1) tied");
+            let upto = format!(
+                "($3::pg_catalog.text IS NULL OR {time_column} < CAST($3 AS {column_type})
+                  OR ($5 AND {time_column} = CAST($3 AS {column_type})))"
+            );
+            let (act, act_ties) = match self.action {
+                Action::Delete => (
+                    format!("DELETE FROM {table} WHERE {predicate} AND {after} AND {upto}"),
+                    format!("DELETE FROM {table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} AND {at} LIMIT $3)) AND {predicate} AND {at}"),
+                ),
+                _ => (
+                    format!("UPDATE {table} SET {} WHERE {predicate} AND {after} AND {upto}", set_marker("$4")),
+                    format!(
+                        "UPDATE {table} SET {} WHERE ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} AND {at} LIMIT $3)) AND {predicate} AND {at}",
+                        set_marker("$4")
+                    ),
+                ),
+            };
+            Ranges { end, ties, act, act_ties }
+        });
         let (fetch, mark) = match (&sid, &id, &target.id_type) {
             (Some(sid), Some(id), Some(id_type)) => (
                 format!(
@@ -466,7 +533,15 @@ impl Policy {
             "SELECT pg_catalog.jsonb_build_object('rows', pg_catalog.count(*), 'oldest', pg_catalog.min({time_column}), 'oldest_age', {age})
                FROM {table} WHERE {predicate}"
         );
-        Statements { batch, fetch, mark, preview }
+        let blocks = (!target.partitioned && self.action != Action::TwilioRecording).then(|| {
+            let within = "ctid >= $2::pg_catalog.tid AND ctid < $3::pg_catalog.tid";
+            match self.action {
+                Action::Delete => format!("DELETE FROM {table} WHERE {within} AND {predicate}"),
+                _ => format!("UPDATE {table} SET {} WHERE {within} AND {predicate}", set_marker("$4")),
+            }
+        });
+        let count = format!("SELECT pg_catalog.count(*) FROM {table} WHERE {predicate}");
+        Statements { batch, ranges, blocks, count, fetch, mark, preview }
     }
 }
 

@@ -100,13 +100,98 @@ mod tests {
         Spi::run("SELECT retention.alter_policy('expired_traces', batch_size => 1)").unwrap();
         let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('expired_traces')").unwrap().unwrap();
         assert_eq!(run.0["rows_deleted"], 3);
-        assert_eq!(run.0["batches"], 4);
         let (status, cutoff_is_now) = Spi::get_two::<String, bool>(
             "SELECT status, cutoff = now() FROM retention.runs WHERE policy = 'expired_traces' AND status <> 'failed'",
         )
         .unwrap();
         assert_eq!(status.as_deref(), Some("succeeded"));
         assert_eq!(cutoff_is_now, Some(true));
+    }
+
+    #[pg_test]
+    fn indexed_batches_are_time_ranges_that_split_ties_and_keep_the_boundary() {
+        Spi::run(
+            r#"CREATE TABLE "ConversationTrace" (id int PRIMARY KEY, "expiresAt" timestamp(6));
+               CREATE INDEX ON "ConversationTrace" ("expiresAt");
+               INSERT INTO "ConversationTrace"
+               SELECT g, timezone('UTC', now()) - interval '2 days' FROM generate_series(1, 5) g;   -- five ties
+               INSERT INTO "ConversationTrace"
+               SELECT g, timezone('UTC', now()) - interval '1 day' FROM generate_series(6, 8) g;    -- three ties
+               INSERT INTO "ConversationTrace" VALUES (9, timezone('UTC', now())), (10, NULL),
+                                                      (11, timezone('UTC', now()) + interval '1 day');
+               -- Mostly live rows, so that the run walks the index rather than the blocks.
+               INSERT INTO "ConversationTrace"
+               SELECT g, timezone('UTC', now()) + interval '1 hour' FROM generate_series(100, 199) g;
+               SELECT retention.alter_policy('expired_traces', batch_size => 2);"#,
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('expired_traces')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 8);
+        // Five ties at one time and three at another, batches of two: 2+2+1 and 2+1, each
+        // preceded by the (empty) range before the ties, then the empty rest: 8 batches.
+        assert_eq!(run.0["batches"], 8);
+        let left = Spi::get_one::<String>(r#"SELECT string_agg(id::text, ',' ORDER BY id) FROM "ConversationTrace" WHERE id < 100"#).unwrap();
+        assert_eq!(left.as_deref(), Some("9,10,11"));
+    }
+
+    #[pg_test]
+    fn many_rows_with_one_timestamp_still_go_a_batch_at_a_time() {
+        Spi::run(
+            r#"CREATE TABLE "ConversationTrace" (id int PRIMARY KEY, "expiresAt" timestamp(3));
+               CREATE INDEX ON "ConversationTrace" ("expiresAt");
+               INSERT INTO "ConversationTrace" SELECT g, timezone('UTC', now()) - interval '1 day' FROM generate_series(1, 50) g;
+               INSERT INTO "ConversationTrace" SELECT g, timezone('UTC', now()) - interval '2 days' FROM generate_series(51, 53) g;
+               INSERT INTO "ConversationTrace" SELECT g, timezone('UTC', now()) + interval '1 day' FROM generate_series(100, 600) g;
+               ANALYZE "ConversationTrace";
+               SELECT retention.alter_policy('expired_traces', batch_size => 10);"#,
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('expired_traces')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 53);
+        assert!(run.0["batches"].as_i64().unwrap() >= 6, "50 ties in batches of 10: {}", run.0);
+        assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace""#), 501);
+    }
+
+    #[pg_test]
+    fn large_backlogs_go_block_by_block_and_stay_inside_the_predicate() {
+        Spi::run(
+            r#"CREATE TABLE "ConversationTrace" (id int PRIMARY KEY, payload text, "expiresAt" timestamp(3));
+               INSERT INTO "ConversationTrace"
+               SELECT g, repeat('x', 200),
+                      CASE WHEN g % 3 = 0 THEN NULL
+                           WHEN g % 3 = 1 THEN timezone('UTC', now()) - g * interval '1 second'
+                           ELSE timezone('UTC', now()) + interval '1 day' END
+                 FROM generate_series(1, 3000) g;
+               ANALYZE "ConversationTrace";
+               SELECT retention.alter_policy('expired_traces', batch_size => 100);"#,
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('expired_traces')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 1000);
+        assert!(run.0["batches"].as_i64().unwrap() >= 5, "{}", run.0);
+        assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace" WHERE "expiresAt" IS NULL"#), 1000);
+        assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace" WHERE "expiresAt" > timezone('UTC', now())"#), 1000);
+        assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace""#), 2000);
+    }
+
+    #[pg_test]
+    fn indexed_soft_delete_marks_each_row_once() {
+        Spi::run(
+            "CREATE TABLE recs (id int, created_at timestamptz, deleted_at timestamptz, deletion_reason text);
+             CREATE INDEX ON recs (created_at);
+             INSERT INTO recs SELECT g, now() - interval '100 days' - g * interval '1 second', NULL, NULL FROM generate_series(1, 7) g;
+             INSERT INTO recs VALUES (8, now() - interval '200 days', '2020-01-01', 'manual'), (9, now(), NULL, NULL);
+             INSERT INTO recs SELECT g, now(), NULL, NULL FROM generate_series(100, 199) g;
+             SELECT retention.add_policy('recs', 'recs', 'created_at', 'older_than', interval '90 days', batch_size => 3,
+                                         action => 'soft_delete', soft_delete_column => 'deleted_at',
+                                         reason_column => 'deletion_reason')",
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('recs')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 7);
+        assert_eq!(count("SELECT count(*) FROM recs WHERE deletion_reason = 'retention_policy' AND deleted_at = now()"), 7);
+        assert_eq!(count("SELECT count(*) FROM recs WHERE deletion_reason = 'manual'"), 1);
+        assert_eq!(count("SELECT count(*) FROM recs WHERE deleted_at IS NULL"), 101);
     }
 
     #[pg_test]

@@ -28,6 +28,8 @@ struct Scale {
     traffic_seconds: u64,
     traffic_rate: u64,
     out: String,
+    /// Run only the scenarios whose name starts with this.
+    only: Option<String>,
 }
 
 impl Scale {
@@ -41,6 +43,7 @@ impl Scale {
             traffic_seconds: 40,
             traffic_rate: 200,
             out: "bench/results.md".into(),
+            only: None,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -56,6 +59,7 @@ impl Scale {
                 "--traffic-seconds" => scale.traffic_seconds = number() as u64,
                 "--traffic-rate" => scale.traffic_rate = number() as u64,
                 "--out" => scale.out = value(),
+                "--only" => scale.only = Some(value()),
                 "--smoke" => {
                     scale = Scale {
                         rows: 4_000,
@@ -66,6 +70,7 @@ impl Scale {
                         traffic_seconds: 3,
                         traffic_rate: 20,
                         out: "target/bench-smoke.md".into(),
+                        only: None,
                     };
                     i += 1;
                     continue;
@@ -341,8 +346,9 @@ fn recordings(scale: &Scale, lines: &mut Vec<Line>) {
     exec(&mut client, "DROP TABLE bench_rec; SELECT retention.drop_policy('bench_rec');");
 }
 
-/// p50, p99 (ms) and failed transactions of a pgbench run.
-fn pgbench(scale: &Scale, tag: &str) -> (f64, f64, i64) {
+/// p50, p99 (ms), how many, and failed transactions of a pgbench run; with `window` (epoch
+/// seconds), only the transactions that started inside it.
+fn pgbench(scale: &Scale, tag: &str, window: Option<&dyn Fn() -> (f64, f64)>) -> (f64, f64, usize, i64) {
     let dir = std::env::temp_dir().join(format!("pg_retention_bench_{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -369,11 +375,22 @@ fn pgbench(scale: &Scale, tag: &str) -> (f64, f64, i64) {
         .find_map(|l| l.strip_prefix("number of failed transactions: "))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
+    let window = window.map(|w| w());
     let mut latencies: Vec<f64> = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         if entry.file_name().to_string_lossy().starts_with("tx") {
             for l in std::fs::read_to_string(entry.path()).unwrap().lines() {
-                if let Some(us) = l.split_whitespace().nth(2).and_then(|v| v.parse::<f64>().ok()) {
+                // client, transaction, latency (us), ..., end time (epoch s), end time (us)
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                let (Some(us), Some(end_s), Some(end_us)) = (
+                    fields.get(2).and_then(|v| v.parse::<f64>().ok()),
+                    fields.get(4).and_then(|v| v.parse::<f64>().ok()),
+                    fields.get(5).and_then(|v| v.parse::<f64>().ok()),
+                ) else {
+                    continue;
+                };
+                let started = end_s + end_us / 1e6 - us / 1e6;
+                if window.is_none_or(|(from, to)| started >= from && started <= to) {
                     latencies.push(us / 1000.0);
                 }
             }
@@ -381,7 +398,7 @@ fn pgbench(scale: &Scale, tag: &str) -> (f64, f64, i64) {
     }
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
-    (at(0.5), at(0.99), failed)
+    (at(0.5), at(0.99), latencies.len(), failed)
 }
 
 fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
@@ -391,21 +408,28 @@ fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
     exec(&mut client, "CHECKPOINT");
     let deadlocks = |c: &mut Client| -> i64 { one(c, &format!("SELECT deadlocks FROM pg_stat_database WHERE datname = '{DATABASE}'")) };
     let deadlocks_before = deadlocks(&mut client);
-    let (alone_p50, alone_p99, alone_failed) = pgbench(scale, "alone");
+    let (alone_p50, alone_p99, alone_n, alone_failed) = pgbench(scale, "alone", None);
 
-    let purge = thread::spawn(|| {
-        thread::sleep(Duration::from_secs(1));
+    let epoch = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let purge_window = Arc::new(std::sync::Mutex::new((0.0, 0.0)));
+    let recorded = purge_window.clone();
+    let purge = thread::spawn(move || {
+        thread::sleep(Duration::from_secs(2));
         let mut purger = connect();
-        timed(&mut purger, "CALL retention.run_batched('bench_live')")
+        let from = epoch();
+        let seconds = timed(&mut purger, "CALL retention.run_batched('bench_live')");
+        *recorded.lock().unwrap() = (from, epoch());
+        seconds
     });
-    let (during_p50, during_p99, during_failed) = pgbench(scale, "during");
+    let window = || *purge_window.lock().unwrap();
+    let (during_p50, during_p99, during_n, during_failed) = pgbench(scale, "during", Some(&window));
     let purge_seconds = purge.join().unwrap();
     let deleted: i64 = one(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'bench_live' ORDER BY id DESC LIMIT 1");
     let new_deadlocks = deadlocks(&mut client) - deadlocks_before;
     lines.push(line(
         &format!("live traffic at {} tx/s: p50 / p99 ms", scale.traffic_rate),
-        format!("{alone_p50:.2} / {alone_p99:.2} (alone)"),
-        format!("{during_p50:.2} / {during_p99:.2} (during the purge of {deleted} rows, {purge_seconds:.1} s)"),
+        format!("{alone_p50:.2} / {alone_p99:.2} (alone, {alone_n} tx)"),
+        format!("{during_p50:.2} / {during_p99:.2} (the {during_n} tx started during the purge of {deleted} rows, {purge_seconds:.1} s)"),
         format!("p99 {:.2}x", during_p99 / alone_p99),
         "p99 <= 1.5x",
     ));
@@ -434,9 +458,16 @@ fn main() {
         ("recordings", recordings),
         ("live traffic", live_traffic),
     ] {
+        if scale.only.as_deref().is_some_and(|only| !name.starts_with(only)) {
+            continue;
+        }
         let t = Instant::now();
         eprintln!("bench: {name}...");
+        let before = lines.len();
         scenario(&scale, &mut lines);
+        for l in &lines[before..] {
+            eprintln!("bench:   {}: {} | {} | {}", l.scenario, l.baseline, l.pg_retention, l.ratio);
+        }
         eprintln!("bench: {name} took {:.0} s", t.elapsed().as_secs_f64());
     }
 
