@@ -11,8 +11,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON retention.runs TO retention_operator;
 GRANT EXECUTE ON FUNCTION cleanup_expired_traces(), cleanup_old_agent_usage(integer), cleanup_old_recordings(integer),
                           retention.run_policy(text, interval), retention.preview(text, interval) TO retention_operator;
 GRANT EXECUTE ON PROCEDURE retention.run_batched(text, interval) TO retention_operator;
--- UPDATE too: each batch locks its rows (FOR UPDATE SKIP LOCKED) before deleting them.
-GRANT SELECT, UPDATE, DELETE ON "ConversationTrace", "AgentUsage" TO retention_operator;
+-- SELECT and DELETE on the tables (UPDATE only for soft-deleting policies).
+GRANT SELECT, DELETE ON "ConversationTrace", "AgentUsage" TO retention_operator;
 
 SET ROLE retention_operator;
 SELECT cleanup_expired_traces();
