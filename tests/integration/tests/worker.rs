@@ -218,7 +218,8 @@ fn a_standby_runs_nothing() {
     set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
     let primary_dir = std::env::var("PGHOST").unwrap();
     let primary_port = std::env::var("PGPORT").unwrap();
-    let standby_port: u16 = primary_port.parse::<u16>().unwrap() + 1;
+    // A port nothing listens on now (a fixed one could be another cluster's).
+    let standby_port: u16 = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let standby_dir = format!("{primary_dir}-standby");
     let as_owner = |program: &str, args: &[&str]| {
         let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
