@@ -294,15 +294,10 @@ impl Run {
             return self.range_batch();
         }
         let statements = &self.prepared.statements;
-        let policy = &self.prepared.policy;
+        let reason = self.prepared.policy.reason();
         let (cutoff, batch_size) = (self.cutoff, self.batch_size());
         let processed = spi(Spi::connect_mut(|client| -> SpiResult<usize> {
-            let table = if policy.action == Action::SoftDelete && policy.reason_column.is_some() {
-                client.update(statements.batch.as_str(), None, &[cutoff.into(), batch_size.into(), policy.deletion_reason.as_str().into()])?
-            } else {
-                client.update(statements.batch.as_str(), None, &[cutoff.into(), batch_size.into()])?
-            };
-            Ok(table.len())
+            Ok(client.update(statements.batch.as_str(), None, &[cutoff.into(), batch_size.into(), reason.into()])?.len())
         })) as i64;
         self.record.rows_deleted += processed;
         self.record.batches += 1;
@@ -316,14 +311,10 @@ impl Run {
         let policy = &self.prepared.policy;
         let from = format!("({},0)", cursor.next);
         let to = format!("({},0)", cursor.next + cursor.step);
-        let cutoff = self.cutoff;
+        let (cutoff, reason) = (self.cutoff, policy.reason());
         let processed = spi(Spi::connect_mut(|client| -> SpiResult<usize> {
-            let table = if policy.action == Action::SoftDelete && policy.reason_column.is_some() {
-                client.update(sql.as_str(), None, &[cutoff.into(), from.as_str().into(), to.as_str().into(), policy.deletion_reason.as_str().into()])?
-            } else {
-                client.update(sql.as_str(), None, &[cutoff.into(), from.as_str().into(), to.as_str().into()])?
-            };
-            Ok(table.len())
+            let args = [cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()];
+            Ok(client.update(sql.as_str(), None, &args)?.len())
         })) as i64;
         self.record.rows_deleted += processed;
         self.record.batches += 1;
@@ -343,16 +334,14 @@ impl Run {
     /// a batch (rows written together with one timestamp), they go `batch_size` at a time.
     fn range_batch(&mut self) -> bool {
         let Some(ranges) = &self.prepared.statements.ranges else { return false };
-        let policy = &self.prepared.policy;
-        let reason = policy.deletion_reason.as_str();
-        let with_reason = policy.action == Action::SoftDelete && policy.reason_column.is_some();
+        let reason = self.prepared.policy.reason();
         let (cutoff, batch_size) = (self.cutoff, self.batch_size());
         let tie = self.tie.clone();
         let after = self.last_key.clone();
         let (processed, next_key, next_tie) = spi(Spi::connect_mut(|client| -> SpiResult<(usize, Option<String>, Option<String>)> {
             if let Some(tie) = tie {
                 let args = [cutoff.into(), tie.as_str().into(), batch_size.into(), reason.into()];
-                let n = client.update(ranges.act_ties.as_str(), None, if with_reason { &args[..] } else { &args[..3] })?.len();
+                let n = client.update(ranges.act_ties.as_str(), None, &args)?.len();
                 // Done with this time once a batch comes out short; go on after it.
                 return Ok(if (n as i64) < batch_size { (n, Some(tie), None) } else { (n, after, Some(tie)) });
             }
@@ -365,9 +354,7 @@ impl Run {
                 }
                 None => false,
             };
-            // Without a reason column $4 is unused: a typed NULL keeps the parameter list whole.
-            let reason_arg: Option<&str> = with_reason.then_some(reason);
-            let args = [cutoff.into(), after.into(), end.clone().into(), reason_arg.into(), (!many_ties).into()];
+            let args = [cutoff.into(), after.into(), end.clone().into(), reason.into(), (!many_ties).into()];
             let n = client.update(ranges.act.as_str(), None, &args)?.len();
             Ok(match (end, many_ties) {
                 (None, _) => (n, None, None),
@@ -463,19 +450,10 @@ impl Run {
             .map(|((key, sid), _)| (key.clone(), sid.clone().unwrap_or_default()))
             .unzip();
         if !keys.is_empty() {
-            let policy = &self.prepared.policy;
-            let cutoff = self.cutoff;
+            let (cutoff, reason) = (self.cutoff, self.prepared.policy.reason());
             let marked = spi(Spi::connect_mut(|client| -> SpiResult<usize> {
-                let table = if policy.reason_column.is_some() {
-                    client.update(
-                        self.prepared.statements.mark.as_str(),
-                        None,
-                        &[cutoff.into(), keys.into(), sids.into(), policy.deletion_reason.as_str().into()],
-                    )?
-                } else {
-                    client.update(self.prepared.statements.mark.as_str(), None, &[cutoff.into(), keys.into(), sids.into()])?
-                };
-                Ok(table.len())
+                let args = [cutoff.into(), keys.into(), sids.into(), reason.into()];
+                Ok(client.update(self.prepared.statements.mark.as_str(), None, &args)?.len())
             }));
             self.record.rows_deleted += marked as i64;
         }
@@ -620,7 +598,7 @@ fn mark_interrupted(policy: &str) {
     ));
 }
 
-fn error_message(error: &CaughtError) -> String {
+pub fn error_message(error: &CaughtError) -> String {
     match error {
         CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) | CaughtError::RustPanic { ereport: report, .. } => {
             report.message().to_string()

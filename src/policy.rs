@@ -130,15 +130,14 @@ pub struct Ranges {
     pub act_ties: String,
 }
 
-/// The SQL a run executes. `$1` is always the cutoff (timestamptz).
+/// The SQL a run executes. `$1` is always the cutoff (timestamptz); "the reason" is
+/// `Policy::reason()`, passed always, NULL and unused when the policy has none.
 pub struct Statements {
     /// delete / soft_delete without an index on a timestamp time column: one batch of rows
-    /// picked by ctid. `$2` the batch size, `$3` the reason (with a reason column).
+    /// picked by ctid. `$2` the batch size, `$3` the reason.
     pub batch: String,
     /// delete / soft_delete with such an index: batches are ranges of the time column, which
-    /// reads each row once, as a plain DELETE does. `range_end` finds where a batch of `$3`
-    /// rows after `$2` ends (NULL: fewer remain); `range_batch` acts on the rows after `$2`
-    /// up to and including `$3` (NULL: up to the cutoff), `$4` the reason.
+    /// read each row once, as a plain DELETE does.
     pub ranges: Option<Ranges>,
     /// delete / soft_delete of a plain table: the rows past the cutoff in blocks `$2` (a tid,
     /// inclusive) to `$3` (exclusive), `$4` the reason: each page read once, as a sequential
@@ -148,7 +147,7 @@ pub struct Statements {
     /// (text, NULL at first), `$3` the batch size.
     pub fetch: String,
     /// twilio_recording: marks rows whose SID Twilio confirmed. `$2` their keys (text[]),
-    /// `$3` their SIDs (text[]), `$4` the reason (with a reason column).
+    /// `$3` their SIDs (text[]), `$4` the reason.
     pub mark: String,
     /// How many rows are past the cutoff now (bigint).
     pub count: String,
@@ -197,6 +196,12 @@ impl Policy {
                 Some("SELECT name FROM retention.policies lists the policies; retention.add_policy() adds one.".into()),
             )
         })
+    }
+
+    /// The value for the reason column, when the policy marks rows and names one. The batch
+    /// statements take it as their last parameter (unused, and NULL, otherwise).
+    pub fn reason(&self) -> Option<&str> {
+        (self.action.marks_rows() && self.reason_column.is_some()).then_some(self.deletion_reason.as_str())
     }
 
     fn qualified_table(&self) -> String {

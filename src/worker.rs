@@ -150,11 +150,7 @@ fn run_all() {
             true
         })
         .catch_others(|error| {
-            let message = match &error {
-                pgrx::pg_sys::panic::CaughtError::PostgresError(r)
-                | pgrx::pg_sys::panic::CaughtError::ErrorReport(r)
-                | pgrx::pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
-            };
+            let message = engine::error_message(&error);
             warning!("pg_retention worker: policy \"{name}\" failed: {message}");
             false
         })
