@@ -2,7 +2,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 SUDO_FLAG := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: setup install demo test unit bench
+.PHONY: setup install demo test unit pgtest regress integration bench
 
 setup:
 	.ci/setup.sh
@@ -24,6 +24,16 @@ test:
 bench:
 	bench/run.sh $(ARGS)
 
-# The plain Rust tests alone: no server needed.
+# One kind of test, or one test, alone (see tests/one.sh): make unit, make pgtest TEST=soft_delete,
+# make regress TEST=03_batched, make integration TEST="sessions two_runs_of_one_policy_never_overlap".
 unit:
-	cargo test --lib --no-default-features --features pg15 -- --skip pg_
+	tests/one.sh unit $(TEST)
+
+pgtest:
+	tests/one.sh pg $(TEST)
+
+regress:
+	tests/one.sh regress $(TEST)
+
+integration:
+	tests/one.sh integration $(TEST)

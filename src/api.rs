@@ -6,9 +6,11 @@ use pgrx::datum::Interval;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::engine;
+use crate::engine::{self, Committer};
+use crate::error::raise;
+use crate::history::{RunRecord, Status};
 use crate::limits;
-use crate::policy::{raise, Action, Policy, Rule};
+use crate::policy::Policy;
 
 /// The preset policies that `CREATE EXTENSION` adds (see `sql/finalize.sql`).
 const TRACES_POLICY: &str = "expired_traces";
@@ -26,7 +28,7 @@ fn required<T>(value: Option<T>, argument: &str) -> T {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn cleanup_expired_traces() -> i64 {
-    engine::run_in_transaction(TRACES_POLICY, None).rows_deleted()
+    run_in_transaction(TRACES_POLICY, None).rows_deleted
 }
 
 /// For recordings older than `days` days and not yet soft-deleted: DELETE at Twilio, then
@@ -35,7 +37,11 @@ fn cleanup_expired_traces() -> i64 {
 #[search_path(pg_catalog, pg_temp)]
 fn cleanup_old_recordings(days: default!(Option<i32>, 90)) -> JsonB {
     let days = checked_days(days, "cleanup_old_recordings");
-    engine::run_in_transaction(RECORDINGS_POLICY, Some(Interval::from_days(days))).to_jsonb()
+    JsonB(run_in_transaction(RECORDINGS_POLICY, Some(Interval::from_days(days))).to_json())
+}
+
+fn run_in_transaction(policy: &str, retain: Option<Interval>) -> RunRecord {
+    engine::run(policy, retain, &Committer::callers_transaction())
 }
 
 fn checked_days(days: Option<i32>, function: &str) -> i32 {
@@ -53,7 +59,7 @@ fn checked_days(days: Option<i32>, function: &str) -> i32 {
 #[search_path(pg_catalog, pg_temp)]
 fn cleanup_old_agent_usage(days: default!(Option<i32>, 90)) -> i64 {
     let days = checked_days(days, "cleanup_old_agent_usage");
-    engine::run_in_transaction(AGENT_USAGE_POLICY, Some(Interval::from_days(days))).rows_deleted()
+    run_in_transaction(AGENT_USAGE_POLICY, Some(Interval::from_days(days))).rows_deleted
 }
 
 /// The general engine, in schema `retention`.
@@ -65,7 +71,7 @@ pub mod retention {
     #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
     fn run_policy(policy_name: Option<&str>, retain: default!(Option<Interval>, "NULL")) -> JsonB {
-        engine::run_in_transaction(required(policy_name, "policy_name"), retain).to_jsonb()
+        JsonB(run_in_transaction(required(policy_name, "policy_name"), retain).to_json())
     }
 
     /// Dry run: how many rows a run would touch now, and the cutoff. Changes nothing.
@@ -106,29 +112,7 @@ pub mod retention {
             return Ok(None);
         };
         let mut new = new.into_owned();
-        let text = |column: &str| -> Option<String> {
-            new.get_by_name::<String>(column).unwrap_or_else(|e| {
-                raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: reading {column}: {e}"), None)
-            })
-        };
-        let rule = required(text("rule"), "rule");
-        let action = required(text("action"), "action");
-        let policy = Policy {
-            name: required(text("name"), "name"),
-            table_schema: required(text("table_schema"), "table_schema"),
-            table_name: required(text("table_name"), "table_name"),
-            time_column: required(text("time_column"), "time_column"),
-            rule: if rule == "older_than" { Rule::OlderThan } else { Rule::ExpiresAt },
-            retain: new.get_by_name::<Interval>("retain").ok().flatten(),
-            action: Action::parse(&action),
-            soft_delete_column: text("soft_delete_column"),
-            reason_column: text("reason_column"),
-            deletion_reason: String::new(),
-            sid_column: text("sid_column"),
-            id_column: text("id_column"),
-            batch_size: required(new.get_by_name::<i32>("batch_size").ok().flatten(), "batch_size"),
-            enabled: true,
-        };
+        let policy = Policy::from_row(&new);
         // On update, the table is checked again only if what names it changed.
         let target_columns = [
             "table_schema", "table_name", "time_column", "action", "soft_delete_column", "reason_column", "sid_column", "id_column",
@@ -139,7 +123,7 @@ pub mod retention {
                 old.get_by_name::<String>(c).ok().flatten() != new.get_by_name::<String>(c).ok().flatten()
             }),
         };
-        policy.check_for_write(&rule, &action, target_changed);
+        policy.check_for_write(target_changed);
         let now = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
         new.set_by_name("updated_at", now)
             .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));
@@ -161,10 +145,11 @@ pub extern "C" fn pg_finfo_pg_retention_run_batched() -> &'static pg_sys::Pg_fin
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn pg_retention_run_batched(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let context = (*fcinfo).context;
-    let nonatomic = !context.is_null()
-        && (*context).type_ == pg_sys::NodeTag::T_CallContext
-        && !(*(context as *mut pg_sys::CallContext)).atomic;
+    // SAFETY: fmgr hands a valid fcinfo; its context, when set, is a node whose tag says its type.
+    let nonatomic = unsafe {
+        let context = (*fcinfo).context;
+        !context.is_null() && (*context).type_ == pg_sys::NodeTag::T_CallContext && !(*(context as *mut pg_sys::CallContext)).atomic
+    };
     if !nonatomic {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_TERMINATION,
@@ -173,15 +158,22 @@ pub unsafe extern "C-unwind" fn pg_retention_run_batched(fcinfo: pg_sys::Functio
         )
     }
     // Copied out now: the arguments' memory does not outlive the first commit.
-    let policy_name: Option<String> = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0).map(str::to_string);
-    let retain: Option<Interval> = pgrx::fcinfo::pg_getarg::<Interval>(fcinfo, 1);
+    // SAFETY: the procedure is declared (text, interval), so these are the arguments' types.
+    let (policy_name, retain) = unsafe {
+        (pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0).map(str::to_string), pgrx::fcinfo::pg_getarg::<Interval>(fcinfo, 1))
+    };
     let policy_name = required(policy_name, "policy_name");
 
-    pg_sys::SPI_connect_ext(pg_sys::SPI_OPT_NONATOMIC as i32);
-    let outcome = engine::run_batched(&policy_name, retain, &|| pg_sys::SPI_commit());
-    pg_sys::SPI_finish();
-    let record = &outcome.record;
-    if record.status == crate::run_log::Status::Skipped {
+    // SAFETY: a nonatomic SPI connection is what lets a CALLed procedure commit; finished below.
+    unsafe { pg_sys::SPI_connect_ext(pg_sys::SPI_OPT_NONATOMIC as i32) };
+    let commit = || {
+        // SAFETY: SPI was connected nonatomic above, in a CALL that allows transaction control.
+        unsafe { pg_sys::SPI_commit() }
+    };
+    let record = engine::run(&policy_name, retain, &Committer::per_batch(&commit));
+    // SAFETY: ends the connection opened above.
+    unsafe { pg_sys::SPI_finish() };
+    if record.status == Status::Skipped {
         return pg_sys::Datum::from(0); // its own notice said why
     }
     ereport!(
@@ -205,7 +197,7 @@ pub unsafe extern "C-unwind" fn pg_retention_run_batched(fcinfo: pg_sys::Functio
 mod replaced_in_0_2_0 {
     use pgrx::pg_sys;
 
-    use crate::policy::raise;
+    use crate::error::raise;
     use pgrx::prelude::PgSqlErrorCode;
 
     macro_rules! replaced {

@@ -4,10 +4,10 @@ use pgrx::prelude::*;
 
 mod api;
 mod engine;
-mod failed_runs;
+mod error;
+mod history;
 mod limits;
 mod policy;
-mod run_log;
 mod schedule;
 mod settings;
 mod twilio;

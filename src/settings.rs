@@ -8,6 +8,11 @@ use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 use crate::limits::MAX_DAYS;
 use crate::{schedule, twilio};
 
+/// Defaults of the string settings that are never unset: also what an empty value means.
+const DEFAULT_TWILIO_BASE_URL: &CStr = c"https://api.twilio.com";
+const DEFAULT_DATABASE: &CStr = c"postgres";
+const DEFAULT_TIMEZONE: &CStr = c"UTC";
+
 /// Days of run history to keep in `retention.runs`; older rows are pruned at the start of each run.
 pub static HISTORY_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 
@@ -24,7 +29,7 @@ pub static TWILIO_API_KEY_SID: GucSetting<Option<CString>> = GucSetting::<Option
 pub static TWILIO_API_KEY_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Where Twilio's API is. Plain http only to a loopback host (a test double).
-pub static TWILIO_BASE_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"https://api.twilio.com"));
+pub static TWILIO_BASE_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_TWILIO_BASE_URL));
 
 /// Milliseconds to wait for a connection to Twilio.
 pub static TWILIO_CONNECT_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
@@ -42,13 +47,13 @@ pub static TWILIO_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// The database whose policies the worker runs (one database per server).
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_DATABASE));
 
 /// The worker's time of day, `HH:MM`, in `pg_retention.timezone`.
 pub static RUN_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"03:00"));
 
 /// The time zone `run_at` is read in.
-pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"UTC"));
+pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_TIMEZONE));
 
 /// Cap, in milliseconds, on a wait after a 429 (`Retry-After` included); also the wait when
 /// a 429 carries no `Retry-After`, at a tenth of it.
@@ -99,8 +104,7 @@ pub fn init() {
         c"Base URL of Twilio's API.",
         c"https://api.twilio.com unless testing; plain http only to a loopback host.",
         &TWILIO_BASE_URL,
-        c"https://api.twilio.com",
-        pg_sys::GucContext::PGC_SUSET,
+        GucContext::Suset,
         check_base_url,
     );
     GucRegistry::define_bool_guc(
@@ -124,8 +128,7 @@ pub fn init() {
         c"Time of day (HH:MM, 24-hour) the background worker runs, in pg_retention.timezone.",
         c"",
         &RUN_AT,
-        c"03:00",
-        pg_sys::GucContext::PGC_SIGHUP,
+        GucContext::Sighup,
         check_run_at,
     );
     define_checked_string(
@@ -133,8 +136,7 @@ pub fn init() {
         c"Time zone of pg_retention.run_at.",
         c"Any name Postgres knows, such as UTC or Europe/Paris.",
         &TIMEZONE,
-        c"UTC",
-        pg_sys::GucContext::PGC_SIGHUP,
+        GucContext::Sighup,
         check_timezone,
     );
     for (name, setting, description, min, max) in [
@@ -150,82 +152,111 @@ pub fn init() {
 
 type CheckHook = unsafe extern "C-unwind" fn(*mut *mut std::ffi::c_char, *mut *mut std::ffi::c_void, pg_sys::GucSource::Type) -> bool;
 
-/// A string setting with a check hook, so a bad value is refused when it is set.
+/// A string setting with a check hook, so a bad value is refused when it is set. Its boot
+/// value is the static's own default.
 fn define_checked_string(
     name: &'static CStr,
     short: &'static CStr,
     long: &'static CStr,
     setting: &'static GucSetting<Option<CString>>,
-    boot: &'static CStr,
-    context: pg_sys::GucContext::Type,
+    context: GucContext,
     check: CheckHook,
 ) {
-    // SAFETY: registering a GUC with a static setting and a check hook, as DefineCustomStringVariable expects.
+    // SAFETY: every check hook passed here is a #[pg_guard] function, as the registrar requires.
     unsafe {
-        pg_sys::DefineCustomStringVariable(
-            name.as_ptr(),
-            short.as_ptr(),
-            long.as_ptr(),
-            setting.as_ptr().cast(),
-            boot.as_ptr(),
-            context,
-            0,
-            Some(check),
-            None,
-            None,
-        );
+        GucRegistry::define_string_guc_with_hooks(name, short, long, setting, context, GucFlags::default(), Some(check), None, None);
     }
 }
 
+/// # Safety
+/// `newval` is what Postgres hands a string check hook: NULL, or a pointer to a C string
+/// (or NULL) it owns.
 /// Runs `check` on a new value; a problem becomes the DETAIL of Postgres' "invalid value" error.
 unsafe fn check_with(newval: *mut *mut std::ffi::c_char, check: impl Fn(&str) -> Result<(), String>) -> bool {
-    let value = if newval.is_null() || (*newval).is_null() { "" } else { CStr::from_ptr(*newval).to_str().unwrap_or("") };
+    // SAFETY: per this function's contract, a non-NULL value is a valid C string.
+    let value = unsafe { if newval.is_null() || (*newval).is_null() { "" } else { CStr::from_ptr(*newval).to_str().unwrap_or("") } };
     match check(value) {
         Ok(()) => true,
         Err(problem) => {
             let detail = CString::new(problem).unwrap_or_default();
-            pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr());
+            // SAFETY: GUC_check_errdetail_string takes a palloc'd string, which pstrdup makes.
+            unsafe { pg_sys::GUC_check_errdetail_string = pg_sys::pstrdup(detail.as_ptr()) };
             false
         }
     }
 }
 
+/// # Safety
+/// Called by Postgres as a string setting's check hook.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_base_url(
     newval: *mut *mut std::ffi::c_char,
     _extra: *mut *mut std::ffi::c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    check_with(newval, twilio::check_base_url)
+    // SAFETY: `newval` comes from Postgres' GUC machinery.
+    unsafe { check_with(newval, twilio::check_base_url) }
 }
 
+/// # Safety
+/// Called by Postgres as a string setting's check hook.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_run_at(
     newval: *mut *mut std::ffi::c_char,
     _extra: *mut *mut std::ffi::c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    check_with(newval, |v| schedule::parse_run_at(v).map(|_| ()))
+    // SAFETY: `newval` comes from Postgres' GUC machinery.
+    unsafe { check_with(newval, |v| schedule::parse_run_at(v).map(|_| ())) }
 }
 
+/// # Safety
+/// Called by Postgres as a string setting's check hook.
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn check_timezone(
     newval: *mut *mut std::ffi::c_char,
     _extra: *mut *mut std::ffi::c_void,
     _source: pg_sys::GucSource::Type,
 ) -> bool {
-    check_with(newval, |v| {
+    // SAFETY: `newval` comes from Postgres' GUC machinery.
+    unsafe {
+        check_with(newval, |v| {
         let name = CString::new(v).map_err(|_| "a time zone name has no NUL byte".to_string())?;
-        // SAFETY: pg_tzset looks a name up in Postgres' time zone database; NULL if unknown.
-        if !v.is_empty() && !unsafe { pg_sys::pg_tzset(name.as_ptr()) }.is_null() {
+        // pg_tzset looks a name up in Postgres' time zone database; NULL if unknown.
+        if !v.is_empty() && !pg_sys::pg_tzset(name.as_ptr()).is_null() {
             Ok(())
         } else {
             Err(format!("\"{v}\" is not a time zone Postgres knows (see pg_timezone_names)"))
         }
-    })
+        })
+    }
 }
 
 /// A string setting as Rust text; empty counts as unset.
 pub fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting.get().and_then(|s| s.into_string().ok()).filter(|s| !s.trim().is_empty())
+}
+
+fn text_or_default(setting: &GucSetting<Option<CString>>, default: &CStr) -> String {
+    text(setting).unwrap_or_else(|| default.to_string_lossy().into_owned())
+}
+
+/// `pg_retention.twilio_base_url`.
+pub fn twilio_base_url() -> String {
+    text_or_default(&TWILIO_BASE_URL, DEFAULT_TWILIO_BASE_URL)
+}
+
+/// `pg_retention.database`.
+pub fn database() -> String {
+    text_or_default(&DATABASE, DEFAULT_DATABASE)
+}
+
+/// `pg_retention.timezone`.
+pub fn timezone() -> String {
+    text_or_default(&TIMEZONE, DEFAULT_TIMEZONE)
+}
+
+/// `pg_retention.run_at`; its check hook refuses a value that does not parse.
+pub fn run_at() -> Option<chrono::NaiveTime> {
+    text(&RUN_AT).and_then(|t| schedule::parse_run_at(&t).ok())
 }

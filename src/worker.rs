@@ -9,10 +9,11 @@ use chrono::NaiveDateTime;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
 
-use crate::policy::raise;
-use crate::run_log::WORKER_TYPE;
+use crate::engine::{self, xact, Committer};
+use crate::error::{self, raise, spi};
+use crate::history::WORKER_TYPE;
 use crate::schedule::{self, Due};
-use crate::{engine, settings};
+use crate::settings;
 
 /// The longest the worker sleeps before looking again: settings and clocks change.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -38,15 +39,15 @@ fn shutting_down() -> bool {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_retention_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let database = settings::text(&settings::DATABASE).unwrap_or_else(|| "postgres".into());
+    let database = settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("pg_retention worker: started for database \"{database}\"");
     let mut warned = false;
     while !shutting_down() {
         if BackgroundWorker::sighup_received() {
-            // SAFETY: what the postmaster's children do on SIGHUP.
+            // SAFETY: what the postmaster's children do on SIGHUP, on the worker's main thread.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            if settings::text(&settings::DATABASE).as_deref() != Some(database.as_str()) {
+            if settings::database() != database {
                 log!("pg_retention worker: pg_retention.database changed; restarting to connect to it");
                 // SAFETY: a non-zero exit makes the postmaster start the worker again.
                 unsafe { pg_sys::proc_exit(1) };
@@ -64,6 +65,12 @@ pub extern "C-unwind" fn pg_retention_worker_main(_arg: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(1) };
 }
 
+/// Runs one step of the worker in a transaction of its own. A step that fails is logged as
+/// one WARNING naming it, and gives None: the worker then waits and looks again.
+fn step<T>(what: &str, work: impl FnOnce() -> Result<T, String> + std::panic::UnwindSafe + std::panic::RefUnwindSafe) -> Option<T> {
+    BackgroundWorker::transaction(work).map_err(|problem| warning!("pg_retention worker: {what}: {problem}")).ok()
+}
+
 /// The worker's row of `retention.worker_state`.
 struct State {
     last_slot: Option<NaiveDateTime>,
@@ -76,12 +83,13 @@ fn tick(database: &str, warned: &mut bool) -> Duration {
     if unsafe { pg_sys::RecoveryInProgress() } {
         return MAX_WAIT;
     }
-    let installed = BackgroundWorker::transaction(|| {
+    let Some(installed) = step("checking that the extension is installed", || {
         Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_retention')")
-            .ok()
-            .flatten()
-            .unwrap_or(false)
-    });
+            .map(|installed| installed == Some(true))
+            .map_err(|e| e.to_string())
+    }) else {
+        return MAX_WAIT;
+    };
     if !installed {
         if !*warned {
             warning!("pg_retention worker: the extension is not installed in database \"{database}\"; run CREATE EXTENSION pg_retention there, or set pg_retention.database");
@@ -92,119 +100,105 @@ fn tick(database: &str, warned: &mut bool) -> Duration {
     if !settings::WORKER_ENABLED.get() {
         return MAX_WAIT;
     }
-    let run_at = settings::text(&settings::RUN_AT).and_then(|t| schedule::parse_run_at(&t).ok()).unwrap_or_default();
-    let timezone = settings::text(&settings::TIMEZONE).unwrap_or_else(|| "UTC".into());
-    let (now, state) = BackgroundWorker::transaction(|| (local_now(&timezone), read_state()));
+    let Some(run_at) = settings::run_at() else {
+        warning!("pg_retention worker: pg_retention.run_at is not set; nothing is scheduled");
+        return MAX_WAIT;
+    };
+    let timezone = settings::timezone();
+    let Some((now, state)) = step("reading the schedule", || Ok((local_now(&timezone)?, read_state()?))) else {
+        return MAX_WAIT;
+    };
     match (schedule::due(now, run_at, state.last_slot), state.run_requested) {
-        (Due::Baseline(slot), false) => BackgroundWorker::transaction(|| write_slot(slot)),
+        (Due::Baseline(slot), false) => {
+            step("recording the first slot", || write_slot(slot));
+        }
         (Due::Wait, false) => {}
         (due, _) => {
-            BackgroundWorker::transaction(|| {
-                Spi::run("UPDATE retention.worker_state SET run_requested_at = NULL, last_started_at = pg_catalog.now(), pid = pg_catalog.pg_backend_pid()")
-                    .unwrap_or_else(|e| warning!("pg_retention worker: {e}"));
+            let started = step("recording the start of a run", || {
+                sql_step("UPDATE retention.worker_state SET run_requested_at = NULL, last_started_at = pg_catalog.now(), pid = pg_catalog.pg_backend_pid()")
             });
+            if started.is_none() {
+                return MAX_WAIT;
+            }
             run_all();
-            BackgroundWorker::transaction(|| {
+            step("recording the end of a run", || {
                 if let Due::Run(slot) | Due::Baseline(slot) = due {
-                    write_slot(slot);
+                    write_slot(slot)?;
                 }
-                Spi::run("UPDATE retention.worker_state SET last_finished_at = pg_catalog.now()")
-                    .unwrap_or_else(|e| warning!("pg_retention worker: {e}"));
+                sql_step("UPDATE retention.worker_state SET last_finished_at = pg_catalog.now()")
             });
         }
     }
     let next = schedule::next_slot(now, run_at);
-    BackgroundWorker::transaction(|| seconds_until(next, &timezone))
+    step("computing the next run", || seconds_until(next, &timezone)).unwrap_or(MAX_WAIT)
+}
+
+fn sql_step(sql: &str) -> Result<(), String> {
+    Spi::run(sql).map_err(|e| e.to_string())
 }
 
 /// Runs every enabled policy, in name order. One failing policy is recorded (by the run
 /// itself) and logged; the others still run.
 fn run_all() {
-    let names: Vec<String> = BackgroundWorker::transaction(|| {
+    let Some(names) = step("listing the enabled policies", || {
         Spi::connect(|client| {
-            client
-                .select("SELECT name FROM retention.policies WHERE enabled ORDER BY name", None, &[])
-                .map(|rows| rows.filter_map(|r| r.get::<String>(1).ok().flatten()).collect())
-                .unwrap_or_default()
+            let rows = client.select("SELECT name FROM retention.policies WHERE enabled ORDER BY name", None, &[])?;
+            rows.map(|row| row.get::<String>(1).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
         })
-    });
+        .map_err(|e: pgrx::spi::Error| e.to_string())
+    }) else {
+        return;
+    };
     for name in names {
         if shutting_down() {
             return;
         }
-        // SAFETY: the transaction handling of a background worker: start, then commit or abort.
-        unsafe {
-            pg_sys::SetCurrentStatementStartTimestamp();
-            pg_sys::StartTransactionCommand();
-        }
-        let commit = || unsafe {
-            while pg_sys::ActiveSnapshotSet() {
-                pg_sys::PopActiveSnapshot();
-            }
-            pg_sys::CommitTransactionCommand();
-            pg_sys::SetCurrentStatementStartTimestamp();
-            pg_sys::StartTransactionCommand();
-        };
-        let ran = PgTryBuilder::new(|| {
-            engine::run_batched(&name, None, &commit);
-            true
-        })
-        .catch_others(|error| {
-            let message = engine::error_message(&error);
-            warning!("pg_retention worker: policy \"{name}\" failed: {message}");
-            false
-        })
-        .execute();
-        unsafe {
-            if ran {
-                pg_sys::CommitTransactionCommand();
-            } else {
-                pg_sys::AbortCurrentTransaction();
-            }
+        let ran = xact::in_worker_transactions(|commit| engine::run(&name, None, &Committer::per_batch(commit)));
+        if let Err(error) = ran {
+            warning!("pg_retention worker: policy \"{name}\" failed: {}", error::message(&error));
         }
     }
 }
 
-fn local_now(timezone: &str) -> NaiveDateTime {
+fn local_now(timezone: &str) -> Result<NaiveDateTime, String> {
     let text = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.to_char(pg_catalog.timezone($1, pg_catalog.now()), 'YYYY-MM-DD HH24:MI:SS')",
         &[timezone.into()],
     )
-    .ok()
-    .flatten()
-    .unwrap_or_default();
-    NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S").unwrap_or_default()
+    .map_err(|e| e.to_string())?
+    .ok_or("no local time")?;
+    NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S").map_err(|e| format!("reading the local time {text:?}: {e}"))
 }
 
-fn seconds_until(local: NaiveDateTime, timezone: &str) -> Duration {
+fn seconds_until(local: NaiveDateTime, timezone: &str) -> Result<Duration, String> {
     let seconds = Spi::get_one_with_args::<f64>(
         "SELECT extract(epoch FROM pg_catalog.timezone($2, $1::pg_catalog.timestamp) - pg_catalog.now())::float8",
         &[local.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
     )
-    .ok()
-    .flatten()
-    .unwrap_or(60.0);
-    Duration::from_secs_f64(seconds.max(0.0))
+    .map_err(|e| e.to_string())?
+    .ok_or("no time until the next run")?;
+    Ok(Duration::from_secs_f64(seconds.clamp(0.0, MAX_WAIT.as_secs_f64())))
 }
 
-fn read_state() -> State {
-    Spi::run("INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING").unwrap_or_else(|e| warning!("pg_retention worker: {e}"));
+fn read_state() -> Result<State, String> {
+    sql_step("INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING")?;
     let (slot, requested) = Spi::get_two::<String, bool>(
         "SELECT pg_catalog.to_char(last_slot, 'YYYY-MM-DD HH24:MI:SS'), run_requested_at IS NOT NULL FROM retention.worker_state",
     )
-    .unwrap_or((None, None));
-    State {
-        last_slot: slot.and_then(|s| NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").ok()),
-        run_requested: requested.unwrap_or(false),
-    }
+    .map_err(|e| e.to_string())?;
+    let last_slot = match slot {
+        Some(text) => Some(NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S").map_err(|e| format!("reading last_slot {text:?}: {e}"))?),
+        None => None,
+    };
+    Ok(State { last_slot, run_requested: requested == Some(true) })
 }
 
-fn write_slot(slot: NaiveDateTime) {
+fn write_slot(slot: NaiveDateTime) -> Result<(), String> {
     Spi::run_with_args(
         "UPDATE retention.worker_state SET last_slot = $1::pg_catalog.timestamp",
         &[slot.format("%Y-%m-%d %H:%M:%S").to_string().into()],
     )
-    .unwrap_or_else(|e| warning!("pg_retention worker: {e}"));
+    .map_err(|e| e.to_string())
 }
 
 /// The worker's next scheduled run, or None when it is off.
@@ -212,15 +206,14 @@ pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
     if !settings::WORKER_ENABLED.get() {
         return None;
     }
-    let run_at = settings::text(&settings::RUN_AT).and_then(|t| schedule::parse_run_at(&t).ok())?;
-    let timezone = settings::text(&settings::TIMEZONE).unwrap_or_else(|| "UTC".into());
-    let next = schedule::next_slot(local_now(&timezone), run_at);
-    Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
+    let run_at = settings::run_at()?;
+    let timezone = settings::timezone();
+    let now = local_now(&timezone).unwrap_or_else(|problem| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, problem, None));
+    let next = schedule::next_slot(now, run_at);
+    spi(Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
         "SELECT pg_catalog.timezone($2, $1::pg_catalog.timestamp)",
         &[next.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
-    )
-    .ok()
-    .flatten()
+    ))
 }
 
 /// `retention.run_worker_now()`: asks the worker to run every enabled policy now.
@@ -240,8 +233,8 @@ pub fn request_run_now() -> i32 {
             Some("ALTER SYSTEM SET pg_retention.worker_enabled = on; SELECT pg_reload_conf();".into()),
         )
     }
-    let database = settings::text(&settings::DATABASE).unwrap_or_default();
-    let here = Spi::get_one::<String>("SELECT pg_catalog.current_database()::text").ok().flatten().unwrap_or_default();
+    let database = settings::database();
+    let here = spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")).unwrap_or_default();
     if here != database {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -249,12 +242,10 @@ pub fn request_run_now() -> i32 {
             Some("Call it there, or set pg_retention.database.".into()),
         )
     }
-    let pid = Spi::get_one_with_args::<i32>(
-        "SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1",
+    let pid = spi(Spi::get_one_with_args::<i32>(
+        "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1)",
         &[WORKER_TYPE.into()],
-    )
-    .ok()
-    .flatten()
+    ))
     .unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -262,28 +253,33 @@ pub fn request_run_now() -> i32 {
             Some("It needs pg_retention in shared_preload_libraries (a restart), and a primary server.".into()),
         )
     });
-    Spi::run(
+    spi(Spi::run(
         "INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING;
          UPDATE retention.worker_state SET run_requested_at = pg_catalog.now();",
-    )
-    .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string(), None));
+    ));
     // The worker reads the request after this transaction commits; wake it when it does.
-    // SAFETY: BackendPidGetProc returns the live PGPROC of that pid, or NULL.
+    // SAFETY: registers a callback that stays valid for the life of the loaded library.
     unsafe {
         pg_sys::RegisterXactCallback(Some(wake_worker_at_commit), pid as usize as *mut std::ffi::c_void);
     }
     pid
 }
 
+/// # Safety
+/// Called by Postgres at the end of the transaction that registered it; `arg` is the worker's pid.
 #[pg_guard]
 unsafe extern "C-unwind" fn wake_worker_at_commit(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
-    if event == pg_sys::XactEvent::XACT_EVENT_COMMIT || event == pg_sys::XactEvent::XACT_EVENT_ABORT {
-        pg_sys::UnregisterXactCallback(Some(wake_worker_at_commit), arg);
-    }
-    if event == pg_sys::XactEvent::XACT_EVENT_COMMIT {
-        let proc = pg_sys::BackendPidGetProc(arg as usize as i32);
-        if !proc.is_null() {
-            pg_sys::SetLatch(&mut (*proc).procLatch);
+    // SAFETY: unregistering the callback being called is allowed; BackendPidGetProc returns the
+    // live PGPROC of that pid or NULL, and setting its latch is what latches are for.
+    unsafe {
+        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT || event == pg_sys::XactEvent::XACT_EVENT_ABORT {
+            pg_sys::UnregisterXactCallback(Some(wake_worker_at_commit), arg);
+        }
+        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT {
+            let proc = pg_sys::BackendPidGetProc(arg as usize as i32);
+            if !proc.is_null() {
+                pg_sys::SetLatch(&mut (*proc).procLatch);
+            }
         }
     }
 }

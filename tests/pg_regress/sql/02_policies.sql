@@ -1,3 +1,9 @@
+-- Runs alone: it starts from a fresh extension and none of the application tables.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_retention CASCADE;
+DROP TABLE IF EXISTS "ConversationTrace", "AgentUsage", voice_recordings, sessions, "Robert'); DROP TABLE sessions;--" CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION pg_retention;
 -- Policies for any table: validated when written, whether through the functions or plain SQL.
 CREATE TABLE sessions (id int, last_seen timestamptz, note text);
 CREATE INDEX ON sessions (last_seen);

@@ -1,3 +1,16 @@
+-- Runs alone: it starts from a fresh extension and none of the application tables.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_retention CASCADE;
+DROP TABLE IF EXISTS "ConversationTrace", "AgentUsage", voice_recordings, sessions CASCADE;
+DROP ROLE IF EXISTS retention_operator;
+RESET client_min_messages;
+CREATE EXTENSION pg_retention;
+CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, payload text, "expiresAt" timestamp(3));
+CREATE TABLE "AgentUsage" (id text PRIMARY KEY, "timestamp" timestamp(3) NOT NULL);
+CREATE INDEX ON "ConversationTrace" ("expiresAt");
+CREATE INDEX ON "AgentUsage" ("timestamp");
+INSERT INTO "ConversationTrace" SELECT 'live-' || g, 'x', timezone('UTC', now()) + interval '1 hour' * g FROM generate_series(1, 20) g;
+INSERT INTO "AgentUsage" SELECT 'u' || g, timezone('UTC', now()) - interval '1 day' * g - interval '1 minute' FROM generate_series(1, 89) g;
 -- Nothing is executable by PUBLIC; an operator role gets what the README lists.
 CREATE ROLE retention_operator LOGIN;
 SET ROLE retention_operator;

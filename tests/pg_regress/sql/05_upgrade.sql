@@ -1,3 +1,8 @@
+-- Runs alone: it starts from a fresh extension and none of the application tables.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_retention CASCADE;
+DROP TABLE IF EXISTS "ConversationTrace", "AgentUsage", voice_recordings, sessions CASCADE;
+RESET client_min_messages;
 -- An upgrade from 0.1.0 gives what a fresh install of this version gives.
 -- (tests/run.sh installs tests/upgrade/pg_retention--0.1.0.sql, the 0.1.0 install script.)
 CREATE EXTENSION pg_retention VERSION '0.1.0';

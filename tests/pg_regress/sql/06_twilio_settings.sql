@@ -1,3 +1,9 @@
+-- Runs alone: it starts from a fresh extension and none of the application tables.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_retention CASCADE;
+DROP TABLE IF EXISTS "ConversationTrace", "AgentUsage", voice_recordings, sessions CASCADE;
+DROP ROLE IF EXISTS app_reader;
+RESET client_min_messages;
 -- Twilio settings: checked before any row is read, the secret hidden from non-superusers,
 -- plain http only to loopback.
 CREATE EXTENSION pg_retention;

@@ -1,3 +1,8 @@
+-- Runs alone: it starts from a fresh extension and none of the application tables.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_retention CASCADE;
+DROP TABLE IF EXISTS "ConversationTrace", "AgentUsage", voice_recordings, sessions CASCADE;
+RESET client_min_messages;
 -- The worker's settings are checked when set; its status view; asking it to run.
 ALTER SYSTEM SET pg_retention.run_at = '25:00';
 ALTER SYSTEM SET pg_retention.run_at = 'midnight';

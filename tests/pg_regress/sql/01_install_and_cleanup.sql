@@ -1,3 +1,18 @@
+-- Runs alone: it starts from a fresh extension and none of the application tables.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_retention CASCADE;
+DROP TABLE IF EXISTS "ConversationTrace", "AgentUsage", voice_recordings, sessions CASCADE;
+RESET client_min_messages;
+-- CREATE EXTENSION adds the schema, the catalog and the presets, even before the
+-- application tables exist.
+CREATE EXTENSION pg_retention;
+SELECT name, table_schema, table_name, time_column, rule, retain, action, batch_size, enabled
+  FROM retention.policies ORDER BY name;
+-- Running a preset whose table is missing names the table and says how to repoint it.
+SELECT cleanup_expired_traces();
+SELECT cleanup_old_agent_usage();
+SELECT cleanup_old_recordings();
+
 -- The two row cleanups of the contract, on Prisma-shaped tables.
 CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, payload text, "expiresAt" timestamp(3));
 CREATE TABLE "AgentUsage" (id text PRIMARY KEY, "timestamp" timestamp(3) NOT NULL);
@@ -38,6 +53,6 @@ SELECT cleanup_old_agent_usage(100);
 SELECT cleanup_old_agent_usage();
 SELECT count(*) FROM "AgentUsage";
 
--- Every run is in the history, the failed ones of 00_setup too (bad arguments are not runs).
+-- Every run is in the history, the failed ones above too (bad arguments are not runs).
 SELECT policy, trigger, mode, status, rows_deleted, error
   FROM retention.runs ORDER BY id;

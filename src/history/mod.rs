@@ -1,9 +1,23 @@
-//! The facts of one run, as recorded in `retention.runs` and logged as one JSON line.
-//! Plain Rust: building the line needs no server.
+//! The run history: the facts of one run, as recorded in `retention.runs` and logged as one
+//! JSON line. This module owns that table: `store` holds every statement that reads or writes
+//! it, `recorder` the background worker that records a failed in-transaction run. The model
+//! here is plain Rust: building the record and its line needs no server.
+
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
 use crate::twilio::Answer;
+
+mod payload;
+pub mod recorder;
+pub mod store;
+
+/// The session a run belongs to: its history row says which backend and application ran it.
+pub struct Origin {
+    pub pid: i32,
+    pub application_name: Option<String>,
+}
 
 /// The worker's `backend_type` in `pg_stat_activity`.
 pub const WORKER_TYPE: &str = "pg_retention worker";
@@ -20,6 +34,12 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    pub const ALL: [Trigger; 3] = [Trigger::Sql, Trigger::PgCron, Trigger::Worker];
+
+    pub fn parse(text: &str) -> Option<Trigger> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+
     /// pg_cron runs a job in a background worker of type `pg_cron`
     /// (`cron.use_background_workers = on`) or over libpq as `application_name = 'pg_cron'`.
     pub fn detect(backend_type: &str, application_name: &str) -> Self {
@@ -49,6 +69,10 @@ pub enum Mode {
 }
 
 impl Mode {
+    pub fn parse(text: &str) -> Option<Mode> {
+        [Mode::Transaction, Mode::Batched].into_iter().find(|m| m.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Transaction => "transaction",
@@ -57,23 +81,30 @@ impl Mode {
     }
 }
 
-/// How a run ended. Stored in `retention.runs.status`.
+/// Where a run stands. Stored in `retention.runs.status`, whose CHECK lists exactly these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// A batched run between its first and last commit.
     Running,
     Succeeded,
     Failed,
-    /// Another run of the same policy held the policy's lock.
+    /// Not run: the policy is disabled, or another run of it held the policy's lock.
     Skipped,
+    /// A batched run whose session ended before it finished; set by the next run.
+    Interrupted,
 }
 
 impl Status {
+    #[cfg(test)]
+    pub const ALL: [Status; 5] = [Status::Running, Status::Succeeded, Status::Failed, Status::Skipped, Status::Interrupted];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
+            Status::Interrupted => "interrupted",
         }
     }
 }
@@ -89,6 +120,7 @@ pub struct RunRecord {
     pub cutoff: Option<String>,
     pub rows_deleted: i64,
     pub batches: i64,
+    pub started: SystemTime,
     pub duration_ms: f64,
     pub error: Option<String>,
     /// Recording runs only: what Twilio answered, row by row.
@@ -151,6 +183,25 @@ impl Tally {
 }
 
 impl RunRecord {
+    /// A run of `policy` starting now, nothing done yet.
+    pub fn new(policy: &str, trigger: Trigger, mode: Mode, status: Status) -> RunRecord {
+        RunRecord {
+            run_id: None,
+            policy: policy.to_string(),
+            trigger,
+            mode,
+            status,
+            cutoff: None,
+            rows_deleted: 0,
+            batches: 0,
+            started: SystemTime::now(),
+            duration_ms: 0.0,
+            error: None,
+            tally: None,
+            longest_transaction_ms: None,
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let mut value = json!({
             "run_id": self.run_id,
@@ -207,6 +258,7 @@ mod tests {
             cutoff: Some("2026-11-26T03:00:00+00:00".into()),
             rows_deleted: 1200,
             batches: 2,
+            started: SystemTime::now(),
             duration_ms: 12.34567,
             error: Some("relation \"x\" \"quoted\" does not exist".into()),
             tally: None,
@@ -251,6 +303,15 @@ mod tests {
         assert_eq!(json["rows_deleted"], 1200);
         assert_eq!(json["duration_ms"], 12.346);
         assert_eq!(json["error"], "relation \"x\" \"quoted\" does not exist");
+    }
+
+    #[test]
+    fn status_enum_matches_the_table_check() {
+        let catalog = include_str!("../../sql/catalog.sql");
+        let check = catalog.lines().find(|l| l.trim_start().starts_with("status ")).expect("runs.status column");
+        let allowed: Vec<&str> = check.split('\'').skip(1).step_by(2).collect();
+        let ours: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(allowed, ours);
     }
 
     #[test]

@@ -1,0 +1,48 @@
+//! Running a policy. `run` holds the lifecycle and its one loop; `plan` how a run splits into
+//! batches; `sql` the statements, built once per run; `recordings` the Twilio batches; `lock`
+//! the per-policy lock; `xact` the transaction mechanics.
+
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::json;
+
+use crate::error::{self, spi};
+use crate::policy::Policy;
+
+mod lock;
+mod plan;
+mod recordings;
+mod run;
+mod sql;
+pub mod xact;
+
+pub use run::{run, Committer};
+
+/// Counts what a run would touch now: same predicate and cutoff rule, nothing changed.
+pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
+    let policy = Policy::load(name);
+    let retain = policy.retain_for_run(retain);
+    let target = policy.check_target(true, false);
+    let parts = sql::Parts::new(&policy, &target);
+    let cutoff = run::cutoff(retain);
+    let mut result = sql::preview(&parts, cutoff).map(|j| j.0).unwrap_or_else(|| json!({}));
+    result["policy"] = json!(name);
+    result["table"] = json!(format!("{}.{}", policy.table_schema, policy.table_name));
+    result["cutoff"] = json!(timestamp_text(cutoff));
+    result["batch_size"] = json!(policy.batch_size);
+    JsonB(result)
+}
+
+/// A policy's backlog for the status view: its preview, or the error that stops it.
+pub fn backlog(name: &str) -> JsonB {
+    match xact::in_subtransaction(|| preview(name, None)) {
+        Ok(preview) => preview,
+        Err(error) => JsonB(json!({ "error": error::message(&error) })),
+    }
+}
+
+/// Postgres' ISO 8601 text of a timestamp, whatever the session's DateStyle.
+fn timestamp_text(ts: TimestampWithTimeZone) -> String {
+    spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.to_json($1) #>> '{}'", &[ts.into()])).unwrap_or_default()
+}

@@ -1,0 +1,151 @@
+//! How a run splits its work into batches: one plan, chosen once per run, that carries its own
+//! statements and its place between batches.
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+
+use super::sql::{self, BlockRange, CtidBatch, Parts, RecordingStatements, TimeRanges};
+use crate::error::spi;
+use crate::policy::{Action, Policy, Target, TimeType};
+
+/// Above this share of the table past the cutoff, reading it block by block beats the index.
+const BLOCK_RANGE_SHARE: f64 = 0.2;
+
+pub enum BatchPlan {
+    /// A plain table with a large backlog or no usable index: ranges of blocks, each page read
+    /// once, the range growing or shrinking so that a batch holds about `batch_size` rows.
+    Blocks { statement: BlockRange, cursor: BlockCursor },
+    /// An indexed timestamp column: slices of time of about `batch_size` rows each.
+    TimeRanges {
+        statements: TimeRanges,
+        /// The time the last batch ended at; the next starts after it.
+        after: Option<String>,
+        /// A time with more rows than a batch, being worked through.
+        tie: Option<String>,
+    },
+    /// Anything else (a date column, a partitioned table): the next rows by ctid.
+    Ctid(CtidBatch),
+    /// twilio_recording: batches read in key order; `after` is the last key read.
+    Recordings { statements: RecordingStatements, after: Option<String> },
+}
+
+/// Where the next block range starts, how many blocks it spans, and the table's size in
+/// blocks when the run began (later blocks are the next run's).
+pub struct BlockCursor {
+    next: i64,
+    step: i64,
+    end: i64,
+}
+
+impl BatchPlan {
+    pub fn choose(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone) -> BatchPlan {
+        if policy.action == Action::TwilioRecording {
+            return BatchPlan::Recordings { statements: RecordingStatements::new(parts, policy, target), after: None };
+        }
+        let ranges = target.time_indexed && target.time_type != TimeType::Date;
+        if !target.partitioned {
+            if let Some(cursor) = block_cursor(policy, target, parts, cutoff, ranges) {
+                return BatchPlan::Blocks { statement: BlockRange::new(parts), cursor };
+            }
+        }
+        if ranges {
+            return BatchPlan::TimeRanges { statements: TimeRanges::new(parts), after: None, tie: None };
+        }
+        BatchPlan::Ctid(CtidBatch::new(parts))
+    }
+
+    /// delete / soft_delete: one batch. Returns the rows it touched and whether more may remain.
+    pub fn row_batch(&mut self, cutoff: TimestampWithTimeZone, batch_size: i64, reason: Option<&str>) -> (i64, bool) {
+        match self {
+            BatchPlan::Blocks { statement, cursor } => {
+                let processed = statement.run(cutoff, cursor.next, cursor.next + cursor.step, reason) as i64;
+                cursor.advance(processed, batch_size);
+                (processed, cursor.next < cursor.end)
+            }
+            BatchPlan::TimeRanges { statements, after, tie } => time_range_batch(statements, after, tie, cutoff, batch_size, reason),
+            BatchPlan::Ctid(statement) => {
+                let processed = statement.run(cutoff, batch_size, reason) as i64;
+                (processed, processed >= batch_size)
+            }
+            BatchPlan::Recordings { .. } => unreachable!("recording batches go through engine::recordings"),
+        }
+    }
+}
+
+impl BlockCursor {
+    /// Moves past the range just done and sizes the next so that it holds about `wanted` rows.
+    fn advance(&mut self, processed: i64, wanted: i64) {
+        self.next += self.step;
+        self.step = if processed == 0 {
+            self.step * 2
+        } else {
+            ((self.step as f64 * wanted as f64 / processed as f64) as i64).clamp(self.step / 2, self.step * 2)
+        }
+        .clamp(1, self.end.max(1));
+    }
+}
+
+/// Block ranges when the table has no usable index, or when much of it is past the cutoff:
+/// then the index would visit the same pages over and over, batch after batch.
+fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone, indexed: bool) -> Option<BlockCursor> {
+    let (blocks, tuples) = spi(Spi::get_two_with_args::<i64, f64>(
+        "SELECT pg_catalog.pg_relation_size($1) / pg_catalog.current_setting('block_size')::pg_catalog.int8,
+                c.reltuples::pg_catalog.float8
+           FROM pg_catalog.pg_class c WHERE c.oid = $1",
+        &[target.relid.into()],
+    ));
+    let (blocks, tuples) = (blocks.unwrap_or(0), tuples.unwrap_or(-1.0));
+    let expired = if indexed {
+        // An index-only count: cheap next to the purge it decides on.
+        sql::count(parts, cutoff) as f64
+    } else {
+        // No index to count with: assume every row may be past the cutoff (small first
+        // steps; they double while batches come out small). Unanalyzed: ~50 rows a block.
+        if tuples >= 0.0 { tuples } else { blocks as f64 * 50.0 }
+    };
+    // A table never analyzed (reltuples -1) keeps to its index: the share is unknown.
+    if blocks == 0 || (indexed && (tuples < 0.0 || expired < BLOCK_RANGE_SHARE * tuples.max(1.0))) {
+        return None;
+    }
+    let batch = f64::from(policy.batch_size);
+    let step = ((batch * blocks as f64 / expired.max(1.0)).ceil() as i64).clamp(1, blocks);
+    Some(BlockCursor { next: 0, step, end: blocks })
+}
+
+/// The next `batch_size` rows in time order, each read once. Ties of the batch's last time go
+/// with it; when they are more than a batch (rows written together with one timestamp), they
+/// go `batch_size` at a time.
+fn time_range_batch(
+    statements: &TimeRanges,
+    after: &mut Option<String>,
+    tie: &mut Option<String>,
+    cutoff: TimestampWithTimeZone,
+    batch_size: i64,
+    reason: Option<&str>,
+) -> (i64, bool) {
+    if let Some(tied) = tie.take() {
+        let n = statements.act_ties(cutoff, &tied, batch_size, reason) as i64;
+        // Done with this time once a batch comes out short: go on after it.
+        if n < batch_size {
+            *after = Some(tied);
+        } else {
+            *tie = Some(tied);
+        }
+        return (n, true);
+    }
+    let end = statements.end(cutoff, after.as_deref(), batch_size);
+    let many_ties = end.as_deref().is_some_and(|end| statements.too_many_ties(cutoff, end, batch_size));
+    let n = statements.act(cutoff, after.as_deref(), end.as_deref(), !many_ties, reason) as i64;
+    match (end, many_ties) {
+        (None, _) => (n, false),
+        // Up to the tied time, not including it; its rows go `batch_size` at a time next.
+        (Some(end), true) => {
+            *tie = Some(end);
+            (n, true)
+        }
+        (Some(end), false) => {
+            *after = Some(end);
+            (n, true)
+        }
+    }
+}

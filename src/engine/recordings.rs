@@ -1,0 +1,192 @@
+//! twilio_recording batches: read the batch, delete each recording at Twilio with nothing
+//! held, then mark the rows whose deletion Twilio confirmed. Also the Twilio settings, read on
+//! this (the main) thread and handed to the client as plain values.
+
+use pgrx::prelude::*;
+
+use super::run::Run;
+use super::sql::Fetched;
+use crate::error::{invalid, raise};
+use crate::history::Tally;
+use crate::settings;
+use crate::twilio::{self, Answer};
+
+/// Rows of one run whose skip or failure is logged one by one; the rest only in the counts.
+const ROWS_LOGGED_PER_RUN: i64 = 20;
+
+impl Run {
+    /// Step 1: the next batch of unmarked recordings past the cutoff.
+    pub(super) fn fetch(&mut self) -> Fetched {
+        let super::plan::BatchPlan::Recordings { statements, after } = &mut self.plan else {
+            unreachable!("a recording batch needs the recordings plan")
+        };
+        let fetched = statements.fetch(self.cutoff, after.as_deref(), i64::from(self.policy.batch_size));
+        if let Some(last) = fetched.keys.last() {
+            *after = Some(last.clone());
+        }
+        fetched
+    }
+
+    /// Step 2: the Twilio calls. Touches no Postgres API: the calls run on
+    /// helper threads while this thread waits, watching for a cancel or shutdown request.
+    /// Rows with no valid SID are never sent.
+    pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Answer>>, Halt> {
+        let policy = &self.policy.name;
+        let tally = self.record.tally.get_or_insert_with(Tally::default);
+        let mut to_send = Vec::new();
+        for (key, sid) in fetched.keys.iter().zip(&fetched.sids) {
+            match sid {
+                Some(sid) if twilio::is_recording_sid(sid) => to_send.push(sid.clone()),
+                _ => {
+                    if tally.skipped < ROWS_LOGGED_PER_RUN {
+                        let shown: String = sid.as_deref().unwrap_or("NULL").chars().take(40).collect();
+                        log!("pg_retention: policy \"{policy}\": row {key} skipped, its recording SID {shown:?} is not RE + 32 hex digits");
+                    }
+                    tally.skip();
+                }
+            }
+        }
+        let Some(client) = self.twilio.as_ref() else {
+            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: a recording run without a Twilio client".into(), None)
+        };
+        // A cancel, a terminate, or (in the worker) a shutdown request; not the other interrupts
+        // (barriers, catch-up) that Postgres also flags, which need no answer from us here.
+        // SAFETY: reading flags that Postgres' signal handlers set.
+        let interrupted =
+            || unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 || pg_sys::ShutdownRequestPending != 0 };
+        let answers = client.delete_all(to_send, &interrupted).map_err(|_| Halt::Stopped)?;
+        if let Some(Some(Answer::Refused(status))) = answers.iter().find(|a| matches!(a, Some(Answer::Refused(_)))) {
+            return Err(Halt::Refused(*status));
+        }
+        let mut sent = answers.into_iter();
+        let mut per_row = Vec::with_capacity(fetched.keys.len());
+        for (key, sid) in fetched.keys.iter().zip(&fetched.sids) {
+            if !sid.as_deref().is_some_and(twilio::is_recording_sid) {
+                per_row.push(None);
+                continue;
+            }
+            let answer = sent.next().flatten().unwrap_or(Answer::ConnectionError("not sent".into()));
+            if let Answer::BadRequest(status, body) = &answer {
+                if tally.failures[4] < ROWS_LOGGED_PER_RUN {
+                    log!("pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
+                }
+            }
+            tally.count(&answer);
+            per_row.push(Some(answer));
+        }
+        Ok(per_row)
+    }
+
+    /// Step 3: marks the rows whose SID Twilio confirmed (204 or 404).
+    pub(super) fn mark(&mut self, fetched: &Fetched, answers: &[Option<Answer>]) {
+        let (keys, sids): (Vec<String>, Vec<String>) = fetched
+            .keys
+            .iter()
+            .zip(&fetched.sids)
+            .zip(answers)
+            .filter(|(_, answer)| answer.as_ref().is_some_and(Answer::confirms_deletion))
+            .map(|((key, sid), _)| (key.clone(), sid.clone().unwrap_or_default()))
+            .unzip();
+        if !keys.is_empty() {
+            let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
+                unreachable!("a recording batch needs the recordings plan")
+            };
+            self.record.rows_deleted += statements.mark(self.cutoff, keys, sids, self.policy.reason()) as i64;
+        }
+        self.record.batches += 1;
+    }
+}
+
+/// Why a batch's Twilio calls ended early.
+pub(super) enum Halt {
+    /// 401/403: the run stops.
+    Refused(u16),
+    /// A cancel, terminate or shutdown request arrived while calls were in flight.
+    Stopped,
+}
+
+impl Halt {
+    pub(super) fn message(&self) -> String {
+        match self {
+            Halt::Refused(status) => refused_text(*status),
+            Halt::Stopped => "stopped by a cancel or shutdown request while Twilio calls were in flight; no row of this batch was marked".into(),
+        }
+    }
+
+    /// Raises the error that ends the run.
+    pub(super) fn raise(self) -> ! {
+        match self {
+            Halt::Refused(status) => refused_error(status),
+            Halt::Stopped => {
+                // A cancel or terminate raises its own error here; a worker's shutdown does not.
+                pgrx::check_for_interrupts!();
+                raise(PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN, Halt::Stopped.message(), None)
+            }
+        }
+    }
+}
+
+/// Twilio refused the credentials: the run stops; nothing of the batch is marked.
+fn refused_text(status: u16) -> String {
+    let account = settings::text(&settings::TWILIO_ACCOUNT_SID).unwrap_or_default();
+    format!("Twilio refused the credentials for account {account} (HTTP {status}); the run stopped and no row of this batch was marked")
+}
+
+fn refused_error(status: u16) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+        refused_text(status),
+        Some("Check pg_retention.twilio_account_sid and pg_retention.twilio_auth_token (or the API key settings), and that pg_retention.twilio_base_url is the account's region.".into()),
+    )
+}
+
+pub(super) fn twilio_config() -> twilio::ClientConfig {
+    let missing = |setting: &str, what: &str| -> ! {
+        invalid(
+            format!("{setting} is not set: {what}"),
+            Some("Set it in postgresql.conf or with ALTER SYSTEM, then SELECT pg_reload_conf(). Nothing was read or sent."),
+        )
+    };
+    let account_sid = settings::text(&settings::TWILIO_ACCOUNT_SID)
+        .unwrap_or_else(|| missing("pg_retention.twilio_account_sid", "the Twilio Account SID whose recordings are deleted"));
+    if !twilio::is_account_sid(&account_sid) {
+        invalid("pg_retention.twilio_account_sid must be AC followed by 32 hex digits".into(), None)
+    }
+    let (username, password) = match settings::text(&settings::TWILIO_API_KEY_SID) {
+        Some(key_sid) => {
+            if !twilio::is_api_key_sid(&key_sid) {
+                invalid("pg_retention.twilio_api_key_sid must be SK followed by 32 hex digits".into(), None)
+            }
+            let secret = settings::text(&settings::TWILIO_API_KEY_SECRET)
+                .unwrap_or_else(|| missing("pg_retention.twilio_api_key_secret", "the secret of pg_retention.twilio_api_key_sid"));
+            (key_sid, secret)
+        }
+        None => {
+            let token = settings::text(&settings::TWILIO_AUTH_TOKEN).unwrap_or_else(|| {
+                missing(
+                    "pg_retention.twilio_auth_token",
+                    "the account's auth token (or set pg_retention.twilio_api_key_sid and pg_retention.twilio_api_key_secret)",
+                )
+            });
+            (account_sid.clone(), token)
+        }
+    };
+    let base_url = settings::twilio_base_url();
+    if let Err(problem) = twilio::check_base_url(&base_url) {
+        invalid(format!("pg_retention.twilio_base_url: {problem}"), None)
+    }
+    let millis = |setting: &pgrx::GucSetting<i32>| std::time::Duration::from_millis(setting.get().max(0) as u64);
+    let max_backoff = millis(&settings::TWILIO_MAX_BACKOFF_MS);
+    twilio::ClientConfig {
+        base_url,
+        credentials: twilio::Credentials { account_sid, username, password },
+        connect_timeout: millis(&settings::TWILIO_CONNECT_TIMEOUT_MS),
+        timeout: millis(&settings::TWILIO_TIMEOUT_MS),
+        concurrency: settings::TWILIO_CONCURRENCY.get().max(1) as usize,
+        retry: twilio::RetryPolicy {
+            attempts: settings::TWILIO_MAX_ATTEMPTS.get().max(1) as u32,
+            default_backoff: max_backoff / 10,
+            max_backoff,
+        },
+    }
+}

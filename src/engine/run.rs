@@ -1,0 +1,291 @@
+//! The run lifecycle, one loop for every path: begin (the lock first, then the checks, the
+//! cutoff and the plan), batches, finish. The `SELECT` path and the batched path (`CALL`, the
+//! worker) differ only in their `Committer`: how they commit, and so where a failure is recorded.
+
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use pgrx::datum::{Interval, TimestampWithTimeZone};
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+use super::plan::BatchPlan;
+use super::recordings::{self, Halt};
+use super::sql::Parts;
+use super::xact::{in_subtransaction, with_snapshot};
+use super::{lock, timestamp_text};
+use crate::error::{self, raise, spi};
+use crate::history::{recorder, store, Mode, RunRecord, Status, Tally, Trigger};
+use crate::policy::{Action, Policy};
+use crate::twilio;
+
+/// How a run commits: never (the caller's transaction holds it all), or after each batch.
+pub struct Committer<'a> {
+    commit: Option<&'a dyn Fn()>,
+    last_commit: Cell<Instant>,
+    longest_ms: Cell<f64>,
+}
+
+impl<'a> Committer<'a> {
+    /// `SELECT`: everything in the caller's transaction.
+    pub fn callers_transaction() -> Committer<'static> {
+        Committer { commit: None, last_commit: Cell::new(Instant::now()), longest_ms: Cell::new(0.0) }
+    }
+
+    /// `CALL` and the worker: `commit` ends the current transaction and starts the next.
+    pub fn per_batch(commit: &'a dyn Fn()) -> Committer<'a> {
+        Committer { commit: Some(commit), last_commit: Cell::new(Instant::now()), longest_ms: Cell::new(0.0) }
+    }
+
+    pub fn mode(&self) -> Mode {
+        if self.commit.is_some() { Mode::Batched } else { Mode::Transaction }
+    }
+
+    /// Commits a batched run's work so far; every commit ends a transaction, so the longest
+    /// gap between two is the run's longest transaction.
+    fn commit(&self) {
+        if let Some(commit) = self.commit {
+            commit();
+            let elapsed = self.last_commit.get().elapsed().as_secs_f64() * 1000.0;
+            self.longest_ms.set(self.longest_ms.get().max(elapsed));
+            self.last_commit.set(Instant::now());
+        }
+    }
+
+    fn longest_ms(&self) -> Option<f64> {
+        self.commit.map(|_| self.longest_ms.get())
+    }
+
+    /// A step of a batched run runs in a subtransaction, so that its failure can be recorded
+    /// and committed before the error goes on. In the caller's transaction an error simply
+    /// goes up: the whole run is one subtransaction there (see `run`).
+    fn step<R>(&self, work: impl FnOnce() -> R) -> Result<R, Box<CaughtError>> {
+        match self.commit {
+            Some(_) => in_subtransaction(AssertUnwindSafe(work)),
+            None => Ok(work()),
+        }
+    }
+}
+
+/// Why a run stops before its end.
+pub(super) enum Stop {
+    Error(Box<CaughtError>),
+    Halt(Halt),
+}
+
+impl Stop {
+    fn message(&self) -> String {
+        match self {
+            Stop::Error(error) => error::message(error),
+            Stop::Halt(halt) => halt.message(),
+        }
+    }
+
+    fn raise(self) -> ! {
+        match self {
+            Stop::Error(error) => error.rethrow(),
+            Stop::Halt(halt) => halt.raise(),
+        }
+    }
+}
+
+/// One run of a policy across its batches.
+pub(super) struct Run {
+    pub(super) policy: Policy,
+    pub(super) plan: BatchPlan,
+    pub(super) cutoff: TimestampWithTimeZone,
+    pub(super) record: RunRecord,
+    pub(super) twilio: Option<Arc<twilio::Client>>,
+    started: Instant,
+}
+
+enum Begun {
+    Skipped(RunRecord),
+    Started(Box<Run>),
+}
+
+/// Runs a policy to its end. `retain` overrides an older_than policy's interval (the `days`
+/// of the cleanup functions). A failure is recorded in the history and logged, then raised.
+pub fn run(name: &str, retain: Option<Interval>, committer: &Committer) -> RunRecord {
+    let (started, started_wall) = (Instant::now(), SystemTime::now());
+    let trigger = with_snapshot(caller_trigger);
+    let failed = |message: String| {
+        let mut record = RunRecord::new(name, trigger, committer.mode(), Status::Failed);
+        record.error = Some(message);
+        record.started = started_wall;
+        record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        record
+    };
+    if committer.mode() == Mode::Batched {
+        return drive(name, retain, trigger, committer, &failed);
+    }
+    // In the caller's transaction the whole run is one subtransaction. A failure rolls back
+    // with the caller's transaction, and a history row written in it would vanish too: the
+    // recorder writes it out of band.
+    in_subtransaction(AssertUnwindSafe(|| drive(name, retain, trigger, committer, &failed))).unwrap_or_else(|error| {
+        let record = failed(error::message(&error));
+        log!("{}", record.log_line());
+        recorder::record(&record);
+        error.rethrow()
+    })
+}
+
+/// The one run loop. `failed` makes the record of a run that failed before it began.
+fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Committer, failed: &dyn Fn(String) -> RunRecord) -> RunRecord {
+    let mut run = match committer.step(|| Run::begin(name, retain, trigger, committer.mode())) {
+        Ok(Begun::Skipped(record)) => {
+            committer.commit();
+            return record;
+        }
+        Ok(Begun::Started(run)) => run,
+        Err(error) => {
+            // Only a batched run gets here: its failure is recorded and committed in band.
+            let mut record = failed(error::message(&error));
+            with_snapshot(|| store::insert(&mut record, &store::this_backend()));
+            log!("{}", record.log_line());
+            committer.commit();
+            error.rethrow()
+        }
+    };
+    committer.commit();
+    loop {
+        let step = match run.plan {
+            BatchPlan::Recordings { .. } => run.recording_batch(committer),
+            _ => run.row_batch(committer),
+        };
+        match step {
+            Ok(more) => {
+                run.record.longest_transaction_ms = committer.longest_ms();
+                if !more {
+                    break;
+                }
+            }
+            Err(stop) => run.fail(stop, committer),
+        }
+    }
+    let record = with_snapshot(|| run.finish(Status::Succeeded, None, committer.mode()));
+    committer.commit();
+    record
+}
+
+impl Run {
+    /// The policy's lock comes before any other work; a disabled or locked policy is skipped.
+    fn begin(name: &str, retain: Option<Interval>, trigger: Trigger, mode: Mode) -> Begun {
+        let policy = Policy::load(name);
+        let mut record = RunRecord::new(name, trigger, mode, Status::Running);
+        record.tally = (policy.action == Action::TwilioRecording).then(Tally::default);
+        if !policy.enabled {
+            return Begun::Skipped(skip(record, format!("retention policy \"{name}\" is disabled; this run was skipped")));
+        }
+        if !lock::try_acquire(name, mode == Mode::Batched) {
+            let holder = lock::holder(name).map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
+            return Begun::Skipped(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped")));
+        }
+        let retain = policy.retain_for_run(retain);
+        // Credentials are checked before any row is read.
+        let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config())));
+        let target = policy.check_target(true, true);
+        let parts = Parts::new(&policy, &target);
+        store::prune();
+        store::mark_interrupted(name);
+        let cutoff = cutoff(retain);
+        record.cutoff = Some(timestamp_text(cutoff));
+        let plan = BatchPlan::choose(&policy, &target, &parts, cutoff);
+        store::insert(&mut record, &store::this_backend());
+        Begun::Started(Box::new(Run { policy, plan, cutoff, record, twilio, started: Instant::now() }))
+    }
+
+    pub(super) fn batch_size(&self) -> i64 {
+        i64::from(self.policy.batch_size)
+    }
+
+    /// delete / soft_delete: one batch, committed. Returns whether rows may remain.
+    fn row_batch(&mut self, committer: &Committer) -> Result<bool, Stop> {
+        let more = committer
+            .step(|| {
+                let (processed, more) = self.plan.row_batch(self.cutoff, self.batch_size(), self.policy.reason());
+                self.record.rows_deleted += processed;
+                self.record.batches += 1;
+                store::save_progress(&self.record);
+                more
+            })
+            .map_err(Stop::Error)?;
+        committer.commit();
+        Ok(more)
+    }
+
+    /// twilio_recording: one batch read, committed, sent to Twilio with nothing held, and the
+    /// confirmed rows marked and committed.
+    fn recording_batch(&mut self, committer: &Committer) -> Result<bool, Stop> {
+        let fetched = committer.step(|| self.fetch()).map_err(Stop::Error)?;
+        committer.commit(); // nothing is held while the calls are in flight
+        let answers = self.call(&fetched).map_err(Stop::Halt)?;
+        committer
+            .step(|| {
+                self.mark(&fetched, &answers);
+                store::save_progress(&self.record);
+            })
+            .map_err(Stop::Error)?;
+        committer.commit();
+        Ok(fetched.keys.len() as i64 >= self.batch_size())
+    }
+
+    /// A batched run records its failure and releases its lock, commits that, then raises the
+    /// error; in the caller's transaction the error goes up to `run`, which records it.
+    fn fail(self, stop: Stop, committer: &Committer) -> ! {
+        if committer.mode() == Mode::Batched {
+            let message = stop.message();
+            with_snapshot(|| self.finish(Status::Failed, Some(message), Mode::Batched));
+            committer.commit();
+        }
+        stop.raise()
+    }
+
+    /// Ends the run: the history row, the lock of a batched run, the log line.
+    fn finish(mut self, status: Status, error: Option<String>, mode: Mode) -> RunRecord {
+        self.record.status = status;
+        self.record.error = error;
+        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        store::finish(&self.record);
+        if mode == Mode::Batched {
+            lock::release(&self.record.policy);
+        }
+        log!("{}", self.record.log_line());
+        self.record
+    }
+}
+
+/// Records and announces a run that does not happen.
+fn skip(mut record: RunRecord, message: String) -> RunRecord {
+    ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
+    record.status = Status::Skipped;
+    record.error = Some(message);
+    store::insert(&mut record, &store::this_backend());
+    log!("{}", record.log_line());
+    record
+}
+
+/// Fixed once per run; every batch compares against this value.
+pub(super) fn cutoff(retain: Option<Interval>) -> TimestampWithTimeZone {
+    let cutoff = match retain {
+        None => spi(Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.now()")),
+        // Subtract in UTC so that a DST change in the session's TimeZone cannot move the cutoff.
+        Some(retain) => spi(Spi::get_one_with_args::<TimestampWithTimeZone>(
+            "SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) - $1)",
+            &[retain.into()],
+        )),
+    };
+    cutoff.unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: no cutoff".into(), None))
+}
+
+/// Who started this run. pg_cron's job workers say so in backend_type, its libpq
+/// sessions in application_name.
+fn caller_trigger() -> Trigger {
+    let (backend_type, application_name) = spi(Spi::get_two::<String, String>(
+        "SELECT a.backend_type, pg_catalog.current_setting('application_name')
+           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a",
+    ));
+    Trigger::detect(backend_type.as_deref().unwrap_or(""), application_name.as_deref().unwrap_or(""))
+}

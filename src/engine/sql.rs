@@ -1,0 +1,247 @@
+//! The SQL a run executes, built once per run from Postgres-quoted names. Each statement is a
+//! type whose `run` takes its parameters by name; the `$n` they bind to are written beside
+//! the SQL, in one place. `$1` is always the cutoff (timestamptz); "reason" is
+//! `Policy::reason()`, passed always, NULL and unused when the policy has none.
+
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::JsonB;
+
+use crate::error::spi;
+use crate::policy::{Action, Policy, Target, TimeType};
+
+/// What every statement of a policy is made of.
+pub struct Parts {
+    table: String,
+    time_column: String,
+    marker: Option<String>,
+    reason: Option<String>,
+    /// The rows a run may touch: past the cutoff (`$1`) and, for marking actions, not yet marked.
+    predicate: String,
+    /// The cutoff in the time column's own type.
+    cutoff: &'static str,
+    time_type: TimeType,
+    action: Action,
+}
+
+impl Parts {
+    pub fn new(policy: &Policy, target: &Target) -> Parts {
+        let quote = |name: &Option<String>| name.as_deref().map(quote_identifier);
+        let time_column = quote_identifier(&policy.time_column);
+        let marker = quote(&policy.soft_delete_column);
+        let cutoff = target.time_type.cutoff_expr();
+        let predicate = match (&marker, policy.action.marks_rows()) {
+            (Some(marker), true) => format!("{time_column} < {cutoff} AND {marker} IS NULL"),
+            _ => format!("{time_column} < {cutoff}"),
+        };
+        Parts {
+            table: policy.qualified_table(),
+            time_column,
+            marker,
+            reason: quote(&policy.reason_column),
+            predicate,
+            cutoff,
+            time_type: target.time_type,
+            action: policy.action,
+        }
+    }
+
+    /// The SET list of a marking statement; `reason_param` is where the reason is bound.
+    fn set_marker(&self, reason_param: &str) -> String {
+        let marker = self.marker.as_deref().unwrap_or_default();
+        match &self.reason {
+            Some(reason) => format!("{marker} = pg_catalog.now(), {reason} = {reason_param}"),
+            None => format!("{marker} = pg_catalog.now()"),
+        }
+    }
+
+    /// `DELETE FROM table WHERE <condition>`, or the marking UPDATE, per the policy's action.
+    fn act(&self, condition: &str, reason_param: &str) -> String {
+        let table = &self.table;
+        match self.action {
+            Action::Delete => format!("DELETE FROM {table} WHERE {condition}"),
+            _ => format!("UPDATE {table} SET {} WHERE {condition}", self.set_marker(reason_param)),
+        }
+    }
+}
+
+fn update(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> usize {
+    spi(Spi::connect_mut(|client| client.update(sql, None, args).map(|rows| rows.len())))
+}
+
+/// One batch of rows picked by ctid: for tables no other plan suits (partitioned, date column).
+/// A changed row is re-checked against the whole WHERE clause before it is touched, so a batch
+/// never reaches outside the predicate, whichever way it picks its rows.
+pub struct CtidBatch(String);
+
+impl CtidBatch {
+    pub fn new(parts: &Parts) -> CtidBatch {
+        let (table, predicate) = (&parts.table, &parts.predicate);
+        // $1 cutoff, $2 batch size, $3 reason.
+        CtidBatch(parts.act(&format!("ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2)) AND {predicate}"), "$3"))
+    }
+
+    pub fn run(&self, cutoff: TimestampWithTimeZone, batch_size: i64, reason: Option<&str>) -> usize {
+        update(&self.0, &[cutoff.into(), batch_size.into(), reason.into()])
+    }
+}
+
+/// The rows past the cutoff in a range of blocks of a plain table: each page read once, as a
+/// sequential DELETE reads it. For large backlogs, and for tables without an index.
+pub struct BlockRange(String);
+
+impl BlockRange {
+    pub fn new(parts: &Parts) -> BlockRange {
+        // $1 cutoff, $2 first tid (inclusive), $3 end tid (exclusive), $4 reason.
+        BlockRange(parts.act(&format!("ctid >= $2::pg_catalog.tid AND ctid < $3::pg_catalog.tid AND {}", parts.predicate), "$4"))
+    }
+
+    /// Acts on the rows past `cutoff` in blocks `from_block` up to (not including) `to_block`.
+    pub fn run(&self, cutoff: TimestampWithTimeZone, from_block: i64, to_block: i64, reason: Option<&str>) -> usize {
+        let (from, to) = (format!("({from_block},0)"), format!("({to_block},0)"));
+        update(&self.0, &[cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()])
+    }
+}
+
+/// Batches along the time column's index: each batch the next slice of time holding about
+/// a batch of rows, read once. Time values travel as text in the column's own type.
+pub struct TimeRanges {
+    end: String,
+    ties: String,
+    act: String,
+    act_ties: String,
+}
+
+impl TimeRanges {
+    /// Only for timestamp and timestamptz columns with an index: dates have too many ties.
+    pub fn new(parts: &Parts) -> TimeRanges {
+        let (table, time_column, predicate) = (&parts.table, &parts.time_column, &parts.predicate);
+        let column_type = if parts.time_type == TimeType::Timestamp { "pg_catalog.timestamp" } else { "pg_catalog.timestamptz" };
+        let after = format!("($2::pg_catalog.text IS NULL OR {time_column} > CAST($2 AS {column_type}))");
+        let at = format!("{time_column} = CAST($2 AS {column_type})");
+        let upto = format!(
+            "($3::pg_catalog.text IS NULL OR {time_column} < CAST($3 AS {column_type})
+              OR ($5 AND {time_column} = CAST($3 AS {column_type})))"
+        );
+        TimeRanges {
+            // $1 cutoff, $2 after (NULL at first), $3 batch size. ORDER BY names the table's
+            // column: a bare name would sort by the text output column.
+            // A scalar subquery: one row, NULL when fewer than a batch remain.
+            end: format!(
+                "SELECT (SELECT {time_column}::pg_catalog.text FROM {table} WHERE {predicate} AND {after}
+                          ORDER BY {table}.{time_column} OFFSET $3 - 1 LIMIT 1)"
+            ),
+            // $1 cutoff, $2 the tied time, $3 batch size.
+            ties: format!("SELECT pg_catalog.count(*) FROM (SELECT FROM {table} WHERE {predicate} AND {at} LIMIT $3 + 1) tied"),
+            // $1 cutoff, $2 after, $3 end (NULL: up to the cutoff), $4 reason, $5 whether end is included.
+            act: parts.act(&format!("{predicate} AND {after} AND {upto}"), "$4"),
+            // $1 cutoff, $2 the tied time, $3 batch size, $4 reason.
+            act_ties: parts.act(
+                &format!("ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} AND {at} LIMIT $3)) AND {predicate} AND {at}"),
+                "$4",
+            ),
+        }
+    }
+
+    /// The time at which a batch of `batch_size` rows after `after` ends; None when fewer remain.
+    pub fn end(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, batch_size: i64) -> Option<String> {
+        spi(Spi::get_one_with_args::<String>(&self.end, &[cutoff.into(), after.into(), batch_size.into()]))
+    }
+
+    /// Whether more than `batch_size` rows share exactly the time `at`: ties one batch cannot hold.
+    pub fn too_many_ties(&self, cutoff: TimestampWithTimeZone, at: &str, batch_size: i64) -> bool {
+        spi(Spi::get_one_with_args::<i64>(&self.ties, &[cutoff.into(), at.into(), batch_size.into()])).unwrap_or(0) > batch_size
+    }
+
+    /// Acts on the rows after `after` up to `end` (None: up to the cutoff), `end` itself included or not.
+    pub fn act(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, end: Option<&str>, include_end: bool, reason: Option<&str>) -> usize {
+        update(&self.act, &[cutoff.into(), after.into(), end.into(), reason.into(), include_end.into()])
+    }
+
+    /// Acts on at most `batch_size` rows with exactly the time `at`.
+    pub fn act_ties(&self, cutoff: TimestampWithTimeZone, at: &str, batch_size: i64, reason: Option<&str>) -> usize {
+        update(&self.act_ties, &[cutoff.into(), at.into(), batch_size.into(), reason.into()])
+    }
+}
+
+/// twilio_recording: the next rows to send, and the mark of those Twilio confirmed.
+pub struct RecordingStatements {
+    fetch: String,
+    mark: String,
+}
+
+/// One batch of recordings as read before any Twilio call: keys as text, SIDs as stored.
+pub struct Fetched {
+    pub keys: Vec<String>,
+    pub sids: Vec<Option<String>>,
+}
+
+impl RecordingStatements {
+    pub fn new(parts: &Parts, policy: &Policy, target: &Target) -> RecordingStatements {
+        let (table, time_column, predicate, cutoff) = (&parts.table, &parts.time_column, &parts.predicate, parts.cutoff);
+        let id = quote_identifier(policy.id_column.as_deref().unwrap_or_default());
+        let sid = quote_identifier(policy.sid_column.as_deref().unwrap_or_default());
+        let id_type = target.id_type.as_deref().unwrap_or("pg_catalog.text");
+        let marker = parts.marker.as_deref().unwrap_or_default();
+        RecordingStatements {
+            // $1 cutoff, $2 the last key seen (text, NULL at first), $3 batch size. ORDER BY
+            // names the table's column: a bare name would sort by the text output column.
+            fetch: format!(
+                "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text FROM {table}
+                  WHERE {predicate} AND ($2::pg_catalog.text IS NULL OR {id} > CAST($2 AS {id_type}))
+                  ORDER BY {table}.{id} LIMIT $3"
+            ),
+            // $1 cutoff, $2 keys (text[]), $3 their SIDs (text[]), $4 reason. Only rows of this
+            // batch, and only while their SID is still the one Twilio confirmed.
+            mark: format!(
+                "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[])) AS confirmed(key, sid)
+                  WHERE t.{id} = confirmed.key AND t.{sid} = confirmed.sid
+                    AND t.{time_column} < {cutoff} AND t.{marker} IS NULL",
+                parts.set_marker("$4"),
+            ),
+        }
+    }
+
+    /// The next `batch_size` unmarked recordings past the cutoff with a key after `after`.
+    pub fn fetch(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, batch_size: i64) -> Fetched {
+        spi(Spi::connect(|client| {
+            let rows = client.select(&self.fetch, None, &[cutoff.into(), after.into(), batch_size.into()])?;
+            let mut fetched = Fetched { keys: Vec::with_capacity(rows.len()), sids: Vec::with_capacity(rows.len()) };
+            for row in rows {
+                fetched.keys.push(row.get::<String>(1)?.unwrap_or_default());
+                fetched.sids.push(row.get::<String>(2)?);
+            }
+            Ok::<_, pgrx::spi::Error>(fetched)
+        }))
+    }
+
+    /// Marks the rows with these keys whose SID is still the one Twilio confirmed.
+    pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, reason: Option<&str>) -> usize {
+        update(&self.mark, &[cutoff.into(), keys.into(), sids.into(), reason.into()])
+    }
+}
+
+/// How many rows are past the cutoff now.
+pub fn count(parts: &Parts, cutoff: TimestampWithTimeZone) -> i64 {
+    let sql = format!("SELECT pg_catalog.count(*) FROM {} WHERE {}", parts.table, parts.predicate);
+    spi(Spi::get_one_with_args::<i64>(&sql, &[cutoff.into()])).unwrap_or(0)
+}
+
+/// What a run would touch now, with the same predicate: rows, the oldest time, its age.
+pub fn preview(parts: &Parts, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
+    let time_column = &parts.time_column;
+    let age = match parts.time_type {
+        TimeType::TimestampTz => format!("pg_catalog.now() - pg_catalog.min({time_column})"),
+        TimeType::Timestamp => format!("pg_catalog.timezone('UTC', pg_catalog.now()) - pg_catalog.min({time_column})"),
+        TimeType::Date => format!(
+            "pg_catalog.make_interval(days => pg_catalog.timezone('UTC', pg_catalog.now())::pg_catalog.date - pg_catalog.min({time_column}))"
+        ),
+    };
+    let sql = format!(
+        "SELECT pg_catalog.jsonb_build_object('rows', pg_catalog.count(*), 'oldest', pg_catalog.min({time_column}), 'oldest_age', {age})
+           FROM {} WHERE {}",
+        parts.table, parts.predicate
+    );
+    spi(Spi::get_one_with_args::<JsonB>(&sql, &[cutoff.into()]))
+}

@@ -1,0 +1,94 @@
+//! Transaction mechanics of a run: snapshots between the commits of a batched run, and
+//! subtransactions that let a run record its own failure before the error goes on.
+
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+
+/// Runs `work` with an active snapshot, taking a fresh one only if none is active: between
+/// the commits of a batched run (a procedure or the worker) none is, and none is held while
+/// Twilio calls are in flight.
+pub fn with_snapshot<R>(work: impl FnOnce() -> R) -> R {
+    // SAFETY: reads and sets this backend's active snapshot; a pushed snapshot is popped below,
+    // or by transaction abort if `work` raises an error.
+    let pushed = unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            false
+        } else {
+            pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            true
+        }
+    };
+    let result = work();
+    if pushed {
+        // SAFETY: pops the snapshot pushed above, still the active one.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    result
+}
+
+/// Runs `work` in a subtransaction (with a snapshot), so that on error its changes are rolled
+/// back and the session is clean enough to record the failure before the error goes on.
+pub fn in_subtransaction<R>(work: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, Box<CaughtError>> {
+    // SAFETY: the pattern of PL/pgSQL's exception blocks: begin a subtransaction, then on
+    // either path release or roll it back, restoring the caller's memory context and resource
+    // owner, which the subtransaction replaced.
+    let (context, owner) = unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        (context, owner)
+    };
+    // SAFETY: `context` and `owner` are the caller's, alive for as long as its transaction.
+    let restore = move || unsafe {
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+    };
+    PgTryBuilder::new(move || {
+        let result = with_snapshot(work);
+        // SAFETY: ends the subtransaction begun above, which `work` completed.
+        unsafe { pg_sys::ReleaseCurrentSubTransaction() };
+        restore();
+        Ok(result)
+    })
+    .catch_others(move |error| {
+        // SAFETY: rolls back the subtransaction begun above, after its error was caught.
+        unsafe { pg_sys::RollbackAndReleaseCurrentSubTransaction() };
+        restore();
+        Err(Box::new(error))
+    })
+    .execute()
+}
+
+/// A background worker's transactions around a batched run: `work` gets a commit that ends
+/// the current transaction and starts the next; the last one is committed when `work`
+/// returns Ok, aborted when it raises. Returns what `work` returned, or the error it raised.
+pub fn in_worker_transactions<R>(work: impl FnOnce(&dyn Fn()) -> R) -> Result<R, Box<CaughtError>> {
+    // SAFETY: a background worker's transaction handling, as postgres' own workers do it:
+    // start a transaction; commit pops any snapshot left active and starts the next.
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+    }
+    let commit = || {
+        // SAFETY: called between statements of a transaction this function started.
+        unsafe {
+            while pg_sys::ActiveSnapshotSet() {
+                pg_sys::PopActiveSnapshot();
+            }
+            pg_sys::CommitTransactionCommand();
+            pg_sys::SetCurrentStatementStartTimestamp();
+            pg_sys::StartTransactionCommand();
+        }
+    };
+    let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| Ok(work(&commit)))).catch_others(|error| Err(Box::new(error))).execute();
+    // SAFETY: ends the transaction that is open now: committed after success, aborted after an error.
+    unsafe {
+        if result.is_ok() {
+            pg_sys::CommitTransactionCommand();
+        } else {
+            pg_sys::AbortCurrentTransaction();
+        }
+    }
+    result
+}

@@ -1,0 +1,35 @@
+//! How pg_retention reports errors: one ERROR path with an optional hint, and the text of an
+//! error caught on its way up (to record it before it goes on).
+
+use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+/// Reports an ERROR with an optional hint. Never returns.
+pub fn raise(code: PgSqlErrorCode, message: String, hint: Option<String>) -> ! {
+    let mut report = ErrorReport::new(code, message, "pg_retention");
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
+}
+
+/// Raises `invalid_parameter_value`: the commonest mistake a user can make.
+pub fn invalid(message: String, hint: Option<&str>) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, hint.map(str::to_string))
+}
+
+/// Unwraps an SPI result; a failure here is a bug of ours, not something a user typed.
+pub fn spi<T>(result: SpiResult<T>) -> T {
+    result.unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: SPI failed: {e}"), None))
+}
+
+/// The primary message of a caught error.
+pub fn message(error: &CaughtError) -> String {
+    match error {
+        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) | CaughtError::RustPanic { ereport: report, .. } => {
+            report.message().to_string()
+        }
+    }
+}

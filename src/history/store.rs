@@ -1,0 +1,84 @@
+//! Every statement that reads or writes `retention.runs`. No other file names that table.
+
+use std::time::UNIX_EPOCH;
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use super::{Origin, RunRecord, Status};
+use crate::error::spi;
+use crate::settings;
+
+/// This backend, as its history rows name it.
+pub fn this_backend() -> Origin {
+    // SAFETY: MyProcPid is set once at backend start and never changes.
+    let pid = unsafe { pg_sys::MyProcPid };
+    let application_name = spi(Spi::get_one::<String>("SELECT pg_catalog.current_setting('application_name')"));
+    Origin { pid, application_name }
+}
+
+/// Writes a run's history row and sets its id: a batched run's `running` row at its start,
+/// a finished or skipped run's row, or (from the recorder) a failed run's.
+pub fn insert(record: &mut RunRecord, origin: &Origin) {
+    let started = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+    let details = record.details().map(JsonB);
+    record.run_id = spi(Spi::get_one_with_args::<i64>(
+        "INSERT INTO retention.runs
+                (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details,
+                 pid, application_name)
+         VALUES ($1, $2, $3, $4, pg_catalog.to_timestamp($5), CASE WHEN $4 <> 'running' THEN pg_catalog.clock_timestamp() END,
+                 $6::pg_catalog.timestamptz, $7, $8, $9, $10, $11, $12)
+         RETURNING id",
+        &[
+            record.policy.as_str().into(),
+            record.trigger.as_str().into(),
+            record.mode.as_str().into(),
+            record.status.as_str().into(),
+            started.into(),
+            record.cutoff.clone().into(),
+            record.rows_deleted.into(),
+            (record.batches as i32).into(),
+            record.error.clone().into(),
+            details.into(),
+            origin.pid.into(),
+            origin.application_name.clone().into(),
+        ],
+    ));
+}
+
+/// Records the progress of a run whose row exists; visible to other sessions once committed.
+pub fn save_progress(record: &RunRecord) {
+    let details = record.details().map(JsonB);
+    spi(Spi::run_with_args(
+        "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id = $1",
+        &[record.run_id.into(), record.rows_deleted.into(), (record.batches as i32).into(), details.into()],
+    ));
+}
+
+/// Ends a run whose row exists: its counts, status, error and finish time.
+pub fn finish(record: &RunRecord) {
+    save_progress(record);
+    spi(Spi::run_with_args(
+        "UPDATE retention.runs SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp() WHERE id = $1",
+        &[record.run_id.into(), record.status.as_str().into(), record.error.clone().into()],
+    ));
+}
+
+/// Deletes history older than `pg_retention.history_retention_days`.
+pub fn prune() {
+    spi(Spi::run_with_args(
+        "DELETE FROM retention.runs WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+        &[settings::HISTORY_RETENTION_DAYS.get().into()],
+    ));
+}
+
+/// Called with the policy's lock held: any run of it still `running` has lost its session.
+pub fn mark_interrupted(policy: &str) {
+    spi(Spi::run_with_args(
+        "UPDATE retention.runs
+            SET status = $3, finished_at = pg_catalog.clock_timestamp(),
+                error = 'the session running it ended before the run finished'
+          WHERE policy = $1 AND status = $2",
+        &[policy.into(), Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
+    ));
+}

@@ -1,0 +1,262 @@
+//! The policy catalog: a policy read from a row of `retention.policies` (by a run, or by the
+//! validation trigger), its typed rule and action, and the checks of a policy being written.
+//! `target` checks what a policy names against the live catalog.
+
+use std::str::FromStr;
+
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
+use pgrx::datum::UnboxDatum;
+use pgrx::heap_tuple::PgHeapTuple;
+use pgrx::{AllocatedByRust, FromDatum, IntoDatum};
+
+use crate::error::{invalid, raise, spi};
+use crate::limits;
+
+mod target;
+
+pub use target::{Target, TimeType};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Delete when the time column is before now.
+    ExpiresAt,
+    /// Delete when the time column is older than `retain`.
+    OlderThan,
+}
+
+impl FromStr for Rule {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Rule, String> {
+        match text {
+            "expires_at" => Ok(Rule::ExpiresAt),
+            "older_than" => Ok(Rule::OlderThan),
+            other => Err(format!("rule must be 'expires_at' or 'older_than', not '{other}'")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Delete,
+    SoftDelete,
+    /// Delete the media at Twilio, then soft-delete the row.
+    TwilioRecording,
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Action, String> {
+        match text {
+            "delete" => Ok(Action::Delete),
+            "soft_delete" => Ok(Action::SoftDelete),
+            "twilio_recording" => Ok(Action::TwilioRecording),
+            other => Err(format!("action must be 'delete', 'soft_delete' or 'twilio_recording', not '{other}'")),
+        }
+    }
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Delete => "delete",
+            Action::SoftDelete => "soft_delete",
+            Action::TwilioRecording => "twilio_recording",
+        }
+    }
+
+    /// Actions that keep the row and mark it instead.
+    pub fn marks_rows(self) -> bool {
+        matches!(self, Action::SoftDelete | Action::TwilioRecording)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub table_schema: String,
+    pub table_name: String,
+    pub time_column: String,
+    pub rule: Rule,
+    pub retain: Option<Interval>,
+    pub action: Action,
+    pub soft_delete_column: Option<String>,
+    pub reason_column: Option<String>,
+    pub deletion_reason: String,
+    pub sid_column: Option<String>,
+    pub id_column: Option<String>,
+    pub batch_size: i32,
+    /// A disabled policy is skipped by every trigger; preview still works.
+    pub enabled: bool,
+}
+
+/// A value of a policy column: text, interval, integer or boolean.
+pub trait ColumnValue: FromDatum + IntoDatum + for<'a> UnboxDatum<As<'a> = Self> + 'static {}
+impl<T: FromDatum + IntoDatum + for<'a> UnboxDatum<As<'a> = T> + 'static> ColumnValue for T {}
+
+/// A row of `retention.policies`, read by column name: an SPI row or the trigger's new tuple.
+pub trait PolicyRow {
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String>;
+}
+
+impl PolicyRow for SpiHeapTupleData<'_> {
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String> {
+        self.get_by_name(name).map_err(|e| e.to_string())
+    }
+}
+
+impl PolicyRow for PgHeapTuple<'_, AllocatedByRust> {
+    fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String> {
+        self.get_by_name(name).map_err(|e| e.to_string())
+    }
+}
+
+impl Policy {
+    /// Reads a policy from its row. Missing required values and an unknown rule or action
+    /// are errors that name the policy and the column: never a default.
+    pub fn from_row(row: &impl PolicyRow) -> Policy {
+        fn get<T: ColumnValue>(row: &impl PolicyRow, column: &str) -> Option<T> {
+            row.column(column).unwrap_or_else(|e| {
+                raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: reading column {column} of a policy: {e}"), None)
+            })
+        }
+        let required = |column: &str| -> String {
+            get(row, column).unwrap_or_else(|| {
+                raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{column} must not be NULL"), None)
+            })
+        };
+        let name = required("name");
+        let rule = required("rule").parse::<Rule>().unwrap_or_else(|problem| {
+            invalid(
+                format!("retention policy \"{name}\": {problem}"),
+                Some("expires_at deletes rows whose time column is before now; older_than deletes rows older than retain."),
+            )
+        });
+        let action = required("action")
+            .parse::<Action>()
+            .unwrap_or_else(|problem| invalid(format!("retention policy \"{name}\": {problem}"), None));
+        Policy {
+            table_schema: required("table_schema"),
+            table_name: required("table_name"),
+            time_column: required("time_column"),
+            rule,
+            retain: get(row, "retain"),
+            action,
+            soft_delete_column: get(row, "soft_delete_column"),
+            reason_column: get(row, "reason_column"),
+            deletion_reason: get(row, "deletion_reason").unwrap_or_default(),
+            sid_column: get(row, "sid_column"),
+            id_column: get(row, "id_column"),
+            batch_size: get(row, "batch_size").unwrap_or_else(|| {
+                raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "batch_size must not be NULL".into(), None)
+            }),
+            enabled: get(row, "enabled").unwrap_or(false),
+            name,
+        }
+    }
+
+    /// Loads a policy by name, or reports that there is none.
+    pub fn load(name: &str) -> Policy {
+        let found = spi(Spi::connect(|client| {
+            let rows = client.select("SELECT * FROM retention.policies WHERE name = $1", Some(1), &[name.into()])?;
+            Ok::<_, pgrx::spi::Error>(rows.into_iter().next().map(|row| Policy::from_row(&row)))
+        }));
+        found.unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("retention policy \"{name}\" does not exist"),
+                Some("SELECT name FROM retention.policies lists the policies; retention.add_policy() adds one.".into()),
+            )
+        })
+    }
+
+    /// The value for the reason column, when the policy marks rows and names one. The batch
+    /// statements take it always (unused, and NULL, otherwise).
+    pub fn reason(&self) -> Option<&str> {
+        (self.action.marks_rows() && self.reason_column.is_some()).then_some(self.deletion_reason.as_str())
+    }
+
+    /// Checks every field of a policy being written. The table and columns must exist now when
+    /// `target_changed` (always on insert): so a policy whose table is gone can still be disabled.
+    pub fn check_for_write(&self, target_changed: bool) {
+        if self.name.trim().is_empty() {
+            invalid("retention policy name must not be empty".into(), None);
+        }
+        match (self.rule, &self.retain) {
+            (Rule::ExpiresAt, Some(_)) => invalid(
+                format!("retention policy \"{}\": retain must be NULL for rule expires_at", self.name),
+                Some("Rule expires_at deletes rows whose time column is before now; use rule older_than to keep rows for an interval."),
+            ),
+            (Rule::OlderThan, None) => invalid(
+                format!("retention policy \"{}\": rule older_than needs retain, a positive interval", self.name),
+                Some("For example retain => interval '90 days'."),
+            ),
+            (Rule::OlderThan, Some(retain)) => {
+                check_retain(&self.name, *retain);
+            }
+            (Rule::ExpiresAt, None) => {}
+        }
+        if let Err(message) = limits::check_batch_size(self.batch_size) {
+            invalid(format!("retention policy \"{}\": {message}", self.name), None);
+        }
+        if target_changed {
+            self.check_target(false, true);
+        }
+    }
+
+    /// The interval a run keeps rows for: `given` (the `days` of a cleanup function, or
+    /// `run_policy`'s argument) or the policy's own; None for rule expires_at.
+    pub fn retain_for_run(&self, given: Option<Interval>) -> Option<Interval> {
+        match (self.rule, given) {
+            (Rule::ExpiresAt, Some(_)) => invalid(
+                format!("retention policy \"{}\" uses rule expires_at, which takes no retain interval", self.name),
+                Some("Rows go when their time column is before now; call it without an interval."),
+            ),
+            (Rule::ExpiresAt, None) => None,
+            (Rule::OlderThan, given) => {
+                let retain = given
+                    .or(self.retain)
+                    .unwrap_or_else(|| invalid(format!("retention policy \"{}\" has no retain interval", self.name), None));
+                Some(check_retain(&self.name, retain))
+            }
+        }
+    }
+}
+
+/// A positive interval of at most `limits::MAX_DAYS` days.
+fn check_retain(policy: &str, retain: Interval) -> Interval {
+    let (positive, within) = spi(Spi::get_two_with_args::<bool, bool>(
+        "SELECT $1 > interval '0', $1 <= pg_catalog.make_interval(days => $2)",
+        &[retain.into(), limits::MAX_DAYS.into()],
+    ));
+    if positive != Some(true) || within != Some(true) {
+        let shown = spi(Spi::get_one_with_args::<String>("SELECT $1::text", &[retain.into()])).unwrap_or_default();
+        invalid(
+            format!("retention policy \"{policy}\": retain must be a positive interval of at most {} days, got '{shown}'", limits::MAX_DAYS),
+            None,
+        )
+    }
+    retain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_and_action_parse_or_say_what_is_allowed() {
+        assert_eq!("expires_at".parse::<Rule>(), Ok(Rule::ExpiresAt));
+        assert_eq!("older_than".parse::<Rule>(), Ok(Rule::OlderThan));
+        assert_eq!("sometimes".parse::<Rule>().unwrap_err(), "rule must be 'expires_at' or 'older_than', not 'sometimes'");
+        for action in [Action::Delete, Action::SoftDelete, Action::TwilioRecording] {
+            assert_eq!(action.as_str().parse::<Action>(), Ok(action));
+        }
+        // An unknown action is an error, never a silent `delete`.
+        assert!("truncate".parse::<Action>().unwrap_err().ends_with("not 'truncate'"));
+        assert!("".parse::<Action>().is_err());
+        assert!("DELETE".parse::<Action>().is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! What a policy names, checked against the live catalog: the table, its columns and their
+//! types, and whether an index leads with the time column.
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+use super::{Action, Policy};
+use crate::error::{invalid, raise, spi};
+
+/// What a policy's table turned out to be, checked against the live catalog.
+pub struct Target {
+    pub relid: pg_sys::Oid,
+    /// A partitioned table has no blocks of its own, so no block-range batches.
+    pub partitioned: bool,
+    pub time_type: TimeType,
+    /// An index leads with the time column: batches can then be ranges of it.
+    pub time_indexed: bool,
+    /// SQL type of the key column (twilio_recording only), from `format_type`.
+    pub id_type: Option<String>,
+}
+
+/// The SQL type of a policy's time column; decides how the cutoff is compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeType {
+    /// `timestamp without time zone`, taken to hold UTC (as Prisma writes it).
+    Timestamp,
+    TimestampTz,
+    /// Compared with the cutoff's UTC date: a row dated on the cutoff day stays.
+    Date,
+}
+
+impl TimeType {
+    fn from_oid(oid: pg_sys::Oid) -> Option<Self> {
+        match oid {
+            pg_sys::TIMESTAMPOID => Some(TimeType::Timestamp),
+            pg_sys::TIMESTAMPTZOID => Some(TimeType::TimestampTz),
+            pg_sys::DATEOID => Some(TimeType::Date),
+            _ => None,
+        }
+    }
+
+    /// The cutoff (parameter `$1`, a timestamptz) in the column's own type, so that the
+    /// comparison never depends on the session's TimeZone and can use an index.
+    pub fn cutoff_expr(self) -> &'static str {
+        match self {
+            TimeType::TimestampTz => "$1",
+            TimeType::Timestamp => "pg_catalog.timezone('UTC', $1)",
+            TimeType::Date => "pg_catalog.timezone('UTC', $1)::pg_catalog.date",
+        }
+    }
+}
+
+impl Policy {
+    pub fn qualified_table(&self) -> String {
+        pgrx::spi::quote_qualified_identifier(&self.table_schema, &self.table_name)
+    }
+
+    /// Checks that the table and columns the policy names exist and have usable types.
+    /// `at_run` adds a hint for a run (point the policy elsewhere) rather than for a write.
+    /// `warn_index` warns when no index leads with the time column (on writes and runs, not previews).
+    pub fn check_target(&self, at_run: bool, warn_index: bool) -> Target {
+        let table = self.qualified_table();
+        let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String)>> {
+            let rows = client.select(
+                "SELECT c.oid, c.relkind::text FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = $1 AND c.relname = $2",
+                Some(1),
+                &[self.table_schema.as_str().into(), self.table_name.as_str().into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let row = rows.first();
+            Ok(Some((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<String>(2)?.unwrap_or_default())))
+        }));
+        let repoint_hint = || {
+            if at_run {
+                Some(format!(
+                    "Point the policy at your table: SELECT retention.alter_policy('{}', table_schema => '...', table_name => '...', time_column => '...');",
+                    self.name.replace('\'', "''")
+                ))
+            } else {
+                None
+            }
+        };
+        let Some((relid, relkind)) = relation else {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("retention policy \"{}\": table {table} does not exist", self.name),
+                repoint_hint().or_else(|| Some("Create the table first, or name an existing one in table_schema and table_name.".into())),
+            )
+        };
+        if relkind != "r" && relkind != "p" {
+            raise(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("retention policy \"{}\": {table} is not a table", self.name),
+                Some("A policy can only name an ordinary or partitioned table, not a view or other relation.".into()),
+            )
+        }
+
+        let time_type_oid = self.column_type(relid, &table, &self.time_column, repoint_hint());
+        let time_type = TimeType::from_oid(time_type_oid).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!(
+                    "retention policy \"{}\": column \"{}\" of table {table} has type {}, but a time column must be timestamp, timestamptz or date",
+                    self.name,
+                    self.time_column,
+                    type_name(time_type_oid)
+                ),
+                None,
+            )
+        });
+
+        let time_indexed = self.time_column_indexed(relid);
+        if warn_index && !time_indexed {
+            self.warn_without_index(&table);
+        }
+        if self.action.marks_rows() {
+            let Some(column) = &self.soft_delete_column else {
+                invalid(
+                    format!("retention policy \"{}\": action {} needs soft_delete_column", self.name, self.action.as_str()),
+                    Some("Name the timestamp column that marks a row deleted, e.g. soft_delete_column => 'deleted_at'."),
+                )
+            };
+            let oid = self.column_type(relid, &table, column, repoint_hint());
+            if !matches!(TimeType::from_oid(oid), Some(TimeType::Timestamp | TimeType::TimestampTz)) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!(
+                        "retention policy \"{}\": soft_delete_column \"{column}\" of table {table} has type {}, but must be timestamp or timestamptz",
+                        self.name,
+                        type_name(oid)
+                    ),
+                    None,
+                )
+            }
+            if let Some(reason) = &self.reason_column {
+                self.column_type(relid, &table, reason, repoint_hint());
+            }
+        }
+        let mut id_type = None;
+        if self.action == Action::TwilioRecording {
+            let needed = |value: &Option<String>, field: &str, example: &str| -> String {
+                value.clone().unwrap_or_else(|| {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        format!("retention policy \"{}\": action twilio_recording needs {field}", self.name),
+                        Some(format!("For example {field} => '{example}'.")),
+                    )
+                })
+            };
+            let sid_column = needed(&self.sid_column, "sid_column", "twilio_recording_sid");
+            let oid = self.column_type(relid, &table, &sid_column, repoint_hint());
+            if ![pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&oid) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!(
+                        "retention policy \"{}\": sid_column \"{sid_column}\" of table {table} has type {}, but must be text or varchar",
+                        self.name,
+                        type_name(oid)
+                    ),
+                    None,
+                )
+            }
+            let id_column = needed(&self.id_column, "id_column", "id");
+            let oid = self.column_type(relid, &table, &id_column, repoint_hint());
+            id_type = Some(type_name(oid));
+        }
+        Target { relid, partitioned: relkind == "p", time_type, time_indexed, id_type }
+    }
+
+    fn time_column_indexed(&self, relid: pg_sys::Oid) -> bool {
+        spi(Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                             WHERE i.indrelid = $1 AND a.attname = $2 AND i.indisvalid)",
+            &[relid.into(), self.time_column.as_str().into()],
+        ))
+        .unwrap_or(false)
+    }
+
+    /// Without an index led by the time column, every run reads the whole table: say so.
+    fn warn_without_index(&self, table: &str) {
+        let column = pgrx::spi::quote_identifier(&self.time_column);
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("retention policy \"{}\": column {column} of table {table} has no index, so each run reads the whole table", self.name),
+            "pg_retention",
+        )
+        .set_hint(format!("CREATE INDEX ON {table} ({column});"))
+        .report(PgLogLevel::WARNING);
+    }
+
+    fn column_type(&self, relid: pg_sys::Oid, table: &str, column: &str, hint: Option<String>) -> pg_sys::Oid {
+        let oid = spi(Spi::connect(|client| -> SpiResult<Option<pg_sys::Oid>> {
+            let rows = client.select(
+                "SELECT atttypid FROM pg_catalog.pg_attribute
+                  WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                Some(1),
+                &[relid.into(), column.into()],
+            )?;
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            rows.first().get::<pg_sys::Oid>(1)
+        }));
+        oid.unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("retention policy \"{}\": column \"{column}\" does not exist in table {table}", self.name),
+                hint,
+            )
+        })
+    }
+}
+
+fn type_name(oid: pg_sys::Oid) -> String {
+    spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.format_type($1, NULL)", &[oid.into()])).unwrap_or_default()
+}

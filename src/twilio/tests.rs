@@ -1,0 +1,197 @@
+//! Plain tests of the Twilio client: SID shapes, the status table, base URLs, the request.
+
+use super::*;
+
+fn retry() -> RetryPolicy {
+    RetryPolicy { attempts: 3, default_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(10) }
+}
+
+#[test]
+fn sid_shapes() {
+    assert!(is_recording_sid("RE0123456789abcdef0123456789ABCDEF"));
+    assert!(!is_recording_sid("RE0123456789abcdef0123456789ABCDE")); // 31 digits
+    assert!(!is_recording_sid("RE0123456789abcdef0123456789ABCDEF0"));
+    assert!(!is_recording_sid("CA0123456789abcdef0123456789ABCDEF"));
+    assert!(!is_recording_sid("RE0123456789abcdef0123456789ABCDEG"));
+    assert!(!is_recording_sid("RE../../Accounts/x/Calls/y.json?x"));
+    assert!(!is_recording_sid(""));
+    assert!(is_account_sid("AC0123456789abcdef0123456789abcdef"));
+    assert!(is_api_key_sid("SK0123456789abcdef0123456789abcdef"));
+}
+
+#[test]
+fn status_table() {
+    let r = retry();
+    assert_eq!(decide(204, None, "", &r), Decision::Final(Answer::Deleted));
+    assert_eq!(decide(404, None, "{\"code\":20404}", &r), Decision::Final(Answer::AlreadyGone));
+    assert_eq!(decide(401, None, "", &r), Decision::Final(Answer::Refused(401)));
+    assert_eq!(decide(403, None, "", &r), Decision::Final(Answer::Refused(403)));
+    assert_eq!(decide(500, None, "", &r), Decision::Final(Answer::ServerError(500)));
+    assert_eq!(decide(503, None, "", &r), Decision::Final(Answer::ServerError(503)));
+    assert!(matches!(decide(400, None, "bad", &r), Decision::Final(Answer::BadRequest(400, _))));
+    assert_eq!(decide(429, Some("2"), "", &r), Decision::RetryAfter(Duration::from_secs(2)));
+    assert_eq!(decide(429, None, "", &r), Decision::RetryAfter(Duration::from_secs(1)));
+    assert_eq!(decide(429, Some("3600"), "", &r), Decision::RetryAfter(Duration::from_secs(10)));
+    assert_eq!(decide(429, Some("soon"), "", &r), Decision::RetryAfter(Duration::from_secs(1)));
+}
+
+#[test]
+fn only_204_and_404_confirm() {
+    assert!(Answer::Deleted.confirms_deletion());
+    assert!(Answer::AlreadyGone.confirms_deletion());
+    for a in [Answer::Refused(401), Answer::RateLimited, Answer::ServerError(500), Answer::Timeout,
+              Answer::ConnectionError("reset".into()), Answer::BadRequest(400, String::new())] {
+        assert!(!a.confirms_deletion(), "{a:?}");
+    }
+}
+
+#[test]
+fn base_urls() {
+    assert!(check_base_url("https://api.twilio.com").is_ok());
+    assert!(check_base_url("http://127.0.0.1:8080").is_ok());
+    assert!(check_base_url("http://localhost:8080/").is_ok());
+    assert!(check_base_url("http://[::1]:9000").is_ok());
+    assert!(check_base_url("http://127.9.9.9").is_ok());
+    assert!(check_base_url("http://api.twilio.com").unwrap_err().contains("loopback"));
+    assert!(check_base_url("http://127.0.0.1.evil.com").is_err());
+    assert!(check_base_url("http://user@10.0.0.1").is_err());
+    assert!(check_base_url("ftp://x").is_err());
+    assert!(check_base_url("api.twilio.com").is_err());
+}
+
+#[test]
+fn credentials_never_printed() {
+    let c = Credentials { account_sid: "AC1".into(), username: "AC1".into(), password: "s3cr3t".into() };
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+}
+
+/// Twilio's own description of DeleteRecording, extracted from the OpenAPI spec.
+const SPEC: &str = include_str!("../../tests/fixtures/twilio_delete_recording.json");
+
+/// Checks `value` against an OpenAPI pattern of the form `^XX[0-9a-fA-F]{N}$`.
+fn matches_sid_pattern(pattern: &str, value: &str) -> bool {
+    let inner = pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$')).expect("anchored pattern");
+    let (prefix, rest) = inner.split_once("[0-9a-fA-F]{").expect("a hex-digits pattern");
+    let count: usize = rest.strip_suffix('}').expect("{N}").parse().expect("N");
+    value.len() == prefix.len() + count
+        && value.starts_with(prefix)
+        && value[prefix.len()..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Serves one request on a loopback port, answering `status`; returns the raw request head.
+fn one_request(status: &str) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let status = status.to_string();
+    let handle = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        String::from_utf8(head).unwrap()
+    });
+    (url, handle)
+}
+
+fn client(base_url: String, username: &str, password: &str) -> Client {
+    Client::new(ClientConfig {
+        base_url,
+        credentials: Credentials {
+            account_sid: "AC0123456789abcdef0123456789abcdef".into(),
+            username: username.into(),
+            password: password.into(),
+        },
+        connect_timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+        concurrency: 1,
+        retry: retry(),
+    })
+}
+
+#[test]
+fn requests_match_twilio_delete_recording_spec() {
+    let spec: serde_json::Value = serde_json::from_str(SPEC).unwrap();
+    assert_eq!(spec["operation"]["operationId"], "DeleteRecording");
+    assert_eq!(spec["servers"][0]["url"], "https://api.twilio.com", "our default base URL is Twilio's server");
+    let scheme = spec["operation"]["security"][0].as_object().unwrap().keys().next().unwrap().clone();
+    assert_eq!(spec["securitySchemes"][&scheme]["scheme"], "basic");
+    let template = spec["path"].as_str().unwrap();
+    let method = spec["method"].as_str().unwrap();
+    let pattern = |name: &str| -> String {
+        let params = spec["operation"]["parameters"].as_array().unwrap();
+        let param = params.iter().find(|p| p["name"] == name).unwrap();
+        assert_eq!(param["in"], "path");
+        param["schema"]["pattern"].as_str().unwrap().to_string()
+    };
+    let recording = "RE0123456789abcdef0123456789ABCDEF";
+
+    // Both credential kinds: the auth token, and an API key with its secret.
+    for (username, password) in [("AC0123456789abcdef0123456789abcdef", "token"), ("SK0123456789abcdef0123456789abcdef", "secret")] {
+        let (url, server) = one_request("204 No Content");
+        assert_eq!(client(url, username, password).delete_recording(recording), Answer::Deleted);
+        let head = server.join().unwrap();
+        let request_line = head.lines().next().unwrap();
+        let mut parts = request_line.split(' ');
+        assert_eq!(parts.next().unwrap().to_lowercase(), method, "{request_line}");
+        let path = parts.next().unwrap();
+
+        let expected: Vec<&str> = template.split('/').collect();
+        let actual: Vec<&str> = path.split('/').collect();
+        assert_eq!(expected.len(), actual.len(), "{path} against {template}");
+        for (want, got) in expected.iter().zip(&actual) {
+            if let Some(name) = want.strip_prefix('{') {
+                let (name, suffix) = name.split_once('}').unwrap();
+                let value = got.strip_suffix(suffix).unwrap_or_else(|| panic!("{got} should end with {suffix}"));
+                assert!(matches_sid_pattern(&pattern(name), value), "{name} = {value}");
+            } else {
+                assert_eq!(want, got);
+            }
+        }
+        let authorization = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Authorization: ").or_else(|| l.strip_prefix("authorization: ")))
+            .expect("an Authorization header");
+        let decoded = base64::engine::general_purpose::STANDARD.decode(authorization.strip_prefix("Basic ").unwrap()).unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), format!("{username}:{password}"));
+    }
+}
+
+#[test]
+fn status_answers_over_http() {
+    for (status, answer) in [
+        ("404 Not Found", Answer::AlreadyGone),
+        ("401 Unauthorized", Answer::Refused(401)),
+        ("503 Service Unavailable", Answer::ServerError(503)),
+    ] {
+        let (url, server) = one_request(status);
+        assert_eq!(client(url, "AC0123456789abcdef0123456789abcdef", "t").delete_recording("RE0123456789abcdef0123456789abcdef"), answer);
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn a_refused_connection_is_a_connection_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let answer = client(format!("http://127.0.0.1:{port}"), "AC0123456789abcdef0123456789abcdef", "t")
+        .delete_recording("RE0123456789abcdef0123456789abcdef");
+    assert!(matches!(answer, Answer::ConnectionError(_)), "{answer:?}");
+}
+
+#[test]
+fn delete_all_returns_at_once_when_told_to_stop() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts and never answers: every call would wait for the 5 s timeout.
+    let _hold = std::thread::spawn(move || listener.incoming().take(4).collect::<Vec<_>>());
+    let client = Arc::new(client(url, "AC0123456789abcdef0123456789abcdef", "t"));
+    let started = std::time::Instant::now();
+    let stop_after = started + Duration::from_millis(200);
+    let result = client.delete_all(vec!["RE0123456789abcdef0123456789abcdef".into(); 2], &|| std::time::Instant::now() > stop_after);
+    assert_eq!(result, Err(Stopped));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}

@@ -1,0 +1,38 @@
+# Shared by tests/run.sh and tests/one.sh (sourced, not run): installing the extension, the
+# throwaway cluster, and the #[pg_test] runner, the same way for every test command.
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+TEST_DIR=${PG_RETENTION_TEST_DIR:-/tmp/pg_retention-test}
+TEST_PORT=${PG_RETENTION_TEST_PORT:-54329}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Unit tests and #[pg_test]s; arguments filter by test name, as cargo test's do.
+run_pg_tests() {
+    if [ "$(id -u)" -eq 0 ]; then
+        # initdb refuses root: the pgrx test cluster runs as postgres.
+        local data=/var/lib/postgresql/pgrx-test
+        mkdir -p "$data" && chown postgres: "$data"
+        cargo pgrx test pg15 --runas postgres --pgdata "$data" "$@"
+    else
+        cargo pgrx test pg15 "$@"
+    fi
+}
+
+# Builds and installs the extension (and the 0.1.0 script the upgrade test starts from).
+install_extension() {
+    echo "== install into $($PG_CONFIG --pkglibdir)"
+    local flags=()
+    [ "$(id -u)" -eq 0 ] || flags=(--sudo)
+    cargo pgrx install --pg-config "$PG_CONFIG" "${flags[@]}"
+    as_root cp tests/upgrade/pg_retention--0.1.0.sql "$($PG_CONFIG --sharedir)/extension/"
+}
+
+# A fresh throwaway cluster with pg_retention and pg_cron preloaded, stopped on exit.
+start_cluster() {
+    echo "== throwaway cluster in $TEST_DIR"
+    pgrx-config/cluster.sh stop "$TEST_DIR"
+    rm -rf "$TEST_DIR"
+    pgrx-config/cluster.sh start "$TEST_DIR" "$TEST_PORT"
+    trap 'pgrx-config/cluster.sh stop "$TEST_DIR"' EXIT
+    export PGHOST=$TEST_DIR PGPORT=$TEST_PORT
+}
