@@ -102,7 +102,7 @@ pub(super) struct Run {
 }
 
 enum Begun {
-    Skipped(RunRecord),
+    Skipped(Box<RunRecord>),
     Started(Box<Run>),
 }
 
@@ -137,9 +137,9 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
     let mut run = match committer.step(|| Run::begin(name, retain, trigger, committer.mode())) {
         Ok(Begun::Skipped(record)) => {
             committer.commit();
-            return record;
+            return *record;
         }
-        Ok(Begun::Started(run)) => run,
+        Ok(Begun::Started(run)) => *run,
         Err(error) => {
             // Only a batched run gets here: its failure is recorded and committed in band.
             let mut record = failed(error::message(&error));
@@ -177,11 +177,11 @@ impl Run {
         let mut record = RunRecord::new(name, trigger, mode, Status::Running);
         record.tally = (policy.action == Action::TwilioRecording).then(Tally::default);
         if !policy.enabled {
-            return Begun::Skipped(skip(record, format!("retention policy \"{name}\" is disabled; this run was skipped")));
+            return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is disabled; this run was skipped"))));
         }
         if !lock::try_acquire(name, mode == Mode::Batched) {
             let holder = lock::holder(name).map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
-            return Begun::Skipped(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped")));
+            return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped"))));
         }
         let retain = policy.retain_for_run(retain);
         // Credentials are checked before any row is read.
