@@ -41,6 +41,8 @@ pub extern "C-unwind" fn pg_retention_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    // Nothing a user can create in a schema is found by the worker's statements.
+    BackgroundWorker::transaction(engine::owner::pin_session_search_path);
     log!("pg_retention worker: started for database \"{database}\"");
     let mut warned = false;
     while !shutting_down() {

@@ -4,6 +4,7 @@
 
 use pgrx::prelude::*;
 
+use super::owner::as_table_owner;
 use super::run::Run;
 use super::sql::Fetched;
 use crate::error::{invalid, raise};
@@ -20,7 +21,8 @@ impl Run {
         let super::plan::BatchPlan::Recordings { statements, after } = &mut self.plan else {
             unreachable!("a recording batch needs the recordings plan")
         };
-        let fetched = statements.fetch(self.cutoff, after.as_deref(), i64::from(self.policy.batch_size));
+        let (cutoff, batch_size) = (self.cutoff, i64::from(self.policy.batch_size));
+        let fetched = as_table_owner(self.owner, || statements.fetch(cutoff, after.as_deref(), batch_size));
         if let Some(last) = fetched.keys.last() {
             *after = Some(last.clone());
         }
@@ -91,7 +93,8 @@ impl Run {
             let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
                 unreachable!("a recording batch needs the recordings plan")
             };
-            self.record.rows_deleted += statements.mark(self.cutoff, keys, sids, self.policy.reason()) as i64;
+            let (cutoff, reason) = (self.cutoff, self.policy.reason());
+            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark(cutoff, keys, sids, reason)) as i64;
         }
         self.record.batches += 1;
     }

@@ -15,6 +15,7 @@ use super::plan::BatchPlan;
 use super::recordings::{self, Halt};
 use super::sql::Parts;
 use super::xact::{in_subtransaction, with_snapshot};
+use super::owner::as_table_owner;
 use super::{lock, timestamp_text};
 use crate::error::{self, raise, spi};
 use crate::history::{recorder, store, Mode, RunRecord, Status, Tally, Trigger};
@@ -94,6 +95,8 @@ impl Stop {
 /// One run of a policy across its batches.
 pub(super) struct Run {
     pub(super) policy: Policy,
+    /// The table's owner: every statement on the table runs as this role (see `owner`).
+    pub(super) owner: pg_sys::Oid,
     pub(super) plan: BatchPlan,
     pub(super) cutoff: TimestampWithTimeZone,
     pub(super) record: RunRecord,
@@ -192,9 +195,9 @@ impl Run {
         store::mark_interrupted(name);
         let cutoff = cutoff(retain);
         record.cutoff = Some(timestamp_text(cutoff));
-        let plan = BatchPlan::choose(&policy, &target, &parts, cutoff);
+        let plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
         store::insert(&mut record, &store::this_backend());
-        Begun::Started(Box::new(Run { policy, plan, cutoff, record, twilio, started: Instant::now() }))
+        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, started: Instant::now() }))
     }
 
     pub(super) fn batch_size(&self) -> i64 {
@@ -205,7 +208,8 @@ impl Run {
     fn row_batch(&mut self, committer: &Committer) -> Result<bool, Stop> {
         let more = committer
             .step(|| {
-                let (processed, more) = self.plan.row_batch(self.cutoff, self.batch_size(), self.policy.reason());
+                let (cutoff, batch_size, reason) = (self.cutoff, self.batch_size(), self.policy.reason());
+                let (processed, more) = as_table_owner(self.owner, || self.plan.row_batch(cutoff, batch_size, reason));
                 self.record.rows_deleted += processed;
                 self.record.batches += 1;
                 store::save_progress(&self.record);

@@ -32,8 +32,8 @@ impl Parts {
         let marker = quote(&policy.soft_delete_column);
         let cutoff = target.time_type.cutoff_expr();
         let predicate = match (&marker, policy.action.marks_rows()) {
-            (Some(marker), true) => format!("{time_column} < {cutoff} AND {marker} IS NULL"),
-            _ => format!("{time_column} < {cutoff}"),
+            (Some(marker), true) => format!("{time_column} OPERATOR(pg_catalog.<) {cutoff} AND {marker} IS NULL"),
+            _ => format!("{time_column} OPERATOR(pg_catalog.<) {cutoff}"),
         };
         Parts {
             table: policy.qualified_table(),
@@ -79,7 +79,7 @@ impl CtidBatch {
     pub fn new(parts: &Parts) -> CtidBatch {
         let (table, predicate) = (&parts.table, &parts.predicate);
         // $1 cutoff, $2 batch size, $3 reason.
-        CtidBatch(parts.act(&format!("ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2)) AND {predicate}"), "$3"))
+        CtidBatch(parts.act(&format!("ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2)) AND {predicate}"), "$3"))
     }
 
     pub fn run(&self, cutoff: TimestampWithTimeZone, batch_size: i64, reason: Option<&str>) -> usize {
@@ -94,7 +94,7 @@ pub struct BlockRange(String);
 impl BlockRange {
     pub fn new(parts: &Parts) -> BlockRange {
         // $1 cutoff, $2 first tid (inclusive), $3 end tid (exclusive), $4 reason.
-        BlockRange(parts.act(&format!("ctid >= $2::pg_catalog.tid AND ctid < $3::pg_catalog.tid AND {}", parts.predicate), "$4"))
+        BlockRange(parts.act(&format!("ctid OPERATOR(pg_catalog.>=) $2::pg_catalog.tid AND ctid OPERATOR(pg_catalog.<) $3::pg_catalog.tid AND {}", parts.predicate), "$4"))
     }
 
     /// Acts on the rows past `cutoff` in blocks `from_block` up to (not including) `to_block`.
@@ -118,11 +118,11 @@ impl TimeRanges {
     pub fn new(parts: &Parts) -> TimeRanges {
         let (table, time_column, predicate) = (&parts.table, &parts.time_column, &parts.predicate);
         let column_type = if parts.time_type == TimeType::Timestamp { "pg_catalog.timestamp" } else { "pg_catalog.timestamptz" };
-        let after = format!("($2::pg_catalog.text IS NULL OR {time_column} > CAST($2 AS {column_type}))");
-        let at = format!("{time_column} = CAST($2 AS {column_type})");
+        let after = format!("($2::pg_catalog.text IS NULL OR {time_column} OPERATOR(pg_catalog.>) CAST($2 AS {column_type}))");
+        let at = format!("{time_column} OPERATOR(pg_catalog.=) CAST($2 AS {column_type})");
         let upto = format!(
-            "($3::pg_catalog.text IS NULL OR {time_column} < CAST($3 AS {column_type})
-              OR ($5 AND {time_column} = CAST($3 AS {column_type})))"
+            "($3::pg_catalog.text IS NULL OR {time_column} OPERATOR(pg_catalog.<) CAST($3 AS {column_type})
+              OR ($5 AND {time_column} OPERATOR(pg_catalog.=) CAST($3 AS {column_type})))"
         );
         TimeRanges {
             // $1 cutoff, $2 after (NULL at first), $3 batch size. ORDER BY names the table's
@@ -130,15 +130,15 @@ impl TimeRanges {
             // A scalar subquery: one row, NULL when fewer than a batch remain.
             end: format!(
                 "SELECT (SELECT {time_column}::pg_catalog.text FROM {table} WHERE {predicate} AND {after}
-                          ORDER BY {table}.{time_column} OFFSET $3 - 1 LIMIT 1)"
+                          ORDER BY {table}.{time_column} OFFSET $3 OPERATOR(pg_catalog.-) 1 LIMIT 1)"
             ),
             // $1 cutoff, $2 the tied time, $3 batch size.
-            ties: format!("SELECT pg_catalog.count(*) FROM (SELECT FROM {table} WHERE {predicate} AND {at} LIMIT $3 + 1) tied"),
+            ties: format!("SELECT pg_catalog.count(*) FROM (SELECT FROM {table} WHERE {predicate} AND {at} LIMIT $3 OPERATOR(pg_catalog.+) 1) tied"),
             // $1 cutoff, $2 after, $3 end (NULL: up to the cutoff), $4 reason, $5 whether end is included.
             act: parts.act(&format!("{predicate} AND {after} AND {upto}"), "$4"),
             // $1 cutoff, $2 the tied time, $3 batch size, $4 reason.
             act_ties: parts.act(
-                &format!("ctid = ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} AND {at} LIMIT $3)) AND {predicate} AND {at}"),
+                &format!("ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} AND {at} LIMIT $3)) AND {predicate} AND {at}"),
                 "$4",
             ),
         }
@@ -189,15 +189,15 @@ impl RecordingStatements {
             // names the table's column: a bare name would sort by the text output column.
             fetch: format!(
                 "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text FROM {table}
-                  WHERE {predicate} AND ($2::pg_catalog.text IS NULL OR {id} > CAST($2 AS {id_type}))
+                  WHERE {predicate} AND ($2::pg_catalog.text IS NULL OR {id} OPERATOR(pg_catalog.>) CAST($2 AS {id_type}))
                   ORDER BY {table}.{id} LIMIT $3"
             ),
             // $1 cutoff, $2 keys (text[]), $3 their SIDs (text[]), $4 reason. Only rows of this
             // batch, and only while their SID is still the one Twilio confirmed.
             mark: format!(
                 "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[])) AS confirmed(key, sid)
-                  WHERE t.{id} = confirmed.key AND t.{sid} = confirmed.sid
-                    AND t.{time_column} < {cutoff} AND t.{marker} IS NULL",
+                  WHERE t.{id} OPERATOR(pg_catalog.=) confirmed.key AND t.{sid}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.sid
+                    AND t.{time_column} OPERATOR(pg_catalog.<) {cutoff} AND t.{marker} IS NULL",
                 parts.set_marker("$4"),
             ),
         }
@@ -232,10 +232,10 @@ pub fn count(parts: &Parts, cutoff: TimestampWithTimeZone) -> i64 {
 pub fn preview(parts: &Parts, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
     let time_column = &parts.time_column;
     let age = match parts.time_type {
-        TimeType::TimestampTz => format!("pg_catalog.now() - pg_catalog.min({time_column})"),
-        TimeType::Timestamp => format!("pg_catalog.timezone('UTC', pg_catalog.now()) - pg_catalog.min({time_column})"),
+        TimeType::TimestampTz => format!("pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min({time_column})"),
+        TimeType::Timestamp => format!("pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) pg_catalog.min({time_column})"),
         TimeType::Date => format!(
-            "pg_catalog.make_interval(days => pg_catalog.timezone('UTC', pg_catalog.now())::pg_catalog.date - pg_catalog.min({time_column}))"
+            "pg_catalog.make_interval(days => pg_catalog.timezone('UTC', pg_catalog.now())::pg_catalog.date OPERATOR(pg_catalog.-) pg_catalog.min({time_column}))"
         ),
     };
     let sql = format!(

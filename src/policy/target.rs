@@ -10,6 +10,8 @@ use crate::error::{invalid, raise, spi};
 /// What a policy's table turned out to be, checked against the live catalog.
 pub struct Target {
     pub relid: pg_sys::Oid,
+    /// Every statement on the table runs as this role.
+    pub owner: pg_sys::Oid,
     /// A partitioned table has no blocks of its own, so no block-range batches.
     pub partitioned: bool,
     pub time_type: TimeType,
@@ -60,11 +62,11 @@ impl Policy {
     /// `warn_index` warns when no index leads with the time column (on writes and runs, not previews).
     pub fn check_target(&self, at_run: bool, warn_index: bool) -> Target {
         let table = self.qualified_table();
-        let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String)>> {
+        let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String, pg_sys::Oid)>> {
             let rows = client.select(
-                "SELECT c.oid, c.relkind::text FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = $1 AND c.relname = $2",
+                "SELECT c.oid, c.relkind::pg_catalog.text, c.relowner FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2",
                 Some(1),
                 &[self.table_schema.as_str().into(), self.table_name.as_str().into()],
             )?;
@@ -72,7 +74,8 @@ impl Policy {
                 return Ok(None);
             }
             let row = rows.first();
-            Ok(Some((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<String>(2)?.unwrap_or_default())))
+            let oid = |n| -> SpiResult<pg_sys::Oid> { Ok(row.get::<pg_sys::Oid>(n)?.unwrap_or(pg_sys::InvalidOid)) };
+            Ok(Some((oid(1)?, row.get::<String>(2)?.unwrap_or_default(), oid(3)?)))
         }));
         let repoint_hint = || {
             if at_run {
@@ -84,13 +87,14 @@ impl Policy {
                 None
             }
         };
-        let Some((relid, relkind)) = relation else {
+        let Some((relid, relkind, owner)) = relation else {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
                 format!("retention policy \"{}\": table {table} does not exist", self.name),
                 repoint_hint().or_else(|| Some("Create the table first, or name an existing one in table_schema and table_name.".into())),
             )
         };
+        self.check_allowed(relid, &table, owner, at_run);
         if relkind != "r" && relkind != "p" {
             raise(
                 PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
@@ -137,7 +141,18 @@ impl Policy {
                 )
             }
             if let Some(reason) = &self.reason_column {
-                self.column_type(relid, &table, reason, repoint_hint());
+                let oid = self.column_type(relid, &table, reason, repoint_hint());
+                if ![pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&oid) {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                        format!(
+                            "retention policy \"{}\": reason_column \"{reason}\" of table {table} has type {}, but must be text or varchar",
+                            self.name,
+                            type_name(oid)
+                        ),
+                        None,
+                    )
+                }
             }
         }
         let mut id_type = None;
@@ -168,7 +183,43 @@ impl Policy {
             let oid = self.column_type(relid, &table, &id_column, repoint_hint());
             id_type = Some(type_name(oid));
         }
-        Target { relid, partitioned: relkind == "p", time_type, time_indexed, id_type }
+        Target { relid, owner, partitioned: relkind == "p", time_type, time_indexed, id_type }
+    }
+
+    /// Nobody, superusers included, may target a system catalog, an `information_schema` or
+    /// `pg_toast` relation, or the extension's own schema. A policy being written by a role
+    /// that is not a superuser must name a table whose owner that role is a member of.
+    fn check_allowed(&self, relid: pg_sys::Oid, table: &str, owner: pg_sys::Oid, at_run: bool) {
+        let schema = self.table_schema.as_str();
+        // SAFETY: compares the oid with the system catalogs' oids; no side effects.
+        let catalog = unsafe { pg_sys::IsCatalogRelationOid(relid) };
+        if catalog || is_protected_schema(schema) {
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("retention policy \"{}\": {table} is a system or pg_retention table, which no policy may target", self.name),
+                Some("Policies may name application tables only: not pg_catalog, information_schema, pg_toast or the retention schema.".into()),
+            )
+        }
+        // SAFETY: plain reads of this backend's user and the role catalog.
+        let (user, allowed) = unsafe {
+            let user = pg_sys::GetUserId();
+            (user, pg_sys::superuser_arg(user) || pg_sys::is_member_of_role(user, owner))
+        };
+        if !at_run && !allowed {
+            let role = |oid: pg_sys::Oid| {
+                spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text", &[oid.into()])).unwrap_or_default()
+            };
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "retention policy \"{}\": role \"{}\" may not target {table}, which is owned by \"{}\"",
+                    self.name,
+                    role(user),
+                    role(owner)
+                ),
+                Some("A policy runs as its table's owner: only that owner, a member of it, or a superuser may point a policy at the table.".into()),
+            )
+        }
     }
 
     fn time_column_indexed(&self, relid: pg_sys::Oid) -> bool {
@@ -218,4 +269,24 @@ impl Policy {
 
 fn type_name(oid: pg_sys::Oid) -> String {
     spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.format_type($1, NULL)", &[oid.into()])).unwrap_or_default()
+}
+
+/// Schemas no policy may target: the system's, and the extension's own.
+fn is_protected_schema(schema: &str) -> bool {
+    matches!(schema, "pg_catalog" | "information_schema" | "retention") || schema.starts_with("pg_toast")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_protected_schema;
+
+    #[test]
+    fn system_and_extension_schemas_are_protected() {
+        for schema in ["pg_catalog", "information_schema", "retention", "pg_toast", "pg_toast_temp_1"] {
+            assert!(is_protected_schema(schema), "{schema}");
+        }
+        for schema in ["public", "app", "Retention", "pg_catalogue_copy"] {
+            assert!(!is_protected_schema(schema), "{schema}");
+        }
+    }
 }
