@@ -170,7 +170,7 @@ pub unsafe extern "C-unwind" fn pg_retention_run_batched(fcinfo: pg_sys::Functio
         // SAFETY: SPI was connected nonatomic above, in a CALL that allows transaction control.
         unsafe { pg_sys::SPI_commit() }
     };
-    let record = engine::owner::with_pinned_search_path(|| engine::run(&policy_name, retain, &Committer::per_batch(&commit)));
+    let record = engine::run(&policy_name, retain, &Committer::per_batch(&commit));
     // SAFETY: ends the connection opened above.
     unsafe { pg_sys::SPI_finish() };
     if record.status == Status::Skipped {

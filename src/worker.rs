@@ -86,7 +86,7 @@ fn tick(database: &str, warned: &mut bool) -> Duration {
         return MAX_WAIT;
     }
     let Some(installed) = step("checking that the extension is installed", || {
-        Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_retention')")
+        Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_retention')")
             .map(|installed| installed == Some(true))
             .map_err(|e| e.to_string())
     }) else {
@@ -174,7 +174,7 @@ fn local_now(timezone: &str) -> Result<NaiveDateTime, String> {
 
 fn seconds_until(local: NaiveDateTime, timezone: &str) -> Result<Duration, String> {
     let seconds = Spi::get_one_with_args::<f64>(
-        "SELECT extract(epoch FROM pg_catalog.timezone($2, $1::pg_catalog.timestamp) - pg_catalog.now())::float8",
+        "SELECT extract(epoch FROM pg_catalog.timezone($2, $1::pg_catalog.timestamp) OPERATOR(pg_catalog.-) pg_catalog.now())::pg_catalog.float8",
         &[local.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
     )
     .map_err(|e| e.to_string())?
@@ -245,7 +245,7 @@ pub fn request_run_now() -> i32 {
         )
     }
     let pid = spi(Spi::get_one_with_args::<i32>(
-        "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type = $1 LIMIT 1)",
+        "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type OPERATOR(pg_catalog.=) $1 LIMIT 1)",
         &[WORKER_TYPE.into()],
     ))
     .unwrap_or_else(|| {

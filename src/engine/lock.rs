@@ -23,9 +23,9 @@ pub fn try_acquire(policy: &str, session: bool) -> bool {
 pub fn holder(policy: &str) -> Option<i32> {
     spi(Spi::get_one_with_args::<i32>(
         "SELECT (SELECT pid FROM pg_catalog.pg_locks
-                  WHERE locktype = 'advisory' AND granted AND objsubid = 2
-                    AND classid::pg_catalog.int8 = $1
-                    AND objid::pg_catalog.int8 = (pg_catalog.hashtext($2)::pg_catalog.int8 & 4294967295)
+                  WHERE locktype OPERATOR(pg_catalog.=) 'advisory' AND granted AND objsubid OPERATOR(pg_catalog.=) 2
+                    AND classid::pg_catalog.int8 OPERATOR(pg_catalog.=) $1
+                    AND objid::pg_catalog.int8 OPERATOR(pg_catalog.=) (pg_catalog.hashtext($2)::pg_catalog.int8 OPERATOR(pg_catalog.&) 4294967295)
                   LIMIT 1)",
         &[i64::from(LOCK_CLASS).into(), policy.into()],
     ))

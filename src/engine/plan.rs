@@ -89,9 +89,9 @@ impl BlockCursor {
 /// then the index would visit the same pages over and over, batch after batch.
 fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone, indexed: bool) -> Option<BlockCursor> {
     let (blocks, tuples) = spi(Spi::get_two_with_args::<i64, f64>(
-        "SELECT pg_catalog.pg_relation_size($1) / pg_catalog.current_setting('block_size')::pg_catalog.int8,
+        "SELECT pg_catalog.pg_relation_size($1) OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::pg_catalog.int8,
                 c.reltuples::pg_catalog.float8
-           FROM pg_catalog.pg_class c WHERE c.oid = $1",
+           FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
         &[target.relid.into()],
     ));
     let (blocks, tuples) = (blocks.unwrap_or(0), tuples.unwrap_or(-1.0));

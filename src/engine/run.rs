@@ -277,7 +277,7 @@ pub(super) fn cutoff(retain: Option<Interval>) -> TimestampWithTimeZone {
         None => spi(Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.now()")),
         // Subtract in UTC so that a DST change in the session's TimeZone cannot move the cutoff.
         Some(retain) => spi(Spi::get_one_with_args::<TimestampWithTimeZone>(
-            "SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) - $1)",
+            "SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) $1)",
             &[retain.into()],
         )),
     };

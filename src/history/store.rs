@@ -26,7 +26,7 @@ pub fn insert(record: &mut RunRecord, origin: &Origin) {
         "INSERT INTO retention.runs
                 (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details,
                  pid, application_name)
-         VALUES ($1, $2, $3, $4, pg_catalog.to_timestamp($5), CASE WHEN $4 <> 'running' THEN pg_catalog.clock_timestamp() END,
+         VALUES ($1, $2, $3, $4, pg_catalog.to_timestamp($5), CASE WHEN $4 OPERATOR(pg_catalog.<>) 'running' THEN pg_catalog.clock_timestamp() END,
                  $6::pg_catalog.timestamptz, $7, $8, $9, $10, $11, $12)
          RETURNING id",
         &[
@@ -50,7 +50,7 @@ pub fn insert(record: &mut RunRecord, origin: &Origin) {
 pub fn save_progress(record: &RunRecord) {
     let details = record.details().map(JsonB);
     spi(Spi::run_with_args(
-        "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id = $1",
+        "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id OPERATOR(pg_catalog.=) $1",
         &[record.run_id.into(), record.rows_deleted.into(), (record.batches as i32).into(), details.into()],
     ));
 }
@@ -59,7 +59,7 @@ pub fn save_progress(record: &RunRecord) {
 pub fn finish(record: &RunRecord) {
     save_progress(record);
     spi(Spi::run_with_args(
-        "UPDATE retention.runs SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp() WHERE id = $1",
+        "UPDATE retention.runs SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
         &[record.run_id.into(), record.status.as_str().into(), record.error.clone().into()],
     ));
 }
@@ -67,7 +67,7 @@ pub fn finish(record: &RunRecord) {
 /// Deletes history older than `pg_retention.history_retention_days`.
 pub fn prune() {
     spi(Spi::run_with_args(
-        "DELETE FROM retention.runs WHERE started_at < pg_catalog.now() - pg_catalog.make_interval(days => $1)",
+        "DELETE FROM retention.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
         &[settings::HISTORY_RETENTION_DAYS.get().into()],
     ));
 }
@@ -78,7 +78,7 @@ pub fn mark_interrupted(policy: &str) {
         "UPDATE retention.runs
             SET status = $3, finished_at = pg_catalog.clock_timestamp(),
                 error = 'the session running it ended before the run finished'
-          WHERE policy = $1 AND status = $2",
+          WHERE policy OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $2",
         &[policy.into(), Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
     ));
 }

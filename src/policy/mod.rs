@@ -161,7 +161,7 @@ impl Policy {
     /// Loads a policy by name, or reports that there is none.
     pub fn load(name: &str) -> Policy {
         let found = spi(Spi::connect(|client| {
-            let rows = client.select("SELECT * FROM retention.policies WHERE name = $1", Some(1), &[name.into()])?;
+            let rows = client.select("SELECT * FROM retention.policies WHERE name OPERATOR(pg_catalog.=) $1", Some(1), &[name.into()])?;
             Ok::<_, pgrx::spi::Error>(rows.into_iter().next().map(|row| Policy::from_row(&row)))
         }));
         found.unwrap_or_else(|| {
@@ -229,11 +229,11 @@ impl Policy {
 /// A positive interval of at most `limits::MAX_DAYS` days.
 fn check_retain(policy: &str, retain: Interval) -> Interval {
     let (positive, within) = spi(Spi::get_two_with_args::<bool, bool>(
-        "SELECT $1 > interval '0', $1 <= pg_catalog.make_interval(days => $2)",
+        "SELECT $1 OPERATOR(pg_catalog.>) interval '0', $1 OPERATOR(pg_catalog.<=) pg_catalog.make_interval(days => $2)",
         &[retain.into(), limits::MAX_DAYS.into()],
     ));
     if positive != Some(true) || within != Some(true) {
-        let shown = spi(Spi::get_one_with_args::<String>("SELECT $1::text", &[retain.into()])).unwrap_or_default();
+        let shown = spi(Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.text", &[retain.into()])).unwrap_or_default();
         invalid(
             format!("retention policy \"{policy}\": retain must be a positive interval of at most {} days, got '{shown}'", limits::MAX_DAYS),
             None,

@@ -225,8 +225,8 @@ impl Policy {
     fn time_column_indexed(&self, relid: pg_sys::Oid) -> bool {
         spi(Spi::get_one_with_args::<bool>(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_index i
-                              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                             WHERE i.indrelid = $1 AND a.attname = $2 AND i.indisvalid)",
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+                             WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2 AND i.indisvalid)",
             &[relid.into(), self.time_column.as_str().into()],
         ))
         .unwrap_or(false)
@@ -248,7 +248,7 @@ impl Policy {
         let oid = spi(Spi::connect(|client| -> SpiResult<Option<pg_sys::Oid>> {
             let rows = client.select(
                 "SELECT atttypid FROM pg_catalog.pg_attribute
-                  WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+                  WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attname OPERATOR(pg_catalog.=) $2 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
                 Some(1),
                 &[relid.into(), column.into()],
             )?;

@@ -59,6 +59,9 @@ CREATE OPERATOR public.< (LEFTARG = timestamp, RIGHTARG = timestamp, FUNCTION = 
 GRANT ALL ON spied TO PUBLIC;
 SET search_path = public, pg_catalog;
 CALL retention.run_batched('expired_traces');
+-- The caller's search_path is the caller's, after a run and after a failed one.
+CALL retention.run_batched('no_such_policy');
+SHOW search_path;
 RESET search_path;
 SELECT count(*) AS hijacked_calls FROM spied;
 SELECT id FROM "ConversationTrace" ORDER BY id;
