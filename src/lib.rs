@@ -8,6 +8,7 @@ mod error;
 mod history;
 mod limits;
 mod policy;
+mod rights;
 mod schedule;
 mod settings;
 mod twilio;

@@ -19,14 +19,19 @@ pub static HISTORY_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 /// The Twilio account whose recordings are deleted (`AC` + 32 hex digits).
 pub static TWILIO_ACCOUNT_SID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// The account's auth token. Secret: superuser-only, hidden from SHOW ALL and pg_settings.
-pub static TWILIO_AUTH_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// The file holding the Twilio secret: the auth token, or the API key's secret when
+/// `twilio_api_key_sid` is set. Absolute, or relative to the data directory (see `twilio::secret`).
+pub static TWILIO_SECRET_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Retired in 0.3.0 (`pg_retention.twilio_auth_token`): defined only to refuse any value, with
+/// an error that points at `twilio_secret_file` and never repeats the value.
+static RETIRED_AUTH_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Retired in 0.3.0 (`pg_retention.twilio_api_key_secret`), like the auth token.
+static RETIRED_API_KEY_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// An API key SID (`SK` + 32 hex digits), used with its secret instead of the auth token.
 pub static TWILIO_API_KEY_SID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-
-/// The API key's secret. Secret, like the auth token.
-pub static TWILIO_API_KEY_SECRET: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Where Twilio's API is. Plain http only to a loopback host (a test double).
 pub static TWILIO_BASE_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_TWILIO_BASE_URL));
@@ -60,6 +65,7 @@ pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 pub static TWILIO_MAX_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 pub fn init() {
+    DEFINING.store(true, std::sync::atomic::Ordering::Relaxed);
     GucRegistry::define_int_guc(
         c"pg_retention.history_retention_days",
         c"Days of run history kept in retention.runs.",
@@ -78,18 +84,32 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    for (name, setting, description) in [
-        (c"pg_retention.twilio_auth_token", &TWILIO_AUTH_TOKEN, c"Twilio auth token (secret)."),
-        (c"pg_retention.twilio_api_key_secret", &TWILIO_API_KEY_SECRET, c"Twilio API key secret (secret)."),
+    GucRegistry::define_string_guc(
+        c"pg_retention.twilio_secret_file",
+        c"File holding the Twilio auth token, or the API key secret when twilio_api_key_sid is set.",
+        c"Absolute, or relative to the data directory; owned by the server's OS user, mode 0600. Read at each run.",
+        &TWILIO_SECRET_FILE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    for (name, setting) in [
+        (c"pg_retention.twilio_auth_token", &RETIRED_AUTH_TOKEN),
+        (c"pg_retention.twilio_api_key_secret", &RETIRED_API_KEY_SECRET),
     ] {
-        GucRegistry::define_string_guc(
-            name,
-            description,
-            c"Superuser-only; never shown by SHOW ALL or pg_settings.",
-            setting,
-            GucContext::Suset,
-            GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
-        );
+        // SAFETY: the check hook is a #[pg_guard] function, as the registrar requires.
+        unsafe {
+            GucRegistry::define_string_guc_with_hooks(
+                name,
+                c"Retired: the Twilio secret is read from pg_retention.twilio_secret_file.",
+                c"",
+                setting,
+                GucContext::Suset,
+                GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+                Some(refuse_retired_secret),
+                None,
+                None,
+            );
+        }
     }
     GucRegistry::define_string_guc(
         c"pg_retention.twilio_api_key_sid",
@@ -148,6 +168,7 @@ pub fn init() {
     ] {
         GucRegistry::define_int_guc(name, description, c"", setting, min, max, GucContext::Suset, GucFlags::default());
     }
+    DEFINING.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 
 type CheckHook = unsafe extern "C-unwind" fn(*mut *mut std::ffi::c_char, *mut *mut std::ffi::c_void, pg_sys::GucSource::Type) -> bool;
@@ -184,6 +205,77 @@ unsafe fn check_with(newval: *mut *mut std::ffi::c_char, check: impl Fn(&str) ->
             false
         }
     }
+}
+
+const RETIRED_MESSAGE: &CStr = c"the Twilio secret is no longer a setting: it is read from the file named by pg_retention.twilio_secret_file";
+const RETIRED_HINT: &CStr =
+    c"Write the secret to a file owned by the server's OS user with mode 0600, set pg_retention.twilio_secret_file to its path, and remove this setting.";
+
+/// True while `init` defines the settings: a retired setting's old value re-applied then only
+/// warns, as Postgres does for any bad value at load.
+static DEFINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Refuses any value of a retired secret setting, with a message of its own: Postgres' would
+/// quote the value (the secret). Typed by a user (`SET`, `ALTER ROLE ... SET`, `ALTER SYSTEM`),
+/// the refusal is raised here so that it can also keep the statement, which holds the secret,
+/// out of the server log; elsewhere (a reload, a connection's stored settings) it is reported
+/// by Postgres at its own level.
+///
+/// # Safety
+/// Called by Postgres as a string setting's check hook.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn refuse_retired_secret(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    source: pg_sys::GucSource::Type,
+) -> bool {
+    use pg_sys::GucSource::{PGC_S_FILE, PGC_S_SESSION, PGC_S_TEST};
+    // SAFETY: a non-NULL value from Postgres is a valid C string.
+    if unsafe { newval.is_null() || (*newval).is_null() || *(*newval) == 0 } {
+        return true; // unset: the boot value, or RESET
+    }
+    let typed = matches!(source, PGC_S_SESSION | PGC_S_TEST | PGC_S_FILE);
+    // SAFETY: a plain read of this backend's transaction state.
+    if typed && !DEFINING.load(std::sync::atomic::Ordering::Relaxed) && unsafe { pg_sys::IsTransactionState() } {
+        // SAFETY: in a backend, in a transaction, as an ERROR from a check hook may be; this
+        // frame holds nothing to drop.
+        unsafe { raise_hiding_statement(RETIRED_MESSAGE, RETIRED_HINT) }
+    }
+    // SAFETY: GUC_check_errmsg_string and GUC_check_errhint_string take palloc'd strings.
+    unsafe {
+        pg_sys::GUC_check_errmsg_string = pg_sys::pstrdup(RETIRED_MESSAGE.as_ptr());
+        pg_sys::GUC_check_errhint_string = pg_sys::pstrdup(RETIRED_HINT.as_ptr());
+    }
+    false
+}
+
+/// Raises ERROR `message` (invalid_parameter_value) with `hint`, marked so that the statement
+/// that caused it is not written to the server log (`errhidestmt`). pgrx's reports cannot set
+/// that mark, so this calls elog.c the way pgrx's own final report does.
+///
+/// # Safety
+/// Must be called where an ERROR may be raised, from a frame with nothing left to drop: the
+/// error leaves by longjmp.
+unsafe fn raise_hiding_statement(message: &CStr, hint: &CStr) -> ! {
+    unsafe extern "C-unwind" {
+        fn errstart(elevel: std::ffi::c_int, domain: *const std::ffi::c_char) -> bool;
+        fn errcode(sqlerrcode: std::ffi::c_int) -> std::ffi::c_int;
+        fn errmsg(fmt: *const std::ffi::c_char, ...) -> std::ffi::c_int;
+        fn errhint(fmt: *const std::ffi::c_char, ...) -> std::ffi::c_int;
+        fn errhidestmt(hide_stmt: bool) -> std::ffi::c_int;
+        fn errfinish(filename: *const std::ffi::c_char, lineno: std::ffi::c_int, funcname: *const std::ffi::c_char);
+    }
+    // SAFETY: elog.c's protocol: errstart, the fields, errfinish, which does not return for ERROR.
+    unsafe {
+        if errstart(pgrx::PgLogLevel::ERROR as std::ffi::c_int, std::ptr::null()) {
+            errcode(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE as std::ffi::c_int);
+            errmsg(c"%s".as_ptr(), message.as_ptr());
+            errhint(c"%s".as_ptr(), hint.as_ptr());
+            errhidestmt(true);
+            errfinish(c"settings.rs".as_ptr(), line!() as std::ffi::c_int, c"refuse_retired_secret".as_ptr());
+        }
+    }
+    unreachable!("an ERROR report does not return")
 }
 
 /// # Safety

@@ -42,7 +42,7 @@ pub extern "C-unwind" fn pg_retention_worker_main(_arg: pg_sys::Datum) {
     let database = settings::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     // Nothing a user can create in a schema is found by the worker's statements.
-    BackgroundWorker::transaction(engine::owner::pin_session_search_path);
+    BackgroundWorker::transaction(crate::rights::pin_session_search_path);
     log!("pg_retention worker: started for database \"{database}\"");
     let mut warned = false;
     while !shutting_down() {
@@ -244,10 +244,14 @@ pub fn request_run_now() -> i32 {
             Some("Call it there, or set pg_retention.database.".into()),
         )
     }
-    let pid = spi(Spi::get_one_with_args::<i32>(
-        "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type OPERATOR(pg_catalog.=) $1 LIMIT 1)",
-        &[WORKER_TYPE.into()],
-    ))
+    // The worker's row and its bookkeeping table are the extension's: looked up and written with
+    // its owner's rights, so an operator needs only EXECUTE on this function.
+    let pid = crate::rights::as_extension_owner(|| {
+        spi(Spi::get_one_with_args::<i32>(
+            "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type OPERATOR(pg_catalog.=) $1 LIMIT 1)",
+            &[WORKER_TYPE.into()],
+        ))
+    })
     .unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -255,10 +259,12 @@ pub fn request_run_now() -> i32 {
             Some("It needs pg_retention in shared_preload_libraries (a restart), and a primary server.".into()),
         )
     });
-    spi(Spi::run(
-        "INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-         UPDATE retention.worker_state SET run_requested_at = pg_catalog.now();",
-    ));
+    crate::rights::as_extension_owner(|| {
+        spi(Spi::run(
+            "INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING;
+             UPDATE retention.worker_state SET run_requested_at = pg_catalog.now();",
+        ))
+    });
     // The worker reads the request after this transaction commits; wake it when it does.
     // SAFETY: registers a callback that stays valid for the life of the loaded library.
     unsafe {

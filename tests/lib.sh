@@ -18,13 +18,14 @@ run_pg_tests() {
     fi
 }
 
-# Builds and installs the extension (and the 0.1.0 script the upgrade test starts from).
+# Builds and installs the extension (and the install scripts of earlier releases, which the
+# upgrade test starts from).
 install_extension() {
     echo "== install into $($PG_CONFIG --pkglibdir)"
     local flags=()
     [ "$(id -u)" -eq 0 ] || flags=(--sudo)
     cargo pgrx install --pg-config "$PG_CONFIG" "${flags[@]}"
-    as_root cp tests/upgrade/pg_retention--0.1.0.sql "$($PG_CONFIG --sharedir)/extension/"
+    as_root cp tests/upgrade/pg_retention--0.1.0.sql tests/upgrade/pg_retention--0.2.0.sql "$($PG_CONFIG --sharedir)/extension/"
 }
 
 # A fresh throwaway cluster with pg_retention and pg_cron preloaded, stopped on exit.

@@ -269,13 +269,15 @@ fn twilio_session(fake: &FakeTwilio, concurrency: u32) -> Client {
     exec(
         &mut client,
         &format!(
-            "SET pg_retention.twilio_account_sid = '{ACCOUNT}'; SET pg_retention.twilio_auth_token = '{TOKEN}';
+            "SET pg_retention.twilio_account_sid = '{ACCOUNT}'; SET pg_retention.twilio_secret_file = '{}';
              SET pg_retention.twilio_base_url = '{}'; SET pg_retention.twilio_concurrency = {concurrency};",
+            pg_retention_it::secret_file("bench-twilio.secret", TOKEN),
             fake.base_url()
         ),
     );
     client
 }
+
 
 /// Peak anonymous (heap) memory of a backend while `work` runs, from /proc.
 fn peak_memory(pid: i32, work: impl FnOnce()) -> i64 {

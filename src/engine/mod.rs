@@ -1,7 +1,7 @@
 //! Running a policy. `run` holds the lifecycle and its one loop; `plan` how a run splits into
 //! batches; `sql` the statements, built once per run; `recordings` the Twilio batches; `lock`
-//! the per-policy lock; `owner` whose rights a statement on the table uses; `xact` the
-//! transaction mechanics.
+//! the per-policy lock; `xact` the transaction mechanics. Whose rights a statement uses is
+//! `crate::rights`.
 
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
@@ -12,7 +12,6 @@ use crate::error::{self, spi};
 use crate::policy::Policy;
 
 mod lock;
-pub mod owner;
 mod plan;
 mod recordings;
 mod run;
@@ -28,7 +27,7 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
     let target = policy.check_target(true, false);
     let parts = sql::Parts::new(&policy, &target);
     let cutoff = run::cutoff(retain);
-    let counted = owner::as_table_owner(target.owner, || sql::preview(&parts, cutoff));
+    let counted = crate::rights::as_table_owner(target.owner, || sql::preview(&parts, cutoff));
     let mut result = counted.map(|j| j.0).unwrap_or_else(|| json!({}));
     result["policy"] = json!(name);
     result["table"] = json!(format!("{}.{}", policy.table_schema, policy.table_name));

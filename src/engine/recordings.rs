@@ -4,7 +4,7 @@
 
 use pgrx::prelude::*;
 
-use super::owner::as_table_owner;
+use crate::rights::as_table_owner;
 use super::run::Run;
 use super::sql::Fetched;
 use crate::error::{invalid, raise};
@@ -139,7 +139,7 @@ fn refused_error(status: u16) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
         refused_text(status),
-        Some("Check pg_retention.twilio_account_sid and pg_retention.twilio_auth_token (or the API key settings), and that pg_retention.twilio_base_url is the account's region.".into()),
+        Some("Check pg_retention.twilio_account_sid, the secret in pg_retention.twilio_secret_file (and pg_retention.twilio_api_key_sid if you use an API key), and that pg_retention.twilio_base_url is the account's region.".into()),
     )
 }
 
@@ -155,25 +155,26 @@ pub(super) fn twilio_config() -> twilio::ClientConfig {
     if !twilio::is_account_sid(&account_sid) {
         invalid("pg_retention.twilio_account_sid must be AC followed by 32 hex digits".into(), None)
     }
-    let (username, password) = match settings::text(&settings::TWILIO_API_KEY_SID) {
+    let username = match settings::text(&settings::TWILIO_API_KEY_SID) {
         Some(key_sid) => {
             if !twilio::is_api_key_sid(&key_sid) {
                 invalid("pg_retention.twilio_api_key_sid must be SK followed by 32 hex digits".into(), None)
             }
-            let secret = settings::text(&settings::TWILIO_API_KEY_SECRET)
-                .unwrap_or_else(|| missing("pg_retention.twilio_api_key_secret", "the secret of pg_retention.twilio_api_key_sid"));
-            (key_sid, secret)
+            key_sid
         }
-        None => {
-            let token = settings::text(&settings::TWILIO_AUTH_TOKEN).unwrap_or_else(|| {
-                missing(
-                    "pg_retention.twilio_auth_token",
-                    "the account's auth token (or set pg_retention.twilio_api_key_sid and pg_retention.twilio_api_key_secret)",
-                )
-            });
-            (account_sid.clone(), token)
-        }
+        None => account_sid.clone(),
     };
+    let secret_file = settings::text(&settings::TWILIO_SECRET_FILE).unwrap_or_else(|| {
+        missing(twilio::secret::SETTING, "the file holding the account's auth token (or the API key's secret, with pg_retention.twilio_api_key_sid)")
+    });
+    // SAFETY: DataDir is set at server start and never changes; geteuid has no preconditions.
+    let (data_dir, server_uid) = unsafe { (std::ffi::CStr::from_ptr(pg_sys::DataDir).to_string_lossy().into_owned(), libc::geteuid()) };
+    let password = twilio::secret::read(&secret_file, std::path::Path::new(&data_dir), server_uid).unwrap_or_else(|problem| {
+        invalid(
+            problem,
+            Some("The file must be owned by the server's OS user with mode 0600 (chmod 0600), or by root with mode 0640. Nothing was read or sent."),
+        )
+    });
     let base_url = settings::twilio_base_url();
     if let Err(problem) = twilio::check_base_url(&base_url) {
         invalid(format!("pg_retention.twilio_base_url: {problem}"), None)

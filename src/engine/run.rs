@@ -15,7 +15,7 @@ use super::plan::BatchPlan;
 use super::recordings::{self, Halt};
 use super::sql::Parts;
 use super::xact::{in_subtransaction, with_snapshot};
-use super::owner::as_table_owner;
+use crate::rights::as_table_owner;
 use super::{lock, timestamp_text};
 use crate::error::{self, raise, spi};
 use crate::history::{recorder, store, Mode, RunRecord, Status, Tally, Trigger};
@@ -101,6 +101,7 @@ pub(super) struct Run {
     pub(super) cutoff: TimestampWithTimeZone,
     pub(super) record: RunRecord,
     pub(super) twilio: Option<Arc<twilio::Client>>,
+    lock: lock::PolicyLock,
     started: Instant,
 }
 
@@ -168,7 +169,7 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
             Err(stop) => run.fail(stop, committer),
         }
     }
-    let record = with_snapshot(|| run.finish(Status::Succeeded, None, committer.mode()));
+    let record = with_snapshot(|| run.finish(Status::Succeeded, None));
     committer.commit();
     record
 }
@@ -182,10 +183,10 @@ impl Run {
         if !policy.enabled {
             return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is disabled; this run was skipped"))));
         }
-        if !lock::try_acquire(name, mode == Mode::Batched) {
-            let holder = lock::holder(name).map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
+        let Some(lock) = lock::try_acquire(policy.id, mode == Mode::Batched) else {
+            let holder = lock::holder(policy.id).map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
             return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped"))));
-        }
+        };
         let retain = policy.retain_for_run(retain);
         // Credentials are checked before any row is read.
         let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config())));
@@ -197,7 +198,7 @@ impl Run {
         record.cutoff = Some(timestamp_text(cutoff));
         let plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
         store::insert(&mut record, &store::this_backend());
-        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, started: Instant::now() }))
+        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, lock, started: Instant::now() }))
     }
 
     pub(super) fn batch_size(&self) -> i64 {
@@ -241,21 +242,19 @@ impl Run {
     fn fail(self, stop: Stop, committer: &Committer) -> ! {
         if committer.mode() == Mode::Batched {
             let message = stop.message();
-            with_snapshot(|| self.finish(Status::Failed, Some(message), Mode::Batched));
+            with_snapshot(|| self.finish(Status::Failed, Some(message)));
             committer.commit();
         }
         stop.raise()
     }
 
     /// Ends the run: the history row, the lock of a batched run, the log line.
-    fn finish(mut self, status: Status, error: Option<String>, mode: Mode) -> RunRecord {
+    fn finish(mut self, status: Status, error: Option<String>) -> RunRecord {
         self.record.status = status;
         self.record.error = error;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         store::finish(&self.record);
-        if mode == Mode::Batched {
-            lock::release(&self.record.policy);
-        }
+        self.lock.release();
         log!("{}", self.record.log_line());
         self.record
     }

@@ -13,8 +13,10 @@ mod payload;
 pub mod recorder;
 pub mod store;
 
-/// The session a run belongs to: its history row says which backend and application ran it.
+/// The session a run belongs to: its history row says which role, backend and application ran it.
+#[derive(Debug)]
 pub struct Origin {
+    pub username: String,
     pub pid: i32,
     pub application_name: Option<String>,
 }

@@ -21,6 +21,7 @@ pub fn encode(run: &RunRecord, origin: &Origin) -> Vec<u8> {
         "mode": run.mode.as_str(),
         "started_epoch": started,
         "error": run.error,
+        "username": origin.username,
         "pid": origin.pid,
         "application_name": origin.application_name,
     })
@@ -33,7 +34,7 @@ pub fn encode(run: &RunRecord, origin: &Origin) -> Vec<u8> {
 }
 
 /// The run and its origin back from a payload's header, or why not.
-pub fn decode(header: [u8; HEADER], body: impl FnOnce(usize) -> Vec<u8>) -> Result<(RunRecord, i32, Option<String>), String> {
+pub fn decode(header: [u8; HEADER], body: impl FnOnce(usize) -> Vec<u8>) -> Result<(RunRecord, Origin), String> {
     let (magic, length) = header.split_at(8);
     if u64::from_le_bytes(magic.try_into().unwrap_or_default()) != MAGIC {
         return Err("the segment is not a pg_retention payload".into());
@@ -49,7 +50,8 @@ pub fn decode(header: [u8; HEADER], body: impl FnOnce(usize) -> Vec<u8>) -> Resu
     run.started = UNIX_EPOCH + Duration::from_secs_f64(started.min(1e11));
     run.error = text("error");
     let pid = value["pid"].as_i64().and_then(|p| i32::try_from(p).ok()).ok_or("the payload has no pid")?;
-    Ok((run, pid, text("application_name")))
+    let username = text("username").ok_or("the payload names no role")?;
+    Ok((run, Origin { username, pid, application_name: text("application_name") }))
 }
 
 #[cfg(test)]
@@ -65,17 +67,17 @@ mod tests {
         let mut run = RunRecord::new("p", Trigger::PgCron, Mode::Transaction, Status::Failed);
         run.error = Some("boom".into());
         run.started = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let origin = Origin { pid: 42, application_name: Some("psql".into()) };
+        let origin = Origin { username: "ops".into(), pid: 42, application_name: Some("psql".into()) };
         let (header, body) = split(&encode(&run, &origin));
-        let (back, pid, application_name) = decode(header, |n| body[..n].to_vec()).unwrap();
+        let (back, origin) = decode(header, |n| body[..n].to_vec()).unwrap();
         assert_eq!((back.policy.as_str(), back.trigger, back.mode, back.error.as_deref()), ("p", Trigger::PgCron, Mode::Transaction, Some("boom")));
         assert_eq!(back.started, run.started);
-        assert_eq!((pid, application_name.as_deref()), (42, Some("psql")));
+        assert_eq!((origin.username.as_str(), origin.pid, origin.application_name.as_deref()), ("ops", 42, Some("psql")));
     }
 
     #[test]
     fn a_foreign_segment_is_refused() {
-        let mut bytes = encode(&RunRecord::new("p", Trigger::Sql, Mode::Batched, Status::Failed), &Origin { pid: 1, application_name: None });
+        let mut bytes = encode(&RunRecord::new("p", Trigger::Sql, Mode::Batched, Status::Failed), &Origin { username: "ops".into(), pid: 1, application_name: None });
         bytes[0] ^= 1;
         let (header, body) = split(&bytes);
         assert!(decode(header, |n| body[..n].to_vec()).unwrap_err().contains("not a pg_retention payload"));

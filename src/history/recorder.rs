@@ -37,8 +37,11 @@ unsafe fn record_through_worker(payload: &[u8]) -> Result<(), String> {
         std::ptr::copy_nonoverlapping(payload.as_ptr(), address, payload.len());
         (segment, pg_sys::dsm_segment_handle(segment))
     };
+    // The recorder connects as the extension's owner: it writes the extension's own table, and
+    // the failing session's role may not be able to log in.
+    let user = u32::from(crate::rights::extension_owner());
     // SAFETY: plain reads of this backend's ids.
-    let (database, user, pid) = unsafe { (u32::from(pg_sys::MyDatabaseId), u32::from(pg_sys::GetUserId()), pg_sys::MyProcPid) };
+    let (database, pid) = unsafe { (u32::from(pg_sys::MyDatabaseId), pg_sys::MyProcPid) };
     let worker = BackgroundWorkerBuilder::new("pg_retention failed-run recorder")
         .set_type("pg_retention recorder")
         .set_library("pg_retention")
@@ -69,7 +72,7 @@ pub extern "C-unwind" fn pg_retention_record_failed_run(_arg: pg_sys::Datum) {
     BackgroundWorker::transaction(|| {
         // SAFETY: the handle comes from the backend that waits for this worker, segment alive.
         match unsafe { read_payload(handle) } {
-            Ok((mut run, pid, application_name)) => store::insert(&mut run, &Origin { pid, application_name }),
+            Ok((mut run, origin)) => store::insert(&mut run, &origin),
             Err(problem) => log!("pg_retention recorder: the failed run was not recorded: {problem}"),
         }
     });
@@ -77,7 +80,7 @@ pub extern "C-unwind" fn pg_retention_record_failed_run(_arg: pg_sys::Datum) {
 
 /// # Safety
 /// `handle` must name a segment made by `record_through_worker`, whose creator is still alive.
-unsafe fn read_payload(handle: u32) -> Result<(RunRecord, i32, Option<String>), String> {
+unsafe fn read_payload(handle: u32) -> Result<(RunRecord, Origin), String> {
     // SAFETY: attach returns NULL for a segment that is gone; the header is checked before the
     // body is read, and the body is read only within the segment's mapped size.
     unsafe {

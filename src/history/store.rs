@@ -1,4 +1,6 @@
 //! Every statement that reads or writes `retention.runs`. No other file names that table.
+//! Each runs with the extension owner's rights: the caller needs none on the table, so a role
+//! that may run policies can read the history but neither forge nor erase it.
 
 use std::time::UNIX_EPOCH;
 
@@ -7,27 +9,33 @@ use pgrx::JsonB;
 
 use super::{Origin, RunRecord, Status};
 use crate::error::spi;
+use crate::rights::as_extension_owner;
 use crate::settings;
 
-/// This backend, as its history rows name it.
+/// This backend, as its history rows name it: the current role, pid and application.
 pub fn this_backend() -> Origin {
     // SAFETY: MyProcPid is set once at backend start and never changes.
     let pid = unsafe { pg_sys::MyProcPid };
-    let application_name = spi(Spi::get_one::<String>("SELECT pg_catalog.current_setting('application_name')"));
-    Origin { pid, application_name }
+    let (username, application_name) =
+        spi(Spi::get_two::<String, String>("SELECT CURRENT_USER::pg_catalog.text, pg_catalog.current_setting('application_name')"));
+    Origin { username: username.unwrap_or_default(), pid, application_name }
 }
 
 /// Writes a run's history row and sets its id: a batched run's `running` row at its start,
 /// a finished or skipped run's row, or (from the recorder) a failed run's.
 pub fn insert(record: &mut RunRecord, origin: &Origin) {
+    as_extension_owner(|| insert_as_owner(record, origin))
+}
+
+fn insert_as_owner(record: &mut RunRecord, origin: &Origin) {
     let started = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
     let details = record.details().map(JsonB);
     record.run_id = spi(Spi::get_one_with_args::<i64>(
         "INSERT INTO retention.runs
                 (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details,
-                 pid, application_name)
+                 pid, application_name, username)
          VALUES ($1, $2, $3, $4, pg_catalog.to_timestamp($5), CASE WHEN $4 OPERATOR(pg_catalog.<>) 'running' THEN pg_catalog.clock_timestamp() END,
-                 $6::pg_catalog.timestamptz, $7, $8, $9, $10, $11, $12)
+                 $6::pg_catalog.timestamptz, $7, $8, $9, $10, $11, $12, $13)
          RETURNING id",
         &[
             record.policy.as_str().into(),
@@ -42,6 +50,7 @@ pub fn insert(record: &mut RunRecord, origin: &Origin) {
             details.into(),
             origin.pid.into(),
             origin.application_name.clone().into(),
+            origin.username.as_str().into(),
         ],
     ));
 }
@@ -49,36 +58,36 @@ pub fn insert(record: &mut RunRecord, origin: &Origin) {
 /// Records the progress of a run whose row exists; visible to other sessions once committed.
 pub fn save_progress(record: &RunRecord) {
     let details = record.details().map(JsonB);
-    spi(Spi::run_with_args(
+    as_extension_owner(|| spi(Spi::run_with_args(
         "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id OPERATOR(pg_catalog.=) $1",
         &[record.run_id.into(), record.rows_deleted.into(), (record.batches as i32).into(), details.into()],
-    ));
+    )));
 }
 
 /// Ends a run whose row exists: its counts, status, error and finish time.
 pub fn finish(record: &RunRecord) {
     save_progress(record);
-    spi(Spi::run_with_args(
+    as_extension_owner(|| spi(Spi::run_with_args(
         "UPDATE retention.runs SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
         &[record.run_id.into(), record.status.as_str().into(), record.error.clone().into()],
-    ));
+    )));
 }
 
 /// Deletes history older than `pg_retention.history_retention_days`.
 pub fn prune() {
-    spi(Spi::run_with_args(
+    as_extension_owner(|| spi(Spi::run_with_args(
         "DELETE FROM retention.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
         &[settings::HISTORY_RETENTION_DAYS.get().into()],
-    ));
+    )));
 }
 
 /// Called with the policy's lock held: any run of it still `running` has lost its session.
 pub fn mark_interrupted(policy: &str) {
-    spi(Spi::run_with_args(
+    as_extension_owner(|| spi(Spi::run_with_args(
         "UPDATE retention.runs
             SET status = $3, finished_at = pg_catalog.clock_timestamp(),
                 error = 'the session running it ended before the run finished'
           WHERE policy OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $2",
         &[policy.into(), Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
-    ));
+    )));
 }

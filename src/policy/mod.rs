@@ -76,6 +76,8 @@ impl Action {
 
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The catalog row's identity: the key of the policy's lock.
+    pub id: i32,
     pub name: String,
     pub table_schema: String,
     pub table_name: String,
@@ -139,6 +141,7 @@ impl Policy {
             .parse::<Action>()
             .unwrap_or_else(|problem| invalid(format!("retention policy \"{name}\": {problem}"), None));
         Policy {
+            id: get(row, "id").unwrap_or_default(),
             table_schema: required("table_schema"),
             table_name: required("table_name"),
             time_column: required("time_column"),

@@ -282,5 +282,7 @@ fn block_signals() {
     }
 }
 
+pub mod secret;
+
 #[cfg(test)]
 mod tests;

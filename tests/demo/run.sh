@@ -35,9 +35,13 @@ FAKE_PID=$!
 trap 'kill $FAKE_PID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -s "$DEMO_DIR/../pg_retention-demo-twilio.port" ] && break; sleep 0.1; done
 FAKE_PORT=$(cat "$DEMO_DIR/../pg_retention-demo-twilio.port")
+# The secret lives in a file private to the server's OS user, never in a setting.
+printf '%s\n' "$TOKEN" > "$DEMO_DIR/twilio.secret"
+chmod 600 "$DEMO_DIR/twilio.secret"
+[ "$(id -u)" -eq 0 ] && chown postgres: "$DEMO_DIR/twilio.secret"
 psql -d postgres -q >/dev/null <<SQL
 ALTER SYSTEM SET pg_retention.twilio_account_sid = '$ACCOUNT';
-ALTER SYSTEM SET pg_retention.twilio_auth_token = '$TOKEN';
+ALTER SYSTEM SET pg_retention.twilio_secret_file = 'twilio.secret';
 ALTER SYSTEM SET pg_retention.twilio_base_url = 'http://127.0.0.1:$FAKE_PORT';
 SELECT pg_reload_conf();
 SQL

@@ -80,3 +80,18 @@ pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// Writes `secret` to a file in the test server's data directory (PGHOST is that directory
+/// for the throwaway clusters), private to the server's OS user as pg_retention requires,
+/// and returns its path for `pg_retention.twilio_secret_file`.
+pub fn secret_file(name: &str, secret: &str) -> String {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = std::env::var("PGHOST").expect("PGHOST must name the test server (run `make test`)");
+    let path = format!("{dir}/{name}");
+    let _ = std::fs::remove_file(&path);
+    std::fs::write(&path, format!("{secret}\n")).expect("write the secret file");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 0600");
+    let owner = std::fs::metadata(&dir).expect("the data directory").uid();
+    std::os::unix::fs::chown(&path, Some(owner), None).expect("chown to the server's OS user");
+    path
+}

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::{Fault, FakeTwilio};
-use pg_retention_it::{connect, count, wait_for};
+use pg_retention_it::{connect, count, secret_file, wait_for};
 use postgres::Client;
 use serde_json::Value;
 
@@ -29,10 +29,11 @@ fn session(fake: &FakeTwilio) -> Client {
     client
         .batch_execute(&format!(
             "SET pg_retention.twilio_account_sid = '{ACCOUNT}';
-             SET pg_retention.twilio_auth_token = '{TOKEN}';
+             SET pg_retention.twilio_secret_file = '{}';
              SET pg_retention.twilio_base_url = '{}';
              SET pg_retention.twilio_timeout_ms = 700;
              SET pg_retention.twilio_max_backoff_ms = 2000;",
+            secret_file("it-token.secret", TOKEN),
             fake.base_url()
         ))
         .unwrap();
@@ -149,9 +150,9 @@ fn api_key_credentials_work_too() {
     let mut client = session(&fake);
     client
         .batch_execute(&format!(
-            "RESET pg_retention.twilio_auth_token;
-             SET pg_retention.twilio_api_key_sid = '{KEY_SID}';
-             SET pg_retention.twilio_api_key_secret = '{KEY_SECRET}';"
+            "SET pg_retention.twilio_api_key_sid = '{KEY_SID}';
+             SET pg_retention.twilio_secret_file = '{}';",
+            secret_file("it-key.secret", KEY_SECRET)
         ))
         .unwrap();
     recordings(&mut client, "it_rec_apikey", 4, 0, 100, |i| Some(sid(2000 + i)));
@@ -179,7 +180,7 @@ fn refused_credentials_stop_the_run_and_mark_nothing() {
     let mut client = session(&fake);
     recordings(&mut client, "it_rec_401", 12, 0, 5, |i| Some(sid(4000 + i)));
     fake.add_recordings((4001..=4012).map(sid));
-    client.batch_execute("SET pg_retention.twilio_auth_token = 'wrong-token'").unwrap();
+    client.batch_execute(&format!("SET pg_retention.twilio_secret_file = '{}'", secret_file("it-wrong.secret", "wrong-token"))).unwrap();
 
     let error = client.query_one("SELECT retention.run_policy('it_rec_401')", &[]).unwrap_err();
     let message = error.as_db_error().unwrap().message().to_string();
@@ -202,7 +203,7 @@ fn refused_credentials_stop_the_run_and_mark_nothing() {
     assert!(marked(&mut client, "it_rec_401").is_empty());
 
     // A 403 (wrong region) too.
-    client.batch_execute(&format!("SET pg_retention.twilio_auth_token = '{TOKEN}'")).unwrap();
+    client.batch_execute(&format!("SET pg_retention.twilio_secret_file = '{}'", secret_file("it-token.secret", TOKEN))).unwrap();
     fake.push_faults([Fault::Status(403)]);
     client.batch_execute("SET pg_retention.twilio_concurrency = 1").unwrap();
     let error = client.query_one("SELECT retention.run_policy('it_rec_401')", &[]).unwrap_err();
@@ -317,11 +318,12 @@ fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
     fake.set_latency(Duration::from_millis(150));
 
     let base_url = fake.base_url();
+    let secret = secret_file("it-token.secret", TOKEN);
     let runner = thread::spawn(move || {
         let mut client = connect();
         client
             .batch_execute(&format!(
-                "SET pg_retention.twilio_account_sid = '{ACCOUNT}'; SET pg_retention.twilio_auth_token = '{TOKEN}';
+                "SET pg_retention.twilio_account_sid = '{ACCOUNT}'; SET pg_retention.twilio_secret_file = '{secret}';
                  SET pg_retention.twilio_base_url = '{base_url}'; SET pg_retention.twilio_concurrency = 2;
                  SET application_name = 'it_rec_crash';"
             ))
@@ -340,7 +342,8 @@ fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
         let row = client
             .query_one(
                 "SELECT a.backend_xmin IS NULL AND a.backend_xid IS NULL,
-                        (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype NOT IN ('virtualxid', 'advisory'))
+                        (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype NOT IN ('virtualxid', 'advisory')
+                           AND NOT (l.locktype = 'object' AND l.classid = 'retention.policies'::regclass))
                    FROM pg_stat_activity a WHERE a.pid = $1",
                 &[&pid],
             )
@@ -394,4 +397,105 @@ fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
         .get(0);
     let details: Value = serde_json::from_str(&details).unwrap();
     assert_adds_up(&details);
+}
+
+/// The server's log, where a changed setting's new value would be written on reload.
+fn server_log() -> String {
+    let dir = std::env::var("PGHOST").expect("PGHOST");
+    std::fs::read_to_string(format!("{dir}/server.log")).unwrap_or_default()
+}
+
+/// ALTER SYSTEM SET (or RESET, for None) each setting, then reload.
+fn alter_system(client: &mut Client, settings: &[(&str, Option<&str>)]) {
+    for (name, value) in settings {
+        match value {
+            Some(value) => client.batch_execute(&format!("ALTER SYSTEM SET {name} = '{value}'")).unwrap(),
+            None => client.batch_execute(&format!("ALTER SYSTEM RESET {name}")).unwrap(),
+        }
+    }
+    client.batch_execute("SELECT pg_reload_conf()").unwrap();
+    thread::sleep(Duration::from_millis(500));
+}
+
+/// The secret is read from its file at each run (rotating it needs no reload), a changed file
+/// setting logs a path, and the retired secret settings, set by ALTER SYSTEM or in the
+/// configuration file and reloaded, are refused without their value reaching the log.
+#[test]
+fn the_secret_comes_from_a_file_read_at_each_run_and_never_reaches_the_log() {
+    const OLD: &str = "rotated-away-secret-5d1e";
+    const IN_ALTER_SYSTEM: &str = "legacy-alter-system-secret-0c4b";
+    const IN_CONF_FILE: &str = "legacy-conf-file-secret-8e2a";
+    let fake = fake();
+    let mut admin = connect();
+    let file = secret_file("it-rotate.secret", OLD);
+    alter_system(
+        &mut admin,
+        &[
+            ("pg_retention.twilio_account_sid", Some(ACCOUNT)),
+            ("pg_retention.twilio_secret_file", Some(&file)),
+            ("pg_retention.twilio_base_url", Some(&fake.base_url())),
+        ],
+    );
+    let mut client = connect();
+    recordings(&mut client, "it_rec_rotate", 6, 0, 100, |i| Some(sid(9000 + i)));
+    fake.add_recordings((9001..=9006).map(sid));
+    let error = client.query_one("SELECT retention.run_policy('it_rec_rotate')", &[]).unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("HTTP 401"), "{error}");
+    assert!(marked(&mut client, "it_rec_rotate").is_empty());
+
+    // Rotated in place, no reload: the next run reads the new secret.
+    secret_file("it-rotate.secret", TOKEN);
+    let result = json(&mut client, "retention.run_policy('it_rec_rotate')");
+    assert_eq!(n(&result, "deleted"), 6);
+
+    // A new file path is a changed setting like any other: its path is logged, not its secret.
+    let other = secret_file("it-rotate-2.secret", TOKEN);
+    alter_system(&mut admin, &[("pg_retention.twilio_secret_file", Some(&other))]);
+    assert!(wait_for(Duration::from_secs(10), || server_log().contains(&other)), "the reload logs the new path");
+
+    // The retired settings: refused by ALTER SYSTEM, and by a reload of the configuration file.
+    let refused = admin.batch_execute(&format!("ALTER SYSTEM SET pg_retention.twilio_auth_token = '{IN_ALTER_SYSTEM}'")).unwrap_err();
+    assert!(refused.as_db_error().unwrap().message().contains("pg_retention.twilio_secret_file"));
+    let conf = format!("{}/pg_retention.conf", std::env::var("PGHOST").unwrap());
+    let original = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("{original}\npg_retention.twilio_auth_token = '{IN_CONF_FILE}'\n")).unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The postmaster's reload reports the refusal at LOG (the ALTER SYSTEM above was an ERROR).
+    assert!(
+        wait_for(Duration::from_secs(10), || server_log().contains("LOG:  the Twilio secret is no longer a setting")),
+        "the reload refused it"
+    );
+    std::fs::write(&conf, original).unwrap();
+    alter_system(
+        &mut admin,
+        &[("pg_retention.twilio_account_sid", None), ("pg_retention.twilio_secret_file", None), ("pg_retention.twilio_base_url", None)],
+    );
+
+    let log = server_log();
+    for secret in [OLD, TOKEN, IN_ALTER_SYSTEM, IN_CONF_FILE] {
+        assert!(!log.contains(secret), "the server log must not carry the secret {secret}");
+    }
+}
+
+/// A secret file that group or others can read is refused before anything is read or sent,
+/// with an error naming the file and the fix, as PostgreSQL refuses such an ssl_key_file.
+#[test]
+fn a_secret_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = fake();
+    let mut client = session(&fake);
+    let file = secret_file("it-open.secret", TOKEN);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    client.batch_execute(&format!("SET pg_retention.twilio_secret_file = '{file}'")).unwrap();
+    recordings(&mut client, "it_rec_open", 3, 0, 100, |i| Some(sid(9100 + i)));
+    fake.add_recordings((9101..=9103).map(sid));
+    let error = client.query_one("SELECT retention.run_policy('it_rec_open')", &[]).unwrap_err();
+    let db = error.as_db_error().unwrap();
+    assert_eq!(db.message(), format!("pg_retention.twilio_secret_file \"{file}\" has group or world access (mode 0644): it must be 0600 or less if owned by the server's OS user, 0640 or less if owned by root"));
+    assert!(db.hint().unwrap_or_default().contains("chmod 0600"));
+    assert!(fake.requests().is_empty(), "nothing is sent");
+    assert!(marked(&mut client, "it_rec_open").is_empty());
+    let error = client.batch_execute("CALL retention.run_batched('it_rec_open')").unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("has group or world access"));
+    assert!(fake.requests().is_empty());
 }

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{connect, count, table_with_policy, wait_for};
+use pg_retention_it::{connect, count, secret_file, table_with_policy, wait_for};
 use postgres::Client;
 
 /// ALTER SYSTEM each setting, reload, and wait until this session sees the change.
@@ -28,7 +28,7 @@ fn set_system(client: &mut Client, settings: &[(&str, &str)]) {
 fn reset_system(client: &mut Client) {
     for name in [
         "pg_retention.worker_enabled", "pg_retention.run_at", "pg_retention.twilio_account_sid",
-        "pg_retention.twilio_auth_token", "pg_retention.twilio_base_url", "pg_retention.twilio_concurrency",
+        "pg_retention.twilio_secret_file", "pg_retention.twilio_base_url", "pg_retention.twilio_concurrency",
     ] {
         client.batch_execute(&format!("ALTER SYSTEM RESET {name}")).unwrap();
     }
@@ -123,13 +123,14 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
     let fake = FakeTwilio::start("AC00000000000000000000000000000003", vec![("AC00000000000000000000000000000003".into(), "tok".into())]);
     fake.set_latency(Duration::from_secs(3));
     let mut client = connect();
+    let secret = secret_file("it-worker.secret", "tok");
     set_system(
         &mut client,
         &[
             ("pg_retention.worker_enabled", "on"),
             ("pg_retention.run_at", "03:00"),
             ("pg_retention.twilio_account_sid", "AC00000000000000000000000000000003"),
-            ("pg_retention.twilio_auth_token", "tok"),
+            ("pg_retention.twilio_secret_file", &secret),
             ("pg_retention.twilio_base_url", &fake.base_url()),
             ("pg_retention.twilio_concurrency", "2"),
         ],

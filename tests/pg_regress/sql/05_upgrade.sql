@@ -2,9 +2,11 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_retention CASCADE;
 DROP TABLE IF EXISTS "ConversationTrace", "AgentUsage", voice_recordings, sessions CASCADE;
+DROP ROLE IF EXISTS upgrade_operator;
 RESET client_min_messages;
 -- An upgrade from 0.1.0 gives what a fresh install of this version gives.
--- (tests/run.sh installs tests/upgrade/pg_retention--0.1.0.sql, the 0.1.0 install script.)
+-- (tests/lib.sh installs tests/upgrade/pg_retention--0.1.0.sql and --0.2.0.sql, the install
+-- scripts of those releases.)
 CREATE EXTENSION pg_retention VERSION '0.1.0';
 ALTER EXTENSION pg_retention UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
@@ -44,4 +46,34 @@ UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM fresh EXCEPT SELECT * FROM upgraded) f
 ORDER BY 1, 2, 3;
 SELECT count(*) > 20 AS compared_something FROM fresh;
+DROP EXTENSION pg_retention;
+
+-- From 0.2.0, as its README left an installation: an operator allowed to write the history,
+-- and a policy on a catalog, which 0.2.0 accepted (this library's trigger refuses it, so it is
+-- inserted past the trigger). The upgrade disables the policy and takes the rights back.
+CREATE EXTENSION pg_retention VERSION '0.2.0';
+CREATE ROLE upgrade_operator;
+GRANT USAGE ON SCHEMA retention TO upgrade_operator;
+GRANT SELECT, INSERT, UPDATE, DELETE ON retention.runs TO upgrade_operator;
+ALTER TABLE retention.policies DISABLE TRIGGER policies_validate;
+INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain)
+VALUES ('roles', 'pg_catalog', 'pg_authid', 'rolvaliduntil', 'older_than', interval '1 day');
+ALTER TABLE retention.policies ENABLE TRIGGER policies_validate;
+ALTER EXTENSION pg_retention UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
+SELECT name, enabled FROM retention.policies ORDER BY name;
+SELECT has_table_privilege('upgrade_operator', 'retention.runs', 'SELECT') AS can_read,
+       has_table_privilege('upgrade_operator', 'retention.runs', 'INSERT') AS can_insert,
+       has_table_privilege('upgrade_operator', 'retention.runs', 'UPDATE') AS can_update,
+       has_table_privilege('upgrade_operator', 'retention.runs', 'DELETE') AS can_delete;
+REVOKE ALL ON retention.runs FROM upgrade_operator;
+REVOKE ALL ON SCHEMA retention FROM upgrade_operator;
+CREATE TEMP TABLE from_020 AS SELECT * FROM pg_temp.shape() WHERE kind <> 'policy';
+DROP EXTENSION pg_retention;
+DROP ROLE upgrade_operator;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.2.0' AS side, * FROM (SELECT * FROM from_020 EXCEPT SELECT * FROM pg_temp.shape() WHERE kind <> 'policy') u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() WHERE kind <> 'policy' EXCEPT SELECT * FROM from_020) f
+ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;

@@ -39,8 +39,24 @@ SHOW pg_retention.twilio_base_url;
 RESET pg_retention.twilio_base_url;
 SHOW pg_retention.twilio_base_url;
 
--- The secret: superuser-only.
+-- The secret is read from a file, never a setting: the retired settings refuse any value, by
+-- any route, with an error that points at the file and never repeats the value.
 SET pg_retention.twilio_auth_token = 'the-secret-token';
+SET pg_retention.twilio_api_key_secret = 'the-key-secret';
+ALTER SYSTEM SET pg_retention.twilio_auth_token = 'the-secret-token';
+ALTER ROLE CURRENT_USER SET pg_retention.twilio_auth_token = 'the-secret-token';
+ALTER DATABASE pg_retention_regress SET pg_retention.twilio_api_key_secret = 'the-key-secret';
+SELECT count(*) AS stored_anywhere FROM pg_db_role_setting WHERE setconfig::text LIKE '%secret%';
+SHOW pg_retention.twilio_auth_token;
+-- The secret file: not set, missing, named in the error with what to do.
+SET pg_retention.twilio_account_sid = 'AC0123456789abcdef0123456789abcdef';
+SELECT cleanup_old_recordings();
+SET pg_retention.twilio_secret_file = '/nonexistent/twilio.secret';
+SELECT cleanup_old_recordings();
+SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS unmarked FROM voice_recordings;
+RESET pg_retention.twilio_secret_file;
+RESET pg_retention.twilio_account_sid;
+-- The retired settings stay hidden and superuser-only.
 SELECT count(*) AS listed_in_pg_settings FROM pg_settings WHERE name = 'pg_retention.twilio_auth_token';
 CREATE ROLE app_reader LOGIN;
 GRANT pg_read_all_stats TO app_reader;

@@ -1,8 +1,9 @@
-//! Whose rights a run uses on its table: the table owner's, as PostgreSQL's own maintenance
-//! (VACUUM, ANALYZE, REINDEX) does it. Every statement that reads or changes a target table
-//! runs as its owner, in a security-restricted operation, with `search_path` pinned to
-//! `pg_catalog, pg_temp`: triggers, row-level security and privileges apply as they would to
-//! the owner, and no role gains a right through a run.
+//! Whose rights a statement uses. On a policy's table: the table owner's, as PostgreSQL's own
+//! maintenance (VACUUM, ANALYZE, REINDEX) does it, so triggers, row-level security and
+//! privileges apply as they would to the owner and no role gains a right through a run. On the
+//! extension's own tables (the run history): the extension owner's, so that the caller needs
+//! no right to write them. Either way in a security-restricted operation, with `search_path`
+//! pinned to `pg_catalog, pg_temp`.
 
 use std::ffi::CStr;
 
@@ -11,15 +12,39 @@ use pgrx::prelude::*;
 /// The search path of every statement on a target table: nothing a user can create is found.
 const PINNED_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
 
-/// Runs `work` as `owner`. If `work` raises an error, the (sub)transaction abort that follows
-/// restores the caller's user, security context and `search_path`, as it does for VACUUM.
+/// Runs `work` as `owner` of a policy's table.
 pub fn as_table_owner<R>(owner: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
+    as_role(owner, work)
+}
+
+/// Runs `work` as the role that owns the extension: for the extension's own bookkeeping.
+pub fn as_extension_owner<R>(work: impl FnOnce() -> R) -> R {
+    as_role(extension_owner(), work)
+}
+
+/// The role that owns the extension in this database.
+pub fn extension_owner() -> pg_sys::Oid {
+    let owner = crate::error::spi(Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_retention'",
+    ));
+    owner.unwrap_or_else(|| {
+        crate::error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pg_retention is not installed in this database".into(),
+            Some("CREATE EXTENSION pg_retention;".into()),
+        )
+    })
+}
+
+/// Runs `work` as `role`. If `work` raises an error, the (sub)transaction abort that follows
+/// restores the caller's user, security context and `search_path`, as it does for VACUUM.
+fn as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
     let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
     // SAFETY: reads and sets this backend's current user and security context and opens a GUC
     // nest level, as vacuum.c does around each relation; undone below, or by abort on error.
     let nest_level = unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(owner, saved_context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32);
+        pg_sys::SetUserIdAndSecContext(role, saved_context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32);
         pg_sys::NewGUCNestLevel()
     };
     set_search_path(PINNED_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SAVE);

@@ -1,0 +1,52 @@
+-- pg_retention 0.2.0 -> 0.3.0
+-- The security model: runs act on a table as its owner, never as superuser; the history and
+-- the per-policy lock belong to the extension; the Twilio secret moves from settings to a file
+-- (pg_retention.twilio_secret_file). No table or function changes shape. An existing
+-- installation is carried over: policies the new checks refuse are disabled, not dropped, with
+-- a NOTICE each; rights to write the history, which 0.2.0's README told DBAs to grant to an
+-- operator, are taken back (the extension writes it now).
+
+DO $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN SELECT name, table_schema, table_name, action, reason_column
+               FROM retention.policies WHERE enabled ORDER BY name
+    LOOP
+        IF p.table_schema IN ('pg_catalog', 'information_schema', 'retention') OR p.table_schema LIKE 'pg\_toast%' THEN
+            UPDATE retention.policies SET enabled = false WHERE name = p.name;
+            RAISE NOTICE 'retention policy "%" names %.%, which no policy may target now: it was disabled',
+                p.name, p.table_schema, p.table_name;
+        ELSIF p.action <> 'delete' AND p.reason_column IS NOT NULL AND EXISTS (
+                SELECT FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = p.table_schema AND c.relname = p.table_name AND a.attname = p.reason_column
+                   AND a.atttypid NOT IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype)) THEN
+            UPDATE retention.policies SET enabled = false WHERE name = p.name;
+            RAISE NOTICE 'retention policy "%": its reason_column "%" is not text or varchar: it was disabled',
+                p.name, p.reason_column;
+        END IF;
+    END LOOP;
+END $$;
+
+DO $$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN SELECT DISTINCT a.grantee
+               FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+              WHERE c.oid IN ('retention.runs'::pg_catalog.regclass, 'retention.worker_state'::pg_catalog.regclass)
+                AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+                AND a.grantee <> c.relowner
+    LOOP
+        IF g.grantee = 0 THEN
+            REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON retention.runs, retention.worker_state FROM PUBLIC;
+        ELSE
+            EXECUTE pg_catalog.format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON retention.runs, retention.worker_state FROM %I',
+                                      g.grantee::pg_catalog.regrole::pg_catalog.text);
+        END IF;
+        RAISE NOTICE 'revoked INSERT, UPDATE, DELETE and TRUNCATE on retention.runs and retention.worker_state from %: the extension writes them; SELECT is enough to read them',
+            CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE g.grantee::pg_catalog.regrole::pg_catalog.text END;
+    END LOOP;
+END $$;
