@@ -499,3 +499,47 @@ fn a_secret_file_others_can_read_is_refused() {
     assert!(error.as_db_error().unwrap().message().contains("has group or world access"));
     assert!(fake.requests().is_empty());
 }
+
+/// The issue's operator hijack: a varchar SID column makes `sid = confirmed.sid` resolve
+/// `varchar = text`, which pg_catalog has no exact operator for, so a role with CREATE on
+/// public could define one and have a superuser's CALL run it. Every operator is qualified now.
+#[test]
+fn an_operator_planted_in_public_is_never_called_by_a_recordings_run() {
+    let fake = fake();
+    let mut client = session(&fake);
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS it_rec_varchar, it_hijacked;
+             DELETE FROM retention.policies WHERE name = 'it_rec_varchar';
+             DROP OPERATOR IF EXISTS public.= (varchar, text);
+             DROP FUNCTION IF EXISTS public.it_hijack(varchar, text);
+             CREATE TABLE it_hijacked (n int);
+             GRANT INSERT ON it_hijacked TO PUBLIC;
+             CREATE FUNCTION public.it_hijack(varchar, text) RETURNS boolean LANGUAGE sql AS
+               'INSERT INTO public.it_hijacked VALUES (1); SELECT $1::text OPERATOR(pg_catalog.=) $2';
+             CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = text, FUNCTION = public.it_hijack);
+             CREATE TABLE it_rec_varchar (id bigint PRIMARY KEY, created_at timestamptz NOT NULL,
+                                          twilio_recording_sid varchar(34), deleted_at timestamptz, deletion_reason text);
+             CREATE INDEX ON it_rec_varchar (created_at);
+             SELECT retention.add_policy('it_rec_varchar', 'it_rec_varchar', 'created_at', 'older_than', interval '90 days',
+                                         action => 'twilio_recording', soft_delete_column => 'deleted_at',
+                                         reason_column => 'deletion_reason', sid_column => 'twilio_recording_sid', id_column => 'id');",
+        )
+        .unwrap();
+    for i in 1..=5u32 {
+        client
+            .execute("INSERT INTO it_rec_varchar VALUES ($1, now() - interval '100 days', $2, NULL, NULL)", &[&i64::from(i), &sid(9200 + i)])
+            .unwrap();
+    }
+    fake.add_recordings((9201..=9205).map(sid));
+    client.batch_execute("SET search_path = public, pg_catalog").unwrap();
+    client.batch_execute("CALL retention.run_batched('it_rec_varchar')").unwrap();
+    client.batch_execute("RESET search_path").unwrap();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_rec_varchar WHERE deleted_at IS NOT NULL"), 5);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_hijacked"), 0, "the planted operator was called");
+    client
+        .batch_execute(
+            "DROP OPERATOR public.= (varchar, text); DROP FUNCTION public.it_hijack(varchar, text); DROP TABLE it_hijacked;",
+        )
+        .unwrap();
+}

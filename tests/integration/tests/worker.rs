@@ -319,3 +319,31 @@ fn the_worker_acts_on_a_table_as_its_owner_never_as_superuser() {
         .unwrap();
     reset_system(&mut client);
 }
+
+/// The README's operator recipe is enough to ask the worker to run now.
+#[test]
+fn the_readme_operator_can_ask_the_worker_to_run_now() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_op", 30, 1, 10, None);
+    only_enable(&mut client, "it_worker_op");
+    client
+        .batch_execute(
+            "DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_operator') THEN
+                 DROP OWNED BY it_operator; DROP ROLE it_operator; END IF; END $$;
+             CREATE ROLE it_operator;
+             GRANT USAGE ON SCHEMA retention TO it_operator;
+             GRANT SELECT ON retention.policies, retention.runs, retention.status TO it_operator;
+             GRANT EXECUTE ON FUNCTION retention.backlog(text), retention.next_worker_run(), retention.run_worker_now() TO it_operator;",
+        )
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    let pid = worker_pid(&mut client).unwrap();
+    client.batch_execute("SET ROLE it_operator").unwrap();
+    let asked: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+    assert_eq!(asked, pid);
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_op", "succeeded") == 1));
+    client.batch_execute("RESET ROLE; DROP OWNED BY it_operator; DROP ROLE it_operator;").unwrap();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_op"), 1);
+    reset_system(&mut client);
+}
