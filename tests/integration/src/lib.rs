@@ -95,3 +95,38 @@ pub fn secret_file(name: &str, secret: &str) -> String {
     std::os::unix::fs::chown(&path, Some(owner), None).expect("chown to the server's OS user");
     path
 }
+
+/// Hands table `name` to a new ordinary role `owner`, with a trigger the owner wrote that
+/// records, in `{name}_saw (who, superuser)`, the role each DELETE runs as, and tries to make
+/// the owner superuser whenever that role is one (the issue's escalation).
+pub fn owned_by_ordinary_role_with_witness(client: &mut Client, name: &str, owner: &str) {
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {name}_saw;
+             DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN
+                 DROP OWNED BY {owner}; DROP ROLE {owner}; END IF; END $$;
+             CREATE ROLE {owner};
+             CREATE TABLE {name}_saw (who text, superuser boolean);
+             ALTER TABLE {name}_saw OWNER TO {owner};
+             ALTER TABLE {name} OWNER TO {owner};
+             CREATE FUNCTION public.{name}_witness() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN
+               INSERT INTO public.{name}_saw SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;
+               IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                 EXECUTE 'ALTER ROLE {owner} SUPERUSER';
+               END IF;
+               RETURN OLD; END $f$;
+             ALTER FUNCTION public.{name}_witness() OWNER TO {owner};
+             CREATE TRIGGER witness BEFORE DELETE ON {name} FOR EACH ROW EXECUTE FUNCTION public.{name}_witness();"
+        ))
+        .expect("hand the table to an ordinary role");
+}
+
+/// Drops what `owned_by_ordinary_role_with_witness` made, with the table.
+pub fn drop_owned_table(client: &mut Client, name: &str, owner: &str) {
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {name}, {name}_saw; DROP FUNCTION public.{name}_witness();
+             DELETE FROM retention.policies WHERE name = '{name}'; DROP ROLE {owner};"
+        ))
+        .expect("drop the table and its owner");
+}

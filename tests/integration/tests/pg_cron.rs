@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pg_retention_it::{connect, count, table_with_policy, wait_for};
+use pg_retention_it::{connect, count, drop_owned_table, owned_by_ordinary_role_with_witness, table_with_policy, wait_for};
 
 #[test]
 fn pg_cron_jobs_run_and_are_recorded() {
@@ -12,22 +12,7 @@ fn pg_cron_jobs_run_and_are_recorded() {
     table_with_policy(&mut client, "it_cron_tx", 700, 5, 1000, None);
     // The batched job's table belongs to an ordinary role whose trigger records who deletes:
     // pg_cron runs the job as a superuser, the run acts as the table's owner.
-    client
-        .batch_execute(
-            "DROP TABLE IF EXISTS it_cron_saw;
-             DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_cron_owner') THEN
-                 DROP OWNED BY it_cron_owner; DROP ROLE it_cron_owner; END IF; END $$;
-             CREATE ROLE it_cron_owner;
-             CREATE TABLE it_cron_saw (who text, superuser boolean);
-             ALTER TABLE it_cron_saw OWNER TO it_cron_owner;
-             ALTER TABLE it_cron_batched OWNER TO it_cron_owner;
-             CREATE FUNCTION public.it_cron_watch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-               INSERT INTO public.it_cron_saw SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;
-               RETURN NULL; END $$;
-             ALTER FUNCTION public.it_cron_watch() OWNER TO it_cron_owner;
-             CREATE TRIGGER watch AFTER DELETE ON it_cron_batched FOR EACH STATEMENT EXECUTE FUNCTION public.it_cron_watch();",
-        )
-        .unwrap();
+    owned_by_ordinary_role_with_witness(&mut client, "it_cron_batched", "it_cron_owner");
     client
         .batch_execute(
             "SELECT cron.unschedule(jobname) FROM cron.job WHERE jobname LIKE 'it_cron_%';
@@ -68,9 +53,8 @@ fn pg_cron_jobs_run_and_are_recorded() {
           WHERE command LIKE '%it_cron_%' AND status = 'succeeded'",
     );
     assert!(cron_ok >= 2, "cron.job_run_details should show the jobs succeeded");
-    assert!(count(&mut client, "SELECT count(*) FROM it_cron_saw") > 0, "the trigger saw the deletes");
-    assert_eq!(count(&mut client, "SELECT count(*) FROM it_cron_saw WHERE who <> 'it_cron_owner' OR superuser"), 0);
-    client
-        .batch_execute("DROP TABLE it_cron_batched, it_cron_saw; DROP FUNCTION public.it_cron_watch(); DROP ROLE it_cron_owner;")
-        .unwrap();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_cron_batched_saw WHERE who = 'it_cron_owner' AND NOT superuser"), 2500);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_cron_batched_saw WHERE who <> 'it_cron_owner' OR superuser"), 0);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pg_roles WHERE rolname = 'it_cron_owner' AND rolsuper"), 0);
+    drop_owned_table(&mut client, "it_cron_batched", "it_cron_owner");
 }

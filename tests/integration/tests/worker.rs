@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{connect, count, secret_file, table_with_policy, wait_for};
+use pg_retention_it::{connect, count, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_for};
 use postgres::Client;
 
 /// ALTER SYSTEM each setting, reload, and wait until this session sees the change.
@@ -284,39 +284,16 @@ fn the_worker_acts_on_a_table_as_its_owner_never_as_superuser() {
     let mut client = connect();
     set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
     table_with_policy(&mut client, "it_worker_owned", 40, 2, 10, None);
-    client
-        .batch_execute(
-            "DROP TABLE IF EXISTS it_worker_saw;
-             DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_table_owner') THEN
-                 DROP OWNED BY it_table_owner; DROP ROLE it_table_owner; END IF; END $$;
-             CREATE ROLE it_table_owner;
-             CREATE TABLE it_worker_saw (who text, superuser boolean);
-             ALTER TABLE it_worker_saw OWNER TO it_table_owner;
-             ALTER TABLE it_worker_owned OWNER TO it_table_owner;
-             CREATE FUNCTION public.it_worker_evil() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-               INSERT INTO public.it_worker_saw SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;
-               IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
-                 EXECUTE 'ALTER ROLE it_table_owner SUPERUSER';
-               END IF;
-               RETURN OLD; END $$;
-             ALTER FUNCTION public.it_worker_evil() OWNER TO it_table_owner;
-             CREATE TRIGGER evil BEFORE DELETE ON it_worker_owned FOR EACH ROW EXECUTE FUNCTION public.it_worker_evil();",
-        )
-        .unwrap();
+    owned_by_ordinary_role_with_witness(&mut client, "it_worker_owned", "it_table_owner");
     only_enable(&mut client, "it_worker_owned");
     assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_owned", "succeeded") == 1));
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_owned"), 2, "the owner's expired rows are purged");
-    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_saw WHERE who = 'it_table_owner' AND NOT superuser"), 40);
-    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_saw WHERE who <> 'it_table_owner' OR superuser"), 0);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_owned_saw WHERE who = 'it_table_owner' AND NOT superuser"), 40);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_owned_saw WHERE who <> 'it_table_owner' OR superuser"), 0);
     assert_eq!(count(&mut client, "SELECT count(*) FROM pg_roles WHERE rolname = 'it_table_owner' AND rolsuper"), 0);
-    client
-        .batch_execute(
-            "DROP TABLE it_worker_owned, it_worker_saw; DROP FUNCTION public.it_worker_evil();
-             DELETE FROM retention.policies WHERE name = 'it_worker_owned'; DROP ROLE it_table_owner;",
-        )
-        .unwrap();
+    drop_owned_table(&mut client, "it_worker_owned", "it_table_owner");
     reset_system(&mut client);
 }
 
