@@ -3,10 +3,10 @@
 //! the SQL, in one place. `$1` is always the cutoff (timestamptz); "reason" is
 //! `Policy::reason()`, passed always, NULL and unused when the policy has none.
 
-use pgrx::datum::TimestampWithTimeZone;
+use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::JsonB;
+use pgrx::{FromDatum, IntoDatum, JsonB};
 
 use crate::error::spi;
 use crate::policy::{Action, Policy, Target, TimeType};
@@ -66,8 +66,16 @@ impl Parts {
     }
 }
 
-fn update(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> usize {
-    spi(Spi::connect_mut(|client| client.update(sql, None, args).map(|rows| rows.len())))
+/// Runs a statement; returns how many rows it touched. `args` is called inside the SPI
+/// connection, so the datums it makes (a batch's arrays of keys and SIDs) are freed with it,
+/// not left in the memory of a `CALL` that lives across all of a run's commits.
+fn update<'a>(sql: &str, args: impl FnOnce() -> Vec<DatumWithOid<'a>>) -> usize {
+    spi(Spi::connect_mut(|client| client.update(sql, None, &args()).map(|rows| rows.len())))
+}
+
+/// The first column of a one-row query, its arguments made as in `update`.
+fn one<'a, T: FromDatum + IntoDatum>(sql: &str, args: impl FnOnce() -> Vec<DatumWithOid<'a>>) -> Option<T> {
+    spi(Spi::connect_mut(|client| client.update(sql, Some(1), &args())?.first().get_one::<T>()))
 }
 
 /// One batch of rows picked by ctid: for tables no other plan suits (partitioned, date column).
@@ -83,7 +91,7 @@ impl CtidBatch {
     }
 
     pub fn run(&self, cutoff: TimestampWithTimeZone, batch_size: i64, reason: Option<&str>) -> usize {
-        update(&self.0, &[cutoff.into(), batch_size.into(), reason.into()])
+        update(&self.0, || vec![cutoff.into(), batch_size.into(), reason.into()])
     }
 }
 
@@ -100,7 +108,7 @@ impl BlockRange {
     /// Acts on the rows past `cutoff` in blocks `from_block` up to (not including) `to_block`.
     pub fn run(&self, cutoff: TimestampWithTimeZone, from_block: i64, to_block: i64, reason: Option<&str>) -> usize {
         let (from, to) = (format!("({from_block},0)"), format!("({to_block},0)"));
-        update(&self.0, &[cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()])
+        update(&self.0, || vec![cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()])
     }
 }
 
@@ -146,22 +154,22 @@ impl TimeRanges {
 
     /// The time at which a batch of `batch_size` rows after `after` ends; None when fewer remain.
     pub fn end(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, batch_size: i64) -> Option<String> {
-        spi(Spi::get_one_with_args::<String>(&self.end, &[cutoff.into(), after.into(), batch_size.into()]))
+        one::<String>(&self.end, || vec![cutoff.into(), after.into(), batch_size.into()])
     }
 
     /// Whether more than `batch_size` rows share exactly the time `at`: ties one batch cannot hold.
     pub fn too_many_ties(&self, cutoff: TimestampWithTimeZone, at: &str, batch_size: i64) -> bool {
-        spi(Spi::get_one_with_args::<i64>(&self.ties, &[cutoff.into(), at.into(), batch_size.into()])).unwrap_or(0) > batch_size
+        one::<i64>(&self.ties, || vec![cutoff.into(), at.into(), batch_size.into()]).unwrap_or(0) > batch_size
     }
 
     /// Acts on the rows after `after` up to `end` (None: up to the cutoff), `end` itself included or not.
     pub fn act(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, end: Option<&str>, include_end: bool, reason: Option<&str>) -> usize {
-        update(&self.act, &[cutoff.into(), after.into(), end.into(), reason.into(), include_end.into()])
+        update(&self.act, || vec![cutoff.into(), after.into(), end.into(), reason.into(), include_end.into()])
     }
 
     /// Acts on at most `batch_size` rows with exactly the time `at`.
     pub fn act_ties(&self, cutoff: TimestampWithTimeZone, at: &str, batch_size: i64, reason: Option<&str>) -> usize {
-        update(&self.act_ties, &[cutoff.into(), at.into(), batch_size.into(), reason.into()])
+        update(&self.act_ties, || vec![cutoff.into(), at.into(), batch_size.into(), reason.into()])
     }
 }
 
@@ -218,14 +226,14 @@ impl RecordingStatements {
 
     /// Marks the rows with these keys whose SID is still the one Twilio confirmed.
     pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, reason: Option<&str>) -> usize {
-        update(&self.mark, &[cutoff.into(), keys.into(), sids.into(), reason.into()])
+        update(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
     }
 }
 
 /// How many rows are past the cutoff now.
 pub fn count(parts: &Parts, cutoff: TimestampWithTimeZone) -> i64 {
     let sql = format!("SELECT pg_catalog.count(*) FROM {} WHERE {}", parts.table, parts.predicate);
-    spi(Spi::get_one_with_args::<i64>(&sql, &[cutoff.into()])).unwrap_or(0)
+    one::<i64>(&sql, || vec![cutoff.into()]).unwrap_or(0)
 }
 
 /// What a run would touch now, with the same predicate: rows, the oldest time, its age.
@@ -243,5 +251,5 @@ pub fn preview(parts: &Parts, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
            FROM {} WHERE {}",
         parts.table, parts.predicate
     );
-    spi(Spi::get_one_with_args::<JsonB>(&sql, &[cutoff.into()]))
+    one::<JsonB>(&sql, || vec![cutoff.into()])
 }
