@@ -38,7 +38,7 @@ pub fn extension_owner() -> pg_sys::Oid {
 
 /// Runs `work` as `role`. If `work` raises an error, the (sub)transaction abort that follows
 /// restores the caller's user, security context and `search_path`, as it does for VACUUM.
-fn as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
+pub fn as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
     let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
     // SAFETY: reads and sets this backend's current user and security context and opens a GUC
     // nest level, as vacuum.c does around each relation; undone below, or by abort on error.

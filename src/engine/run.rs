@@ -18,7 +18,8 @@ use super::xact::{in_subtransaction, with_snapshot};
 use crate::rights::as_table_owner;
 use super::{lock, timestamp_text};
 use crate::error::{self, raise, spi};
-use crate::history::{recorder, store, Mode, RunRecord, Status, Tally, Trigger};
+use crate::history::store::{self, History};
+use crate::history::{recorder, Mode, RunRecord, Status, Tally, Trigger};
 use crate::policy::{Action, Policy};
 use crate::twilio;
 
@@ -102,6 +103,7 @@ pub(super) struct Run {
     pub(super) record: RunRecord,
     pub(super) twilio: Option<Arc<twilio::Client>>,
     lock: lock::PolicyLock,
+    history: History,
     started: Instant,
 }
 
@@ -147,7 +149,7 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
         Err(error) => {
             // Only a batched run gets here: its failure is recorded and committed in band.
             let mut record = failed(error::message(&error));
-            with_snapshot(|| store::insert(&mut record, &store::this_backend()));
+            with_snapshot(|| History::open().insert(&mut record, &store::this_backend()));
             log!("{}", record.log_line());
             committer.commit();
             error.rethrow()
@@ -178,27 +180,28 @@ impl Run {
     /// The policy's lock comes before any other work; a disabled or locked policy is skipped.
     fn begin(name: &str, retain: Option<Interval>, trigger: Trigger, mode: Mode) -> Begun {
         let policy = Policy::load(name);
+        let history = History::open();
         let mut record = RunRecord::new(name, trigger, mode, Status::Running);
         record.tally = (policy.action == Action::TwilioRecording).then(Tally::default);
         if !policy.enabled {
-            return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is disabled; this run was skipped"))));
+            return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is disabled; this run was skipped"), &history)));
         }
         let Some(lock) = lock::try_acquire(policy.id, mode == Mode::Batched) else {
             let holder = lock::holder(policy.id).map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
-            return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped"))));
+            return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped"), &history)));
         };
         let retain = policy.retain_for_run(retain);
         // Credentials are checked before any row is read.
         let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config())));
         let target = policy.check_target(true, true);
         let parts = Parts::new(&policy, &target);
-        store::prune();
-        store::mark_interrupted(name);
+        history.prune();
+        history.mark_interrupted(name);
         let cutoff = cutoff(retain);
         record.cutoff = Some(timestamp_text(cutoff));
         let plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
-        store::insert(&mut record, &store::this_backend());
-        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, lock, started: Instant::now() }))
+        history.insert(&mut record, &store::this_backend());
+        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, lock, history, started: Instant::now() }))
     }
 
     pub(super) fn batch_size(&self) -> i64 {
@@ -213,7 +216,7 @@ impl Run {
                 let (processed, more) = as_table_owner(self.owner, || self.plan.row_batch(cutoff, batch_size, reason));
                 self.record.rows_deleted += processed;
                 self.record.batches += 1;
-                store::save_progress(&self.record);
+                self.history.save_progress(&self.record);
                 more
             })
             .map_err(Stop::Error)?;
@@ -230,7 +233,7 @@ impl Run {
         committer
             .step(|| {
                 self.mark(&fetched, &answers);
-                store::save_progress(&self.record);
+                self.history.save_progress(&self.record);
             })
             .map_err(Stop::Error)?;
         committer.commit();
@@ -253,7 +256,7 @@ impl Run {
         self.record.status = status;
         self.record.error = error;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        store::finish(&self.record);
+        self.history.finish(&self.record);
         self.lock.release();
         log!("{}", self.record.log_line());
         self.record
@@ -261,11 +264,11 @@ impl Run {
 }
 
 /// Records and announces a run that does not happen.
-fn skip(mut record: RunRecord, message: String) -> RunRecord {
+fn skip(mut record: RunRecord, message: String, history: &History) -> RunRecord {
     ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
     record.status = Status::Skipped;
     record.error = Some(message);
-    store::insert(&mut record, &store::this_backend());
+    history.insert(&mut record, &store::this_backend());
     log!("{}", record.log_line());
     record
 }

@@ -72,7 +72,7 @@ pub extern "C-unwind" fn pg_retention_record_failed_run(_arg: pg_sys::Datum) {
     BackgroundWorker::transaction(|| {
         // SAFETY: the handle comes from the backend that waits for this worker, segment alive.
         match unsafe { read_payload(handle) } {
-            Ok((mut run, origin)) => store::insert(&mut run, &origin),
+            Ok((mut run, origin)) => store::History::open().insert(&mut run, &origin),
             Err(problem) => log!("pg_retention recorder: the failed run was not recorded: {problem}"),
         }
     });

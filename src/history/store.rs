@@ -1,6 +1,7 @@
 //! Every statement that reads or writes `retention.runs`. No other file names that table.
 //! Each runs with the extension owner's rights: the caller needs none on the table, so a role
-//! that may run policies can read the history but neither forge nor erase it.
+//! that may run policies can read the history but neither forge nor erase it. The owner is
+//! looked up once, when a run opens its `History`, not at every batch.
 
 use std::time::UNIX_EPOCH;
 
@@ -9,7 +10,7 @@ use pgrx::JsonB;
 
 use super::{Origin, RunRecord, Status};
 use crate::error::spi;
-use crate::rights::as_extension_owner;
+use crate::rights;
 use crate::settings;
 
 /// This backend, as its history rows name it: the current role, pid and application.
@@ -21,13 +22,51 @@ pub fn this_backend() -> Origin {
     Origin { username: username.unwrap_or_default(), pid, application_name }
 }
 
-/// Writes a run's history row and sets its id: a batched run's `running` row at its start,
-/// a finished or skipped run's row, or (from the recorder) a failed run's.
-pub fn insert(record: &mut RunRecord, origin: &Origin) {
-    as_extension_owner(|| insert_as_owner(record, origin))
+/// The run history, written with the extension owner's rights.
+pub struct History {
+    owner: pg_sys::Oid,
 }
 
-fn insert_as_owner(record: &mut RunRecord, origin: &Origin) {
+impl History {
+    pub fn open() -> History {
+        History { owner: rights::extension_owner() }
+    }
+
+    fn write<R>(&self, work: impl FnOnce() -> R) -> R {
+        rights::as_role(self.owner, work)
+    }
+
+    /// Writes a run's history row and sets its id: a batched run's `running` row at its start,
+    /// a finished or skipped run's row, or (from the recorder) a failed run's.
+    pub fn insert(&self, record: &mut RunRecord, origin: &Origin) {
+        self.write(|| insert_row(record, origin))
+    }
+
+    /// Records the progress of a run whose row exists; visible to other sessions once committed.
+    pub fn save_progress(&self, record: &RunRecord) {
+        self.write(|| save_progress(record))
+    }
+
+    /// Ends a run whose row exists: its counts, status, error and finish time.
+    pub fn finish(&self, record: &RunRecord) {
+        self.write(|| {
+            save_progress(record);
+            finish(record)
+        })
+    }
+
+    /// Deletes history older than `pg_retention.history_retention_days`.
+    pub fn prune(&self) {
+        self.write(prune)
+    }
+
+    /// Called with the policy's lock held: any run of it still `running` has lost its session.
+    pub fn mark_interrupted(&self, policy: &str) {
+        self.write(|| mark_interrupted(policy))
+    }
+}
+
+fn insert_row(record: &mut RunRecord, origin: &Origin) {
     let started = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
     let details = record.details().map(JsonB);
     record.run_id = spi(Spi::get_one_with_args::<i64>(
@@ -55,39 +94,34 @@ fn insert_as_owner(record: &mut RunRecord, origin: &Origin) {
     ));
 }
 
-/// Records the progress of a run whose row exists; visible to other sessions once committed.
-pub fn save_progress(record: &RunRecord) {
+fn save_progress(record: &RunRecord) {
     let details = record.details().map(JsonB);
-    as_extension_owner(|| spi(Spi::run_with_args(
+    spi(Spi::run_with_args(
         "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id OPERATOR(pg_catalog.=) $1",
         &[record.run_id.into(), record.rows_deleted.into(), (record.batches as i32).into(), details.into()],
-    )));
+    ));
 }
 
-/// Ends a run whose row exists: its counts, status, error and finish time.
-pub fn finish(record: &RunRecord) {
-    save_progress(record);
-    as_extension_owner(|| spi(Spi::run_with_args(
+fn finish(record: &RunRecord) {
+    spi(Spi::run_with_args(
         "UPDATE retention.runs SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
         &[record.run_id.into(), record.status.as_str().into(), record.error.clone().into()],
-    )));
+    ));
 }
 
-/// Deletes history older than `pg_retention.history_retention_days`.
-pub fn prune() {
-    as_extension_owner(|| spi(Spi::run_with_args(
+fn prune() {
+    spi(Spi::run_with_args(
         "DELETE FROM retention.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
         &[settings::HISTORY_RETENTION_DAYS.get().into()],
-    )));
+    ));
 }
 
-/// Called with the policy's lock held: any run of it still `running` has lost its session.
-pub fn mark_interrupted(policy: &str) {
-    as_extension_owner(|| spi(Spi::run_with_args(
+fn mark_interrupted(policy: &str) {
+    spi(Spi::run_with_args(
         "UPDATE retention.runs
             SET status = $3, finished_at = pg_catalog.clock_timestamp(),
                 error = 'the session running it ended before the run finished'
           WHERE policy OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $2",
         &[policy.into(), Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
-    )));
+    ));
 }
