@@ -81,10 +81,11 @@ pub fn decide(status: u16, retry_after: Option<&str>, body: &str, policy: &Retry
         404 => Decision::Final(Answer::AlreadyGone),
         401 | 403 => Decision::Final(Answer::Refused(status)),
         429 => {
+            // Capped before converting: Duration::from_secs_f64 panics past its range (1e20).
             let wait = retry_after
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64)
+                .map(|s| Duration::from_secs_f64(s.min(policy.max_backoff.as_secs_f64())))
                 .unwrap_or(policy.default_backoff);
             Decision::RetryAfter(wait.min(policy.max_backoff))
         }
@@ -224,13 +225,15 @@ impl Client {
             sids,
             answers: Mutex::new(vec![None; total]),
             next: AtomicUsize::new(0),
-            finished_threads: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let threads = self.config.concurrency.clamp(1, total.max(1));
+        // The handles tell when a thread is done, whether it returned or panicked: a dead
+        // thread is never waited for. Its recording has no answer, so it counts as failed.
+        let mut handles = Vec::with_capacity(threads);
         for _ in 0..threads {
             let (client, work) = (self.clone(), work.clone());
-            std::thread::spawn(move || {
+            handles.push(std::thread::spawn(move || {
                 block_signals();
                 loop {
                     let i = work.next.fetch_add(1, Ordering::Relaxed);
@@ -243,10 +246,9 @@ impl Client {
                     }
                     work.answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(answer);
                 }
-                work.finished_threads.fetch_add(1, Ordering::Release);
-            });
+            }));
         }
-        while work.finished_threads.load(Ordering::Acquire) < threads {
+        while !handles.iter().all(std::thread::JoinHandle::is_finished) {
             if should_stop() {
                 work.stop.store(true, Ordering::Relaxed);
                 return Err(Stopped);
@@ -267,7 +269,6 @@ struct Work {
     sids: Vec<String>,
     answers: Mutex<Vec<Option<Answer>>>,
     next: AtomicUsize,
-    finished_threads: AtomicUsize,
     stop: AtomicBool,
 }
 

@@ -36,6 +36,16 @@ fn status_table() {
 }
 
 #[test]
+fn an_absurd_retry_after_is_capped_not_a_panic() {
+    let r = retry();
+    for huge in ["1e20", "1e300", "18446744073709551616", "99999999999999999999"] {
+        assert_eq!(decide(429, Some(huge), "", &r), Decision::RetryAfter(Duration::from_secs(10)), "{huge}");
+    }
+    assert_eq!(decide(429, Some("-5"), "", &r), Decision::RetryAfter(Duration::from_secs(1)));
+    assert_eq!(decide(429, Some("NaN"), "", &r), Decision::RetryAfter(Duration::from_secs(1)));
+}
+
+#[test]
 fn only_204_and_404_confirm() {
     assert!(Answer::Deleted.confirms_deletion());
     assert!(Answer::AlreadyGone.confirms_deletion());
@@ -194,4 +204,30 @@ fn delete_all_returns_at_once_when_told_to_stop() {
     let result = client.delete_all(vec!["RE0123456789abcdef0123456789abcdef".into(); 2], &|| std::time::Instant::now() > stop_after);
     assert_eq!(result, Err(Stopped));
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+/// A Twilio that answers every call 429 with `Retry-After: 1e20` (issue 10, item 5): the run
+/// must count the calls failed and go on, not panic a helper thread and wait for it forever.
+#[test]
+fn delete_all_finishes_when_twilio_asks_for_an_absurd_wait() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().take(8).flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1e20\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let mut config = client(url, "AC0123456789abcdef0123456789abcdef", "t").config.clone();
+    config.retry = RetryPolicy { attempts: 2, default_backoff: Duration::from_millis(5), max_backoff: Duration::from_millis(20) };
+    let client = Arc::new(Client::new(config));
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let answers = client.delete_all(vec!["RE0123456789abcdef0123456789abcdef".into(); 2], &|| false);
+        let _ = done.send(answers);
+    });
+    let answers = finished.recv_timeout(Duration::from_secs(10)).expect("delete_all must finish, not hang on a dead thread");
+    assert_eq!(answers, Ok(vec![Some(Answer::RateLimited), Some(Answer::RateLimited)]));
 }
