@@ -216,6 +216,24 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM recs WHERE id = 3 AND deletion_reason = 'manual'"), 1);
     }
 
+    /// Issue 10, item 1: a `timestamp without time zone` marker holds UTC, whatever the
+    /// session's TimeZone (a psycopg session in Asia/Kolkata wrote local time).
+    #[pg_test]
+    fn a_naive_marker_column_gets_utc_in_any_session_time_zone() {
+        Spi::run(
+            "SET LOCAL TimeZone = 'Asia/Kolkata';
+             CREATE TABLE recs (id int, created_at timestamptz, deleted_at timestamp, deletion_reason text);
+             INSERT INTO recs VALUES (1, now() - interval '100 days', NULL, NULL);
+             SELECT retention.add_policy('recs', 'recs', 'created_at', 'older_than', interval '90 days',
+                                         action => 'soft_delete', soft_delete_column => 'deleted_at',
+                                         reason_column => 'deletion_reason')",
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('recs')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 1);
+        assert_eq!(count("SELECT count(*) FROM recs WHERE deleted_at = timezone('UTC', now())"), 1);
+    }
+
     #[pg_test]
     fn injection_shaped_names_are_names() {
         Spi::run(

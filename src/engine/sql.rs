@@ -16,6 +16,8 @@ pub struct Parts {
     table: String,
     time_column: String,
     marker: Option<String>,
+    /// What the marker is set to: now, in the marker column's own type.
+    marked_at: &'static str,
     reason: Option<String>,
     /// The rows a run may touch: past the cutoff (`$1`) and, for marking actions, not yet marked.
     predicate: String,
@@ -39,6 +41,12 @@ impl Parts {
             table: policy.qualified_table(),
             time_column,
             marker,
+            // A timestamp without time zone holds UTC, like the time columns: never the
+            // session's local time.
+            marked_at: match target.marker_type {
+                Some(TimeType::Timestamp) => "pg_catalog.timezone('UTC', pg_catalog.now())",
+                _ => "pg_catalog.now()",
+            },
             reason: quote(&policy.reason_column),
             predicate,
             cutoff,
@@ -51,8 +59,8 @@ impl Parts {
     fn set_marker(&self, reason_param: &str) -> String {
         let marker = self.marker.as_deref().unwrap_or_default();
         match &self.reason {
-            Some(reason) => format!("{marker} = pg_catalog.now(), {reason} = {reason_param}"),
-            None => format!("{marker} = pg_catalog.now()"),
+            Some(reason) => format!("{marker} = {}, {reason} = {reason_param}", self.marked_at),
+            None => format!("{marker} = {}", self.marked_at),
         }
     }
 

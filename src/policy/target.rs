@@ -15,6 +15,8 @@ pub struct Target {
     /// A partitioned table has no blocks of its own, so no block-range batches.
     pub partitioned: bool,
     pub time_type: TimeType,
+    /// The soft-delete marker column's type (marking actions only).
+    pub marker_type: Option<TimeType>,
     /// An index leads with the time column: batches can then be ranges of it.
     pub time_indexed: bool,
     /// SQL type of the key column (twilio_recording only), from `format_type`.
@@ -121,6 +123,7 @@ impl Policy {
         if warn_index && !time_indexed {
             self.warn_without_index(&table);
         }
+        let mut marker_type = None;
         if self.action.marks_rows() {
             let Some(column) = &self.soft_delete_column else {
                 invalid(
@@ -129,7 +132,8 @@ impl Policy {
                 )
             };
             let oid = self.column_type(relid, &table, column, repoint_hint());
-            if !matches!(TimeType::from_oid(oid), Some(TimeType::Timestamp | TimeType::TimestampTz)) {
+            marker_type = TimeType::from_oid(oid);
+            if !matches!(marker_type, Some(TimeType::Timestamp | TimeType::TimestampTz)) {
                 raise(
                     PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
                     format!(
@@ -183,7 +187,7 @@ impl Policy {
             let oid = self.column_type(relid, &table, &id_column, repoint_hint());
             id_type = Some(type_name(oid));
         }
-        Target { relid, owner, partitioned: relkind == "p", time_type, time_indexed, id_type }
+        Target { relid, owner, partitioned: relkind == "p", time_type, marker_type, time_indexed, id_type }
     }
 
     /// Nobody, superusers included, may target a system catalog, an `information_schema` or
