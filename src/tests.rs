@@ -319,6 +319,27 @@ mod tests {
         Spi::run("CREATE TABLE t (at timestamptz); SELECT retention.add_policy('t', 't', 'at', 'older_than', interval '0')").unwrap();
     }
 
+    /// Issue 10, item 3: `interval '-1 year 361 days' > '0'` is true, yet now() minus
+    /// it is in the future; a run with it must refuse, not delete rows of the coming hours.
+    #[pg_test(error = "retention policy \"old_agent_usage\": retain must put the cutoff before now, but now minus '-1 years +361 days' is in the future")]
+    fn an_interval_that_reaches_into_the_future_is_refused() {
+        Spi::run(
+            r#"CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(3));
+               INSERT INTO "AgentUsage" VALUES (1, timezone('UTC', now()) + interval '12 hours');"#,
+        )
+        .unwrap();
+        Spi::run("SELECT retention.run_policy('old_agent_usage', interval '-1 year 361 days')").unwrap();
+    }
+
+    #[pg_test(error = "retention policy \"t\": retain must put the cutoff before now, but now minus '-1 years +361 days' is in the future")]
+    fn a_policy_whose_interval_reaches_into_the_future_is_refused() {
+        Spi::run(
+            "CREATE TABLE t (at timestamptz);
+             SELECT retention.add_policy('t', 't', 'at', 'older_than', interval '-1 year 361 days')",
+        )
+        .unwrap();
+    }
+
     #[pg_test(error = "retention policy \"t\": batch_size must be between 1 and 1000000, got -5")]
     fn negative_batch_size_rejected() {
         Spi::run("CREATE TABLE t (at timestamptz); SELECT retention.add_policy('t', 't', 'at', 'expires_at', batch_size => -5)").unwrap();

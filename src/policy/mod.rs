@@ -235,11 +235,24 @@ fn check_retain(policy: &str, retain: Interval) -> Interval {
         "SELECT $1 OPERATOR(pg_catalog.>) interval '0', $1 OPERATOR(pg_catalog.<=) pg_catalog.make_interval(days => $2)",
         &[retain.into(), limits::MAX_DAYS.into()],
     ));
+    let shown = || spi(Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.text", &[retain.into()])).unwrap_or_default();
     if positive != Some(true) || within != Some(true) {
-        let shown = spi(Spi::get_one_with_args::<String>("SELECT $1::pg_catalog.text", &[retain.into()])).unwrap_or_default();
         invalid(
-            format!("retention policy \"{policy}\": retain must be a positive interval of at most {} days, got '{shown}'", limits::MAX_DAYS),
+            format!("retention policy \"{policy}\": retain must be a positive interval of at most {} days, got '{}'", limits::MAX_DAYS, shown()),
             None,
+        )
+    }
+    // An interval can compare greater than zero and still reach into the future ('-2 months
+    // 60 days 1 second'): the cutoff itself, computed as a run computes it, must be before now.
+    let past = spi(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) $1)
+                OPERATOR(pg_catalog.<) pg_catalog.now()",
+        &[retain.into()],
+    ));
+    if past != Some(true) {
+        invalid(
+            format!("retention policy \"{policy}\": retain must put the cutoff before now, but now minus '{}' is in the future", shown()),
+            Some("Write the interval with parts of one sign, such as interval '30 days'."),
         )
     }
     retain
