@@ -1,7 +1,8 @@
 -- pg_retention 0.2.0 -> 0.3.0
 -- The security model: runs act on a table as its owner, never as superuser; the history and
 -- the per-policy lock belong to the extension; the Twilio secret moves from settings to a file
--- (pg_retention.twilio_secret_file). No table or function changes shape. An existing
+-- (pg_retention.twilio_secret_file). No table or function changes shape. Policies are also
+-- checked as 0.3.0 checks them: a recordings key must be NOT NULL. An existing
 -- installation is carried over: policies the new checks refuse are disabled, not dropped, with
 -- a NOTICE each; rights to write the history, which 0.2.0's README told DBAs to grant to an
 -- operator, are taken back (the extension writes it now).
@@ -26,6 +27,16 @@ BEGIN
             UPDATE retention.policies SET enabled = false WHERE name = p.name;
             RAISE NOTICE 'retention policy "%": its reason_column "%" is not text or varchar: it was disabled',
                 p.name, p.reason_column;
+        ELSIF p.action = 'twilio_recording' AND EXISTS (
+                SELECT FROM pg_catalog.pg_attribute a
+                  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  JOIN retention.policies pol ON pol.name = p.name
+                 WHERE n.nspname = p.table_schema AND c.relname = p.table_name AND a.attname = pol.id_column
+                   AND NOT a.attnotnull) THEN
+            UPDATE retention.policies SET enabled = false WHERE name = p.name;
+            RAISE NOTICE 'retention policy "%": its id_column can be NULL, which a recordings key may not: it was disabled',
+                p.name;
         END IF;
     END LOOP;
 END $$;

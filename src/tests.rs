@@ -234,6 +234,24 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM recs WHERE deleted_at = timezone('UTC', now())"), 1);
     }
 
+    /// Issue 10, item 17: the cutoff is given in UTC with six fraction digits, whatever the
+    /// session's TimeZone, so that Python 3.10's `datetime.fromisoformat` reads it.
+    #[pg_test]
+    fn the_cutoff_is_utc_with_six_fraction_digits() {
+        traces();
+        Spi::run("SET LOCAL TimeZone = 'Asia/Kolkata'").unwrap();
+        for sql in ["SELECT retention.run_policy('expired_traces')", "SELECT retention.preview('expired_traces')"] {
+            let result = Spi::get_one::<JsonB>(sql).unwrap().unwrap();
+            let cutoff = result.0["cutoff"].as_str().unwrap().to_string();
+            let shape = Spi::get_one_with_args::<bool>(
+                "SELECT $1 ~ '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{6}\\+00:00$' AND $1::timestamptz = now()",
+                &[cutoff.as_str().into()],
+            )
+            .unwrap();
+            assert_eq!(shape, Some(true), "{sql}: {cutoff}");
+        }
+    }
+
     #[pg_test]
     fn injection_shaped_names_are_names() {
         Spi::run(
@@ -336,6 +354,19 @@ mod tests {
         Spi::run(
             "CREATE TABLE t (at timestamptz);
              SELECT retention.add_policy('t', 't', 'at', 'older_than', interval '-1 year 361 days')",
+        )
+        .unwrap();
+    }
+
+    /// Issue 10, item 4: one NULL key made every recordings run fail after its DELETEs were
+    /// sent. A key column that can be NULL is refused when the policy is written (and at runs).
+    #[pg_test(error = "retention policy \"recs\": id_column \"id\" of table public.recs can be NULL, but the key of a recordings policy must be NOT NULL")]
+    fn a_nullable_recordings_key_is_refused() {
+        Spi::run(
+            "CREATE TABLE recs (id bigint, created_at timestamptz, sid text, deleted_at timestamptz);
+             SELECT retention.add_policy('recs', 'recs', 'created_at', 'older_than', interval '90 days',
+                                         action => 'twilio_recording', soft_delete_column => 'deleted_at',
+                                         sid_column => 'sid', id_column => 'id')",
         )
         .unwrap();
     }

@@ -44,7 +44,12 @@ pub fn backlog(name: &str) -> JsonB {
     }
 }
 
-/// Postgres' ISO 8601 text of a timestamp, whatever the session's DateStyle.
+/// ISO 8601 in UTC with six fraction digits and `+00:00` (not `Z`, which Python 3.10's
+/// `fromisoformat` rejects), whatever the session's DateStyle and TimeZone.
 fn timestamp_text(ts: TimestampWithTimeZone) -> String {
-    spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.to_json($1) #>> '{}'", &[ts.into()])).unwrap_or_default()
+    spi(Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', $1), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
+        &[ts.into()],
+    ))
+    .unwrap_or_default()
 }

@@ -185,6 +185,22 @@ impl Policy {
             }
             let id_column = needed(&self.id_column, "id_column", "id");
             let oid = self.column_type(relid, &table, &id_column, repoint_hint());
+            // Keys page the batches and pick the rows to mark: a NULL key could be neither.
+            let not_null = spi(Spi::get_one_with_args::<bool>(
+                "SELECT attnotnull FROM pg_catalog.pg_attribute
+                  WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attname OPERATOR(pg_catalog.=) $2",
+                &[relid.into(), id_column.as_str().into()],
+            ));
+            if not_null != Some(true) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!(
+                        "retention policy \"{}\": id_column \"{id_column}\" of table {table} can be NULL, but the key of a recordings policy must be NOT NULL",
+                        self.name
+                    ),
+                    Some(format!("Name the table's primary key, or: ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL;", pgrx::spi::quote_identifier(&id_column))),
+                )
+            }
             id_type = Some(type_name(oid));
         }
         Target { relid, owner, partitioned: relkind == "p", time_type, marker_type, time_indexed, id_type }

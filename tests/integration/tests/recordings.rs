@@ -360,6 +360,9 @@ fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
     assert!(status.success());
     assert!(runner.join().unwrap().is_err());
     drop(client);
+    // The postmaster starts its crash handling when it reaps the backend: connecting before that
+    // could reach a backend about to be reset.
+    assert!(wait_for(Duration::from_secs(10), || !std::path::Path::new(&format!("/proc/{pid}")).exists()), "backend reaped");
 
     // The server restarts after a backend crash; wait for it.
     let mut client = None;

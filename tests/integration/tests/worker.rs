@@ -199,11 +199,19 @@ fn after_a_crash_the_worker_comes_back_and_does_not_rerun_its_night() {
     let pid = worker_pid(&mut client).unwrap();
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
     drop(client);
+    // The postmaster starts its crash handling when it reaps the worker: connecting before that
+    // could reach a backend about to be reset.
+    assert!(wait_for(Duration::from_secs(10), || !std::path::Path::new(&format!("/proc/{pid}")).exists()), "worker reaped");
 
     // A backend crash restarts the server; the worker comes back with it.
     let mut client = None;
     assert!(wait_for(Duration::from_secs(60), || {
-        client = std::panic::catch_unwind(connect).ok();
+        client = std::panic::catch_unwind(|| {
+            let mut c = connect();
+            c.batch_execute("SELECT 1").unwrap();
+            c
+        })
+        .ok();
         client.is_some()
     }));
     let mut client = client.unwrap();
