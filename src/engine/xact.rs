@@ -77,6 +77,7 @@ pub fn in_worker_transactions<R>(work: impl FnOnce(&dyn Fn()) -> R) -> Result<R,
                 pg_sys::PopActiveSnapshot();
             }
             pg_sys::CommitTransactionCommand();
+            report_stats();
             pg_sys::SetCurrentStatementStartTimestamp();
             pg_sys::StartTransactionCommand();
         }
@@ -90,5 +91,13 @@ pub fn in_worker_transactions<R>(work: impl FnOnce(&dyn Fn()) -> R) -> Result<R,
             pg_sys::AbortCurrentTransaction();
         }
     }
+    report_stats();
     result
+}
+
+/// A client backend reports its table statistics when it goes idle; a worker that lives on
+/// must do it itself after each batch, or autovacuum never hears of its dead rows.
+fn report_stats() {
+    // SAFETY: called between transactions, as pgstat_report_stat requires.
+    unsafe { pg_sys::pgstat_report_stat(true) };
 }

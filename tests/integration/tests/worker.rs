@@ -332,3 +332,25 @@ fn the_readme_operator_can_ask_the_worker_to_run_now() {
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_op"), 1);
     reset_system(&mut client);
 }
+
+/// Issue 10, item 13: the worker lives on after a run, so the table statistics of its deletes
+/// must be reported as it goes, or autovacuum never hears of the dead rows.
+#[test]
+fn the_workers_deletes_reach_the_statistics_while_it_lives() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_stats", 3000, 10, 500, None);
+    only_enable(&mut client, "it_worker_stats");
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    let pid = worker_pid(&mut client).unwrap();
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_stats", "succeeded") == 1));
+    let reported = wait_for(Duration::from_secs(5), || {
+        let mut fresh = connect();
+        count(&mut fresh, "SELECT coalesce(n_tup_del, 0) FROM pg_stat_user_tables WHERE relname = 'it_worker_stats'") == 3000
+    });
+    assert!(reported, "the deletes are in pg_stat_user_tables while the worker lives");
+    assert_eq!(worker_pid(&mut client), Some(pid), "the same worker");
+    client.batch_execute("DROP TABLE it_worker_stats; DELETE FROM retention.policies WHERE name = 'it_worker_stats';").unwrap();
+    reset_system(&mut client);
+}
