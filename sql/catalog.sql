@@ -34,7 +34,7 @@ CREATE TABLE retention.runs (
     policy           text NOT NULL, -- no foreign key: history outlives a dropped policy
     trigger          text NOT NULL CHECK (trigger IN ('sql', 'pg_cron', 'worker')),
     mode             text NOT NULL CHECK (mode IN ('transaction', 'batched')),
-    status           text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted')),
+    status           text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted', 'stopped')),
     started_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     finished_at      timestamptz,
     cutoff           timestamptz,

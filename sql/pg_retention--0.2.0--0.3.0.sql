@@ -1,11 +1,15 @@
 -- pg_retention 0.2.0 -> 0.3.0
 -- The security model: runs act on a table as its owner, never as superuser; the history and
 -- the per-policy lock belong to the extension; the Twilio secret moves from settings to a file
--- (pg_retention.twilio_secret_file). No table or function changes shape. Policies are also
--- checked as 0.3.0 checks them: a recordings key must be NOT NULL. An existing
--- installation is carried over: policies the new checks refuse are disabled, not dropped, with
--- a NOTICE each; rights to write the history, which 0.2.0's README told DBAs to grant to an
--- operator, are taken back (the extension writes it now).
+-- (pg_retention.twilio_secret_file). An existing installation is carried over: policies the
+-- new checks refuse (a catalog or retention table, a non-text reason_column, a nullable
+-- recordings key) are disabled, not dropped, with a NOTICE each; rights to write the history,
+-- which 0.2.0's README told DBAs to grant to an operator, are taken back (the extension writes
+-- it now). A run stopped by disabling its policy is `stopped`.
+
+ALTER TABLE retention.runs DROP CONSTRAINT runs_status_check,
+    ADD CONSTRAINT runs_status_check
+        CHECK (status IN ('running', 'succeeded', 'failed', 'skipped', 'interrupted', 'stopped'));
 
 DO $$
 DECLARE

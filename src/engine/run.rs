@@ -157,6 +157,12 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
     };
     committer.commit();
     loop {
+        // Disabling a policy is its kill switch: a run in progress stops before its next batch.
+        match committer.step(|| still_enabled(run.policy.id)) {
+            Ok(true) => {}
+            Ok(false) => return run.stop(committer),
+            Err(error) => run.fail(Stop::Error(error), committer),
+        }
         let step = match run.plan {
             BatchPlan::Recordings { .. } => run.recording_batch(committer),
             _ => run.row_batch(committer),
@@ -251,6 +257,18 @@ impl Run {
         stop.raise()
     }
 
+    /// Ends a run whose policy was disabled meanwhile: `stopped`, with what it did so far.
+    fn stop(self, committer: &Committer) -> RunRecord {
+        let message = format!(
+            "retention policy \"{}\" was disabled during the run; it stopped after {} rows in {} batches",
+            self.policy.name, self.record.rows_deleted, self.record.batches
+        );
+        ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
+        let record = with_snapshot(|| self.finish(Status::Stopped, Some(message)));
+        committer.commit();
+        record
+    }
+
     /// Ends the run: the history row, the lock of a batched run, the log line.
     fn finish(mut self, status: Status, error: Option<String>) -> RunRecord {
         self.record.status = status;
@@ -271,6 +289,14 @@ fn skip(mut record: RunRecord, message: String, history: &History) -> RunRecord 
     history.insert(&mut record, &store::this_backend());
     log!("{}", record.log_line());
     record
+}
+
+/// Whether the policy is still there and enabled, as committed now.
+fn still_enabled(policy_id: i32) -> bool {
+    spi(Spi::get_one_with_args::<bool>(
+        "SELECT (SELECT enabled FROM retention.policies WHERE id OPERATOR(pg_catalog.=) $1)",
+        &[policy_id.into()],
+    )) == Some(true)
 }
 
 /// Fixed once per run; every batch compares against this value.

@@ -94,11 +94,14 @@ pub enum Status {
     Skipped,
     /// A batched run whose session ended before it finished; set by the next run.
     Interrupted,
+    /// The policy was disabled while the run was going: it stopped before its next batch.
+    Stopped,
 }
 
 impl Status {
     #[cfg(test)]
-    pub const ALL: [Status; 5] = [Status::Running, Status::Succeeded, Status::Failed, Status::Skipped, Status::Interrupted];
+    pub const ALL: [Status; 6] =
+        [Status::Running, Status::Succeeded, Status::Failed, Status::Skipped, Status::Interrupted, Status::Stopped];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -107,6 +110,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Skipped => "skipped",
             Status::Interrupted => "interrupted",
+            Status::Stopped => "stopped",
         }
     }
 }

@@ -57,7 +57,7 @@ pub fn table_with_policy(client: &mut Client, name: &str, expired: i32, live: i3
     if let Some(pause) = batch_pause {
         client
             .batch_execute(&format!(
-                "CREATE FUNCTION {name}_pause() RETURNS trigger LANGUAGE plpgsql AS
+                "CREATE OR REPLACE FUNCTION {name}_pause() RETURNS trigger LANGUAGE plpgsql AS
                    $$ BEGIN PERFORM pg_sleep({pause}); RETURN NULL; END $$;
                  CREATE TRIGGER pause AFTER DELETE ON {name} FOR EACH STATEMENT EXECUTE FUNCTION {name}_pause();"
             ))

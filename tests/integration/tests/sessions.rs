@@ -169,3 +169,34 @@ fn failed_runs_are_recorded_and_release_the_policy() {
     assert_eq!(status.get::<_, String>(0), "succeeded");
     assert_eq!(count(&mut other, "SELECT count(*) FROM it_failed"), 0);
 }
+
+/// Issue 10, item 8: disabling a policy is the incident kill switch; a run in progress stops
+/// at its next batch, on the batched and the SELECT path, and says so with its counts.
+#[test]
+fn disabling_a_policy_stops_its_run_in_progress() {
+    for (path, call) in [("batched", "CALL retention.run_batched('it_kill')"), ("transaction", "SELECT retention.run_policy('it_kill')")] {
+        let mut setup = connect();
+        table_with_policy(&mut setup, "it_kill", 6000, 10, 500, Some(0.25));
+        let runner = thread::spawn(move || connect().batch_execute(call));
+        let mut observer = connect();
+        // The batched run's progress is visible; the SELECT run's is not: give it two batches.
+        if path == "batched" {
+            assert!(wait_for(Duration::from_secs(20), || {
+                count(&mut observer, "SELECT coalesce(max(rows_deleted), 0) FROM retention.runs WHERE policy = 'it_kill' AND status = 'running'") >= 1000
+            }));
+        } else {
+            thread::sleep(Duration::from_millis(600));
+        }
+        observer.batch_execute("SELECT retention.alter_policy('it_kill', enabled => false)").unwrap();
+        runner.join().unwrap().expect("a stopped run is no error");
+        let row = observer
+            .query_one("SELECT status, rows_deleted, error FROM retention.runs WHERE policy = 'it_kill' ORDER BY id DESC LIMIT 1", &[])
+            .unwrap();
+        let (status, rows, error): (String, i64, Option<String>) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(status, "stopped", "{path}");
+        assert!(rows > 0 && rows < 6000, "{path}: {rows} rows");
+        assert!(error.as_deref().unwrap_or_default().contains("was disabled during the run"), "{path}: {error:?}");
+        let left = count(&mut observer, "SELECT count(*) FROM it_kill");
+        assert_eq!(left, 6010 - rows, "{path}: the history counts what was deleted");
+    }
+}
