@@ -56,6 +56,12 @@ impl<'a> Committer<'a> {
         }
     }
 
+    /// Restarts the transaction clock: what came since the last commit held nothing (the
+    /// Twilio calls of a batched run) and is no transaction to count.
+    fn idle_until_now(&self) {
+        self.last_commit.set(Instant::now());
+    }
+
     fn longest_ms(&self) -> Option<f64> {
         self.commit.map(|_| self.longest_ms.get())
     }
@@ -236,6 +242,7 @@ impl Run {
         let fetched = committer.step(|| self.fetch()).map_err(Stop::Error)?;
         committer.commit(); // nothing is held while the calls are in flight
         let answers = self.call(&fetched).map_err(Stop::Halt)?;
+        committer.idle_until_now();
         committer
             .step(|| {
                 self.mark(&fetched, &answers);

@@ -546,3 +546,20 @@ fn an_operator_planted_in_public_is_never_called_by_a_recordings_run() {
         )
         .unwrap();
 }
+
+/// Issue 10, item 17: while the Twilio calls are in flight a batched run holds no snapshot, xid
+/// or lock, so the wait is not a transaction and must not count as the longest one.
+#[test]
+fn the_twilio_wait_is_not_counted_as_a_transaction() {
+    let fake = fake();
+    fake.set_latency(Duration::from_millis(300));
+    let mut client = session(&fake);
+    client.batch_execute("SET pg_retention.twilio_concurrency = 1").unwrap();
+    recordings(&mut client, "it_rec_wait", 6, 0, 3, |i| Some(sid(9300 + i)));
+    fake.add_recordings((9301..=9306).map(sid));
+    client.batch_execute("CALL retention.run_batched('it_rec_wait')").unwrap();
+    let details = json(&mut client, "(SELECT details FROM retention.runs WHERE policy = 'it_rec_wait' ORDER BY id DESC LIMIT 1)");
+    assert_eq!(n(&details, "deleted"), 6);
+    let longest = details["longest_transaction_ms"].as_f64().unwrap();
+    assert!(longest < 300.0, "each batch waited 900 ms on Twilio, but no transaction was open then: {longest} ms");
+}
