@@ -174,6 +174,30 @@ mod tests {
         assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace""#), 2000);
     }
 
+    /// Issue 10, item 12: a resumed run starts over blocks its earlier run emptied. Empty
+    /// ranges must not grow the step until one range holds many batches' worth of rows.
+    #[pg_test]
+    fn block_batches_stay_near_batch_size_after_a_resume() {
+        Spi::run(
+            r#"CREATE TABLE "ConversationTrace" (id int PRIMARY KEY, payload text, "expiresAt" timestamp(3));
+               INSERT INTO "ConversationTrace"
+               SELECT g, repeat('x', 200), timezone('UTC', now()) - interval '1 day' FROM generate_series(1, 6000) g;
+               -- What an interrupted earlier run deleted: the first two thirds of the table.
+               DELETE FROM "ConversationTrace" WHERE id <= 4000;
+               CREATE TABLE batch_sizes (n bigint);
+               CREATE FUNCTION record_batch() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN INSERT INTO public.batch_sizes SELECT count(*) FROM gone; RETURN NULL; END $$;
+               CREATE TRIGGER record_batch AFTER DELETE ON "ConversationTrace" REFERENCING OLD TABLE AS gone
+                 FOR EACH STATEMENT EXECUTE FUNCTION record_batch();
+               SELECT retention.alter_policy('expired_traces', batch_size => 100);"#,
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('expired_traces')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 2000);
+        let largest = count("SELECT max(n) FROM batch_sizes");
+        assert!(largest <= 150, "batches of about 100 rows, but one deleted {largest}");
+    }
+
     #[pg_test]
     fn indexed_soft_delete_marks_each_row_once() {
         Spi::run(

@@ -60,6 +60,11 @@ impl BatchPlan {
             BatchPlan::Blocks { statement, cursor } => {
                 let processed = statement.run(cutoff, cursor.next, cursor.next + cursor.step, reason) as i64;
                 cursor.advance(processed, batch_size);
+                if processed == 0 && cursor.next < cursor.end {
+                    // Empty blocks (an earlier run's, say): go straight to the next row past the
+                    // cutoff rather than widen the range until it holds many batches.
+                    cursor.next = statement.seek(cutoff, cursor.next, cursor.end).unwrap_or(cursor.end);
+                }
                 (processed, cursor.next < cursor.end)
             }
             BatchPlan::TimeRanges { statements, after, tie } => time_range_batch(statements, after, tie, cutoff, batch_size, reason),
@@ -73,15 +78,15 @@ impl BatchPlan {
 }
 
 impl BlockCursor {
-    /// Moves past the range just done and sizes the next so that it holds about `wanted` rows.
+    /// Moves past the range just done and sizes the next so that it holds about `wanted` rows:
+    /// it may grow at most twofold (rows are not spread evenly), and shrinks as far as the last
+    /// range says (an empty range keeps the step: the next row is sought instead).
     fn advance(&mut self, processed: i64, wanted: i64) {
         self.next += self.step;
-        self.step = if processed == 0 {
-            self.step * 2
-        } else {
-            ((self.step as f64 * wanted as f64 / processed as f64) as i64).clamp(self.step / 2, self.step * 2)
+        if processed > 0 {
+            self.step = ((self.step as f64 * wanted as f64 / processed as f64) as i64).clamp(1, self.step * 2);
         }
-        .clamp(1, self.end.max(1));
+        self.step = self.step.clamp(1, self.end.max(1));
     }
 }
 

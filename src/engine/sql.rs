@@ -105,18 +105,39 @@ impl CtidBatch {
 
 /// The rows past the cutoff in a range of blocks of a plain table: each page read once, as a
 /// sequential DELETE reads it. For large backlogs, and for tables without an index.
-pub struct BlockRange(String);
+pub struct BlockRange {
+    act: String,
+    seek: String,
+}
 
 impl BlockRange {
     pub fn new(parts: &Parts) -> BlockRange {
-        // $1 cutoff, $2 first tid (inclusive), $3 end tid (exclusive), $4 reason.
-        BlockRange(parts.act(&format!("ctid OPERATOR(pg_catalog.>=) $2::pg_catalog.tid AND ctid OPERATOR(pg_catalog.<) $3::pg_catalog.tid AND {}", parts.predicate), "$4"))
+        let within = format!(
+            "ctid OPERATOR(pg_catalog.>=) $2::pg_catalog.tid AND ctid OPERATOR(pg_catalog.<) $3::pg_catalog.tid AND {}",
+            parts.predicate
+        );
+        BlockRange {
+            // $1 cutoff, $2 first tid (inclusive), $3 end tid (exclusive), $4 reason.
+            act: parts.act(&within, "$4"),
+            // $1 cutoff, $2 first tid, $3 end tid: the block of the first row past the cutoff in
+            // the range, in physical order (a TID range scan that stops at it); NULL if none.
+            seek: format!(
+                "SELECT (SELECT (ctid::pg_catalog.text::pg_catalog.point)[0]::pg_catalog.int8 FROM {} WHERE {within} LIMIT 1)",
+                parts.table
+            ),
+        }
     }
 
     /// Acts on the rows past `cutoff` in blocks `from_block` up to (not including) `to_block`.
     pub fn run(&self, cutoff: TimestampWithTimeZone, from_block: i64, to_block: i64, reason: Option<&str>) -> usize {
         let (from, to) = (format!("({from_block},0)"), format!("({to_block},0)"));
-        update(&self.0, || vec![cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()])
+        update(&self.act, || vec![cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()])
+    }
+
+    /// The first block from `from_block` up to `to_block` holding a row past `cutoff`.
+    pub fn seek(&self, cutoff: TimestampWithTimeZone, from_block: i64, to_block: i64) -> Option<i64> {
+        let (from, to) = (format!("({from_block},0)"), format!("({to_block},0)"));
+        one::<i64>(&self.seek, || vec![cutoff.into(), from.as_str().into(), to.as_str().into()])
     }
 }
 
