@@ -113,6 +113,14 @@ pub(super) struct Run {
     started: Instant,
 }
 
+/// What follows a batch.
+enum Next {
+    Batch,
+    Done,
+    /// The policy was disabled during the run.
+    Disabled,
+}
+
 enum Begun {
     Skipped(Box<RunRecord>),
     Started(Box<Run>),
@@ -163,23 +171,14 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
     };
     committer.commit();
     loop {
-        // Disabling a policy is its kill switch: a run in progress stops before its next batch.
-        match committer.step(|| still_enabled(run.policy.id)) {
-            Ok(true) => {}
-            Ok(false) => return run.stop(committer),
-            Err(error) => run.fail(Stop::Error(error), committer),
-        }
         let step = match run.plan {
             BatchPlan::Recordings { .. } => run.recording_batch(committer),
             _ => run.row_batch(committer),
         };
         match step {
-            Ok(more) => {
-                run.record.longest_transaction_ms = committer.longest_ms();
-                if !more {
-                    break;
-                }
-            }
+            Ok(Next::Done) => break,
+            Ok(Next::Batch) => run.record.longest_transaction_ms = committer.longest_ms(),
+            Ok(Next::Disabled) => return run.stop(committer),
             Err(stop) => run.fail(stop, committer),
         }
     }
@@ -220,37 +219,48 @@ impl Run {
         i64::from(self.policy.batch_size)
     }
 
-    /// delete / soft_delete: one batch, committed. Returns whether rows may remain.
-    fn row_batch(&mut self, committer: &Committer) -> Result<bool, Stop> {
-        let more = committer
+    /// delete / soft_delete: one batch, committed.
+    fn row_batch(&mut self, committer: &Committer) -> Result<Next, Stop> {
+        let next = committer
             .step(|| {
                 let (cutoff, batch_size, reason) = (self.cutoff, self.batch_size(), self.policy.reason());
                 let (processed, more) = as_table_owner(self.owner, || self.plan.row_batch(cutoff, batch_size, reason));
                 self.record.rows_deleted += processed;
                 self.record.batches += 1;
                 self.history.save_progress(&self.record);
-                more
+                self.next(more)
             })
             .map_err(Stop::Error)?;
         committer.commit();
-        Ok(more)
+        Ok(next)
+    }
+
+    /// After a batch: done, or on to the next one unless the policy was disabled meanwhile
+    /// (disabling a policy is its kill switch; the first batch was checked at `begin`).
+    fn next(&self, more: bool) -> Next {
+        match (more, more && still_enabled(self.policy.id)) {
+            (false, _) => Next::Done,
+            (true, true) => Next::Batch,
+            (true, false) => Next::Disabled,
+        }
     }
 
     /// twilio_recording: one batch read, committed, sent to Twilio with nothing held, and the
     /// confirmed rows marked and committed.
-    fn recording_batch(&mut self, committer: &Committer) -> Result<bool, Stop> {
+    fn recording_batch(&mut self, committer: &Committer) -> Result<Next, Stop> {
         let fetched = committer.step(|| self.fetch()).map_err(Stop::Error)?;
         committer.commit(); // nothing is held while the calls are in flight
         let answers = self.call(&fetched).map_err(Stop::Halt)?;
         committer.idle_until_now();
-        committer
+        let next = committer
             .step(|| {
                 self.mark(&fetched, &answers);
                 self.history.save_progress(&self.record);
+                self.next(fetched.keys.len() as i64 >= self.batch_size())
             })
             .map_err(Stop::Error)?;
         committer.commit();
-        Ok(fetched.keys.len() as i64 >= self.batch_size())
+        Ok(next)
     }
 
     /// A batched run records its failure and releases its lock, commits that, then raises the
