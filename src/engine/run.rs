@@ -175,11 +175,15 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
             BatchPlan::Recordings { .. } => run.recording_batch(committer),
             _ => run.row_batch(committer),
         };
-        match step {
-            Ok(Next::Done) => break,
-            Ok(Next::Batch) => run.record.longest_transaction_ms = committer.longest_ms(),
-            Ok(Next::Disabled) => return run.stop(committer),
+        let next = match step {
+            Ok(next) => next,
             Err(stop) => run.fail(stop, committer),
+        };
+        run.record.longest_transaction_ms = committer.longest_ms();
+        match next {
+            Next::Batch => {}
+            Next::Done => break,
+            Next::Disabled => return run.stop(committer),
         }
     }
     let record = with_snapshot(|| run.finish(Status::Succeeded, None));
