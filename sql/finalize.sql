@@ -108,7 +108,9 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'pg_retention_run_batched';
 COMMENT ON PROCEDURE retention.run_batched(text, interval) IS
     'Runs a retention policy, committing after each batch; use with CALL';
 
--- One row per policy: is retention keeping up?
+-- One row per policy: is retention keeping up? A run still `running` whose backend is gone
+-- (a crash) shows as `interrupted`: the next run of its policy, or the worker at its start,
+-- records it so.
 CREATE VIEW retention.status AS
 SELECT p.name AS policy,
        p.enabled,
@@ -116,7 +118,9 @@ SELECT p.name AS policy,
        pg_catalog.format('%I.%I', p.table_schema, p.table_name) AS target,
        last.started_at AS last_run_at,
        last.trigger AS last_trigger,
-       last.status AS last_status,
+       CASE WHEN last.status = 'running'
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.pid = last.pid)
+            THEN 'interrupted' ELSE last.status END AS last_status,
        last.rows_deleted AS last_rows,
        last.error AS last_error,
        CASE WHEN p.enabled THEN retention.next_worker_run() END AS next_worker_run,
@@ -124,7 +128,7 @@ SELECT p.name AS policy,
        (backlog.now ->> 'oldest_age')::interval AS oldest_backlog_age,
        backlog.now ->> 'error' AS backlog_error
   FROM retention.policies p
-  LEFT JOIN LATERAL (SELECT r.started_at, r.trigger, r.status, r.rows_deleted, r.error
+  LEFT JOIN LATERAL (SELECT r.started_at, r.trigger, r.status, r.rows_deleted, r.error, r.pid
                        FROM retention.runs r WHERE r.policy = p.name
                       ORDER BY r.started_at DESC LIMIT 1) last ON true
   CROSS JOIN LATERAL (SELECT retention.backlog(p.name) AS now) backlog;

@@ -44,7 +44,7 @@ pub extern "C-unwind" fn pg_retention_worker_main(_arg: pg_sys::Datum) {
     // Nothing a user can create in a schema is found by the worker's statements.
     BackgroundWorker::transaction(crate::rights::pin_session_search_path);
     log!("pg_retention worker: started for database \"{database}\"");
-    let mut warned = false;
+    let (mut warned, mut orphans_marked) = (false, false);
     while !shutting_down() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: what the postmaster's children do on SIGHUP, on the worker's main thread.
@@ -55,7 +55,7 @@ pub extern "C-unwind" fn pg_retention_worker_main(_arg: pg_sys::Datum) {
                 unsafe { pg_sys::proc_exit(1) };
             }
         }
-        let wait = tick(&database, &mut warned);
+        let wait = tick(&database, &mut warned, &mut orphans_marked);
         if !BackgroundWorker::wait_latch(Some(wait.clamp(Duration::from_millis(100), MAX_WAIT))) {
             break;
         }
@@ -80,7 +80,7 @@ struct State {
 }
 
 /// One look at the clock; runs the policies when due. Returns how long to sleep.
-fn tick(database: &str, warned: &mut bool) -> Duration {
+fn tick(database: &str, warned: &mut bool, orphans_marked: &mut bool) -> Duration {
     // SAFETY: a plain read of shared state.
     if unsafe { pg_sys::RecoveryInProgress() } {
         return MAX_WAIT;
@@ -92,6 +92,13 @@ fn tick(database: &str, warned: &mut bool) -> Duration {
     }) else {
         return MAX_WAIT;
     };
+    if installed && !*orphans_marked {
+        step("marking runs whose session is gone", || {
+            crate::history::store::History::open().mark_orphans_interrupted();
+            Ok(())
+        });
+        *orphans_marked = true;
+    }
     if !installed {
         if !*warned {
             warning!("pg_retention worker: the extension is not installed in database \"{database}\"; run CREATE EXTENSION pg_retention there, or set pg_retention.database");

@@ -64,7 +64,26 @@ impl History {
     pub fn mark_interrupted(&self, policy: &str) {
         self.write(|| mark_interrupted(policy))
     }
+
+    /// Marks every `running` run whose backend is gone (a server crash): the worker does it
+    /// when it starts, so the history does not wait for each policy's next run.
+    pub fn mark_orphans_interrupted(&self) {
+        self.write(|| {
+            spi(Spi::run_with_args(
+                &format!(
+                    "UPDATE retention.runs r SET {INTERRUPTED}
+                      WHERE status OPERATOR(pg_catalog.=) $1
+                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) r.pid)"
+                ),
+                &[Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
+            ))
+        })
+    }
 }
+
+/// How a run whose session ended is closed; `$2` is the `interrupted` status.
+const INTERRUPTED: &str =
+    "status = $2, finished_at = pg_catalog.clock_timestamp(), error = 'the session running it ended before the run finished'";
 
 fn insert_row(record: &mut RunRecord, origin: &Origin) {
     let started = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
@@ -118,10 +137,7 @@ fn prune() {
 
 fn mark_interrupted(policy: &str) {
     spi(Spi::run_with_args(
-        "UPDATE retention.runs
-            SET status = $3, finished_at = pg_catalog.clock_timestamp(),
-                error = 'the session running it ended before the run finished'
-          WHERE policy OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) $2",
-        &[policy.into(), Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
+        &format!("UPDATE retention.runs SET {INTERRUPTED} WHERE status OPERATOR(pg_catalog.=) $1 AND policy OPERATOR(pg_catalog.=) $3"),
+        &[Status::Running.as_str().into(), Status::Interrupted.as_str().into(), policy.into()],
     ));
 }

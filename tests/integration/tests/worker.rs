@@ -354,3 +354,30 @@ fn the_workers_deletes_reach_the_statistics_while_it_lives() {
     client.batch_execute("DROP TABLE it_worker_stats; DELETE FROM retention.policies WHERE name = 'it_worker_stats';").unwrap();
     reset_system(&mut client);
 }
+
+/// Issue 10, item 11: a run whose server crashed stays `running` until its policy runs again.
+/// The status view says `interrupted` as soon as the run's backend is gone, and the worker marks
+/// such rows when it starts.
+#[test]
+fn a_run_whose_backend_is_gone_is_interrupted_in_the_status_view_and_at_worker_start() {
+    let mut client = connect();
+    table_with_policy(&mut client, "it_orphan", 1, 0, 10, None);
+    client
+        .batch_execute(
+            "INSERT INTO retention.runs (policy, trigger, mode, status, pid, started_at)
+             VALUES ('it_orphan', 'worker', 'batched', 'running', 2147483000, now() - interval '1 hour')",
+        )
+        .unwrap();
+    let shown: String = client.query_one("SELECT last_status FROM retention.status WHERE policy = 'it_orphan'", &[]).unwrap().get(0);
+    assert_eq!(shown, "interrupted");
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    let pid = worker_pid(&mut client).unwrap();
+    client.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_pid(&mut client).is_some_and(|p| p != pid)), "restarted");
+    assert!(wait_for(Duration::from_secs(10), || {
+        count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_orphan' AND status = 'interrupted'") == 1
+    }));
+    client.batch_execute("DROP TABLE it_orphan; DELETE FROM retention.policies WHERE name = 'it_orphan';").unwrap();
+    reset_system(&mut client);
+}
