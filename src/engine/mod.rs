@@ -26,7 +26,7 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
     let retain = policy.retain_for_run(retain);
     let target = policy.check_target(true, false);
     let parts = sql::Parts::new(&policy, &target);
-    let cutoff = run::cutoff(retain);
+    let cutoff = crate::policy::cutoff(retain);
     let counted = crate::rights::as_table_owner(target.owner, || sql::preview(&parts, cutoff));
     let mut result = counted.map(|j| j.0).unwrap_or_else(|| json!({}));
     result["policy"] = json!(name);

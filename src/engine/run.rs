@@ -17,10 +17,10 @@ use super::sql::Parts;
 use super::xact::{in_subtransaction, with_snapshot};
 use crate::rights::as_table_owner;
 use super::{lock, timestamp_text};
-use crate::error::{self, raise, spi};
+use crate::error::{self, spi};
 use crate::history::store::{self, History};
 use crate::history::{recorder, Mode, RunRecord, Status, Tally, Trigger};
-use crate::policy::{Action, Policy};
+use crate::policy::{self, Action, Policy};
 use crate::twilio;
 
 /// How a run commits: never (the caller's transaction holds it all), or after each batch.
@@ -212,7 +212,7 @@ impl Run {
         let parts = Parts::new(&policy, &target);
         history.prune();
         history.mark_interrupted(name);
-        let cutoff = cutoff(retain);
+        let cutoff = policy::cutoff(retain);
         record.cutoff = Some(timestamp_text(cutoff));
         let plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
         history.insert(&mut record, &store::this_backend());
@@ -242,10 +242,12 @@ impl Run {
     /// After a batch: done, or on to the next one unless the policy was disabled meanwhile
     /// (disabling a policy is its kill switch; the first batch was checked at `begin`).
     fn next(&self, more: bool) -> Next {
-        match (more, more && still_enabled(self.policy.id)) {
-            (false, _) => Next::Done,
-            (true, true) => Next::Batch,
-            (true, false) => Next::Disabled,
+        if !more {
+            Next::Done
+        } else if still_enabled(self.policy.id) {
+            Next::Batch
+        } else {
+            Next::Disabled
         }
     }
 
@@ -318,19 +320,6 @@ fn still_enabled(policy_id: i32) -> bool {
         "SELECT (SELECT enabled FROM retention.policies WHERE id OPERATOR(pg_catalog.=) $1)",
         &[policy_id.into()],
     )) == Some(true)
-}
-
-/// Fixed once per run; every batch compares against this value.
-pub(super) fn cutoff(retain: Option<Interval>) -> TimestampWithTimeZone {
-    let cutoff = match retain {
-        None => spi(Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.now()")),
-        // Subtract in UTC so that a DST change in the session's TimeZone cannot move the cutoff.
-        Some(retain) => spi(Spi::get_one_with_args::<TimestampWithTimeZone>(
-            "SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) $1)",
-            &[retain.into()],
-        )),
-    };
-    cutoff.unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: no cutoff".into(), None))
 }
 
 /// Who started this run. pg_cron's job workers say so in backend_type, its libpq

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use pgrx::datum::Interval;
+use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
 use pgrx::spi::SpiHeapTupleData;
 use pgrx::datum::UnboxDatum;
@@ -229,6 +229,20 @@ impl Policy {
     }
 }
 
+/// A run's cutoff: now for rule expires_at, now minus `retain` for older_than. Fixed once per
+/// run; every batch compares against this value.
+pub fn cutoff(retain: Option<Interval>) -> TimestampWithTimeZone {
+    let cutoff = match retain {
+        None => spi(Spi::get_one::<TimestampWithTimeZone>("SELECT pg_catalog.now()")),
+        // Subtract in UTC so that a DST change in the session's TimeZone cannot move the cutoff.
+        Some(retain) => spi(Spi::get_one_with_args::<TimestampWithTimeZone>(
+            "SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) $1)",
+            &[retain.into()],
+        )),
+    };
+    cutoff.unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: no cutoff".into(), None))
+}
+
 /// A positive interval of at most `limits::MAX_DAYS` days.
 fn check_retain(policy: &str, retain: Interval) -> Interval {
     let (positive, within) = spi(Spi::get_two_with_args::<bool, bool>(
@@ -242,12 +256,11 @@ fn check_retain(policy: &str, retain: Interval) -> Interval {
             None,
         )
     }
-    // An interval can compare greater than zero and still reach into the future ('-2 months
-    // 60 days 1 second'): the cutoff itself, computed as a run computes it, must be before now.
+    // An interval can compare greater than zero and still reach into the future ('-1 year
+    // 361 days'): the cutoff itself, computed as a run computes it, must be before now.
     let past = spi(Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) $1)
-                OPERATOR(pg_catalog.<) pg_catalog.now()",
-        &[retain.into()],
+        "SELECT $1 OPERATOR(pg_catalog.<) pg_catalog.now()",
+        &[cutoff(Some(retain)).into()],
     ));
     if past != Some(true) {
         invalid(
