@@ -11,6 +11,7 @@ mod policy;
 mod rights;
 mod schedule;
 mod settings;
+mod statement;
 mod twilio;
 mod worker;
 

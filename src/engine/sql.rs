@@ -3,12 +3,13 @@
 //! the SQL, in one place. `$1` is always the cutoff (timestamptz); "reason" is
 //! `Policy::reason()`, passed always, NULL and unused when the policy has none.
 
-use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
+use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use pgrx::{FromDatum, IntoDatum, JsonB};
+use pgrx::JsonB;
 
 use crate::error::spi;
+use crate::statement::{execute, one};
 use crate::policy::{Action, Policy, Target, TimeType};
 
 /// What every statement of a policy is made of.
@@ -74,18 +75,6 @@ impl Parts {
     }
 }
 
-/// Runs a statement; returns how many rows it touched. `args` is called inside the SPI
-/// connection, so the datums it makes (a batch's arrays of keys and SIDs) are freed with it,
-/// not left in the memory of a `CALL` that lives across all of a run's commits.
-fn update<'a>(sql: &str, args: impl FnOnce() -> Vec<DatumWithOid<'a>>) -> usize {
-    spi(Spi::connect_mut(|client| client.update(sql, None, &args()).map(|rows| rows.len())))
-}
-
-/// The first column of a one-row query, its arguments made as in `update`.
-fn one<'a, T: FromDatum + IntoDatum>(sql: &str, args: impl FnOnce() -> Vec<DatumWithOid<'a>>) -> Option<T> {
-    spi(Spi::connect_mut(|client| client.update(sql, Some(1), &args())?.first().get_one::<T>()))
-}
-
 /// One batch of rows picked by ctid: for tables no other plan suits (partitioned, date column).
 /// A changed row is re-checked against the whole WHERE clause before it is touched, so a batch
 /// never reaches outside the predicate, whichever way it picks its rows.
@@ -99,7 +88,7 @@ impl CtidBatch {
     }
 
     pub fn run(&self, cutoff: TimestampWithTimeZone, batch_size: i64, reason: Option<&str>) -> usize {
-        update(&self.0, || vec![cutoff.into(), batch_size.into(), reason.into()])
+        execute(&self.0, || vec![cutoff.into(), batch_size.into(), reason.into()])
     }
 }
 
@@ -131,7 +120,7 @@ impl BlockRange {
     /// Acts on the rows past `cutoff` in blocks `from_block` up to (not including) `to_block`.
     pub fn run(&self, cutoff: TimestampWithTimeZone, from_block: i64, to_block: i64, reason: Option<&str>) -> usize {
         let (from, to) = (format!("({from_block},0)"), format!("({to_block},0)"));
-        update(&self.act, || vec![cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()])
+        execute(&self.act, || vec![cutoff.into(), from.as_str().into(), to.as_str().into(), reason.into()])
     }
 
     /// The first block from `from_block` up to `to_block` holding a row past `cutoff`.
@@ -193,12 +182,12 @@ impl TimeRanges {
 
     /// Acts on the rows after `after` up to `end` (None: up to the cutoff), `end` itself included or not.
     pub fn act(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, end: Option<&str>, include_end: bool, reason: Option<&str>) -> usize {
-        update(&self.act, || vec![cutoff.into(), after.into(), end.into(), reason.into(), include_end.into()])
+        execute(&self.act, || vec![cutoff.into(), after.into(), end.into(), reason.into(), include_end.into()])
     }
 
     /// Acts on at most `batch_size` rows with exactly the time `at`.
     pub fn act_ties(&self, cutoff: TimestampWithTimeZone, at: &str, batch_size: i64, reason: Option<&str>) -> usize {
-        update(&self.act_ties, || vec![cutoff.into(), at.into(), batch_size.into(), reason.into()])
+        execute(&self.act_ties, || vec![cutoff.into(), at.into(), batch_size.into(), reason.into()])
     }
 }
 
@@ -255,7 +244,7 @@ impl RecordingStatements {
 
     /// Marks the rows with these keys whose SID is still the one Twilio confirmed.
     pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, reason: Option<&str>) -> usize {
-        update(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
+        execute(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
     }
 }
 

@@ -12,6 +12,7 @@ use super::{Origin, RunRecord, Status};
 use crate::error::spi;
 use crate::rights;
 use crate::settings;
+use crate::statement::{execute, one};
 
 /// This backend, as its history rows name it: the current role, pid and application.
 pub fn this_backend() -> Origin {
@@ -69,14 +70,14 @@ impl History {
     /// when it starts, so the history does not wait for each policy's next run.
     pub fn mark_orphans_interrupted(&self) {
         self.write(|| {
-            spi(Spi::run_with_args(
+            execute(
                 &format!(
                     "UPDATE retention.runs r SET {INTERRUPTED}
                       WHERE status OPERATOR(pg_catalog.=) $1
                         AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) r.pid)"
                 ),
-                &[Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
-            ))
+                || vec![Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
+            );
         })
     }
 }
@@ -87,15 +88,14 @@ const INTERRUPTED: &str =
 
 fn insert_row(record: &mut RunRecord, origin: &Origin) {
     let started = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
-    let details = record.details().map(JsonB);
-    record.run_id = spi(Spi::get_one_with_args::<i64>(
+    record.run_id = one::<i64>(
         "INSERT INTO retention.runs
                 (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details,
                  pid, application_name, username)
          VALUES ($1, $2, $3, $4, pg_catalog.to_timestamp($5), CASE WHEN $4 OPERATOR(pg_catalog.<>) 'running' THEN pg_catalog.clock_timestamp() END,
                  $6::pg_catalog.timestamptz, $7, $8, $9, $10, $11, $12, $13)
          RETURNING id",
-        &[
+        || vec![
             record.policy.as_str().into(),
             record.trigger.as_str().into(),
             record.mode.as_str().into(),
@@ -105,39 +105,37 @@ fn insert_row(record: &mut RunRecord, origin: &Origin) {
             record.rows_deleted.into(),
             (record.batches as i32).into(),
             record.error.clone().into(),
-            details.into(),
+            record.details().map(JsonB).into(),
             origin.pid.into(),
             origin.application_name.clone().into(),
             origin.username.as_str().into(),
         ],
-    ));
+    );
 }
 
 fn save_progress(record: &RunRecord) {
-    let details = record.details().map(JsonB);
-    spi(Spi::run_with_args(
-        "UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id OPERATOR(pg_catalog.=) $1",
-        &[record.run_id.into(), record.rows_deleted.into(), (record.batches as i32).into(), details.into()],
-    ));
+    execute("UPDATE retention.runs SET rows_deleted = $2, batches = $3, details = $4 WHERE id OPERATOR(pg_catalog.=) $1", || {
+        vec![record.run_id.into(), record.rows_deleted.into(), (record.batches as i32).into(), record.details().map(JsonB).into()]
+    });
 }
 
 fn finish(record: &RunRecord) {
-    spi(Spi::run_with_args(
+    execute(
         "UPDATE retention.runs SET status = $2, error = $3, finished_at = pg_catalog.clock_timestamp() WHERE id OPERATOR(pg_catalog.=) $1",
-        &[record.run_id.into(), record.status.as_str().into(), record.error.clone().into()],
-    ));
+        || vec![record.run_id.into(), record.status.as_str().into(), record.error.clone().into()],
+    );
 }
 
 fn prune() {
-    spi(Spi::run_with_args(
+    execute(
         "DELETE FROM retention.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
-        &[settings::HISTORY_RETENTION_DAYS.get().into()],
-    ));
+        || vec![settings::HISTORY_RETENTION_DAYS.get().into()],
+    );
 }
 
 fn mark_interrupted(policy: &str) {
-    spi(Spi::run_with_args(
+    execute(
         &format!("UPDATE retention.runs SET {INTERRUPTED} WHERE status OPERATOR(pg_catalog.=) $1 AND policy OPERATOR(pg_catalog.=) $3"),
-        &[Status::Running.as_str().into(), Status::Interrupted.as_str().into(), policy.into()],
-    ));
+        || vec![Status::Running.as_str().into(), Status::Interrupted.as_str().into(), policy.into()],
+    );
 }
