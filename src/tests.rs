@@ -174,6 +174,27 @@ mod tests {
         assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace""#), 2000);
     }
 
+    /// Issue 10, item 2: a legacy inheritance parent has few blocks of its own; its children's
+    /// rows lie in their own files. Block ranges sized from the parent left them behind.
+    #[pg_test]
+    fn inheritance_children_are_purged_with_their_parent() {
+        Spi::run(
+            r#"CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(6));
+               CREATE TABLE "AgentUsage_2024" () INHERITS ("AgentUsage");
+               INSERT INTO "AgentUsage" SELECT g, timezone('UTC', now()) - interval '200 days' FROM generate_series(1, 100) g;
+               INSERT INTO "AgentUsage_2024" SELECT g, timezone('UTC', now()) - interval '300 days' FROM generate_series(1, 5000) g;
+               INSERT INTO "AgentUsage_2024" SELECT g, timezone('UTC', now()) FROM generate_series(1, 10) g;
+               ANALYZE "AgentUsage"; ANALYZE "AgentUsage_2024";
+               SELECT retention.alter_policy('old_agent_usage', batch_size => 50);"#,
+        )
+        .unwrap();
+        let preview = Spi::get_one::<JsonB>("SELECT retention.preview('old_agent_usage')").unwrap().unwrap();
+        assert_eq!(preview.0["rows"], 5100);
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('old_agent_usage')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 5100, "{}", run.0);
+        assert_eq!(count(r#"SELECT count(*) FROM "AgentUsage""#), 10);
+    }
+
     /// Issue 10, item 12: a resumed run starts over blocks its earlier run emptied. Empty
     /// ranges must not grow the step until one range holds many batches' worth of rows.
     #[pg_test]

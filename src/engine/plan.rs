@@ -23,7 +23,7 @@ pub enum BatchPlan {
         /// A time with more rows than a batch, being worked through.
         tie: Option<String>,
     },
-    /// Anything else (a date column, a partitioned table): the next rows by ctid.
+    /// Anything else (a date column, a partitioned table, an inheritance parent): the next rows by ctid.
     Ctid(CtidBatch),
     /// twilio_recording: batches read in key order; `after` is the last key read.
     Recordings { statements: RecordingStatements, after: Option<String> },
@@ -43,7 +43,7 @@ impl BatchPlan {
             return BatchPlan::Recordings { statements: RecordingStatements::new(parts, policy, target), after: None };
         }
         let ranges = target.time_indexed && target.time_type != TimeType::Date;
-        if !target.partitioned {
+        if !target.has_children {
             if let Some(cursor) = block_cursor(policy, target, parts, cutoff, ranges) {
                 return BatchPlan::Blocks { statement: BlockRange::new(parts), cursor };
             }

@@ -12,8 +12,9 @@ pub struct Target {
     pub relid: pg_sys::Oid,
     /// Every statement on the table runs as this role.
     pub owner: pg_sys::Oid,
-    /// A partitioned table has no blocks of its own, so no block-range batches.
-    pub partitioned: bool,
+    /// Its rows lie in other relations too (a partitioned table, or a legacy inheritance
+    /// parent and its children): its own blocks do not hold them all, so no block-range batches.
+    pub has_children: bool,
     pub time_type: TimeType,
     /// The soft-delete marker column's type (marking actions only).
     pub marker_type: Option<TimeType>,
@@ -64,9 +65,9 @@ impl Policy {
     /// `warn_index` warns when no index leads with the time column (on writes and runs, not previews).
     pub fn check_target(&self, at_run: bool, warn_index: bool) -> Target {
         let table = self.qualified_table();
-        let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String, pg_sys::Oid)>> {
+        let relation = spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String, pg_sys::Oid, bool)>> {
             let rows = client.select(
-                "SELECT c.oid, c.relkind::pg_catalog.text, c.relowner FROM pg_catalog.pg_class c
+                "SELECT c.oid, c.relkind::pg_catalog.text, c.relowner, c.relhassubclass FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
                   WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2",
                 Some(1),
@@ -77,7 +78,7 @@ impl Policy {
             }
             let row = rows.first();
             let oid = |n| -> SpiResult<pg_sys::Oid> { Ok(row.get::<pg_sys::Oid>(n)?.unwrap_or(pg_sys::InvalidOid)) };
-            Ok(Some((oid(1)?, row.get::<String>(2)?.unwrap_or_default(), oid(3)?)))
+            Ok(Some((oid(1)?, row.get::<String>(2)?.unwrap_or_default(), oid(3)?, row.get::<bool>(4)?.unwrap_or(true))))
         }));
         let repoint_hint = || {
             if at_run {
@@ -89,7 +90,7 @@ impl Policy {
                 None
             }
         };
-        let Some((relid, relkind, owner)) = relation else {
+        let Some((relid, relkind, owner, has_subclass)) = relation else {
             raise(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
                 format!("retention policy \"{}\": table {table} does not exist", self.name),
@@ -203,7 +204,7 @@ impl Policy {
             }
             id_type = Some(type_name(oid));
         }
-        Target { relid, owner, partitioned: relkind == "p", time_type, marker_type, time_indexed, id_type }
+        Target { relid, owner, has_children: relkind == "p" || has_subclass, time_type, marker_type, time_indexed, id_type }
     }
 
     /// Nobody, superusers included, may target a system catalog, an `information_schema` or
