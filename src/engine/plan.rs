@@ -30,11 +30,33 @@ pub enum BatchPlan {
 }
 
 /// Where the next block range starts, how many blocks it spans, and the table's size in
-/// blocks when the run began (later blocks are the next run's).
+/// blocks when the run began (later blocks are the next run's). Block numbers mean something
+/// only in one file of the table: `file` is the one they count in.
 pub struct BlockCursor {
     next: i64,
     step: i64,
     end: i64,
+    relid: pg_sys::Oid,
+    file: TableFile,
+}
+
+/// A table's current file (`relfilenode`; a rewrite such as VACUUM FULL, CLUSTER or ALTER
+/// COLUMN TYPE makes a new one) and its size in blocks.
+#[derive(PartialEq)]
+struct TableFile {
+    filenode: Option<pg_sys::Oid>,
+    blocks: i64,
+}
+
+impl TableFile {
+    fn of(relid: pg_sys::Oid) -> TableFile {
+        let (filenode, blocks) = spi(Spi::get_two_with_args::<pg_sys::Oid, i64>(
+            "SELECT pg_catalog.pg_relation_filenode($1),
+                    pg_catalog.pg_relation_size($1) OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::pg_catalog.int8",
+            &[relid.into()],
+        ));
+        TableFile { filenode, blocks: blocks.unwrap_or(0) }
+    }
 }
 
 impl BatchPlan {
@@ -60,6 +82,9 @@ impl BatchPlan {
             BatchPlan::Blocks { statement, cursor } => {
                 let processed = statement.run(cutoff, cursor.next, cursor.next + cursor.step, reason) as i64;
                 cursor.advance(processed, batch_size);
+                // Read after the batch's statement, whose lock keeps the file from changing
+                // until commit: the file the batch worked in.
+                cursor.follow_rewrite();
                 if processed == 0 && cursor.next < cursor.end {
                     // Empty blocks (an earlier run's, say): go straight to the next row past the
                     // cutoff rather than widen the range until it holds many batches.
@@ -78,6 +103,18 @@ impl BatchPlan {
 }
 
 impl BlockCursor {
+    /// A rewrite between two batches moved every row to a new file, packed towards its start:
+    /// the block numbers done so far mean nothing there, so the cursor starts over in it.
+    fn follow_rewrite(&mut self) {
+        let now = TableFile::of(self.relid);
+        if now.filenode != self.file.filenode {
+            self.next = 0;
+            self.end = now.blocks;
+            self.step = self.step.clamp(1, self.end.max(1));
+            self.file = now;
+        }
+    }
+
     /// Moves past the range just done and sizes the next so that it holds about `wanted` rows:
     /// it may grow at most twofold (rows are not spread evenly), and shrinks as far as the last
     /// range says (an empty range keeps the step: the next row is sought instead).
@@ -93,13 +130,13 @@ impl BlockCursor {
 /// Block ranges when the table has no usable index, or when much of it is past the cutoff:
 /// then the index would visit the same pages over and over, batch after batch.
 fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone, indexed: bool) -> Option<BlockCursor> {
-    let (blocks, tuples) = spi(Spi::get_two_with_args::<i64, f64>(
-        "SELECT pg_catalog.pg_relation_size($1) OPERATOR(pg_catalog./) pg_catalog.current_setting('block_size')::pg_catalog.int8,
-                c.reltuples::pg_catalog.float8
-           FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+    let file = TableFile::of(target.relid);
+    let tuples = spi(Spi::get_one_with_args::<f64>(
+        "SELECT c.reltuples::pg_catalog.float8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
         &[target.relid.into()],
-    ));
-    let (blocks, tuples) = (blocks.unwrap_or(0), tuples.unwrap_or(-1.0));
+    ))
+    .unwrap_or(-1.0);
+    let blocks = file.blocks;
     let expired = if indexed {
         // An index-only count: cheap next to the purge it decides on.
         sql::count(parts, cutoff) as f64
@@ -114,7 +151,7 @@ fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: Timesta
     }
     let batch = f64::from(policy.batch_size);
     let step = ((batch * blocks as f64 / expired.max(1.0)).ceil() as i64).clamp(1, blocks);
-    Some(BlockCursor { next: 0, step, end: blocks })
+    Some(BlockCursor { next: 0, step, end: blocks, relid: target.relid, file })
 }
 
 /// The next `batch_size` rows in time order, each read once. Ties of the batch's last time go
