@@ -108,9 +108,10 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'pg_retention_run_batched';
 COMMENT ON PROCEDURE retention.run_batched(text, interval) IS
     'Runs a retention policy, committing after each batch; use with CALL';
 
--- One row per policy: is retention keeping up? A run still `running` whose backend is gone
--- (a crash) shows as `interrupted`: the next run of its policy, or the worker at its start,
--- records it so.
+-- One row per policy: is retention keeping up? A batched run holds its policy's lock from its
+-- first commit to its last, so a `running` row whose backend does not hold that lock is no live
+-- run (a crash, a cancel that ended the session's transaction): it shows as `interrupted`, as
+-- the next run of its policy, or the worker at its start, records it.
 CREATE VIEW retention.status AS
 SELECT p.name AS policy,
        p.enabled,
@@ -119,7 +120,11 @@ SELECT p.name AS policy,
        last.started_at AS last_run_at,
        last.trigger AS last_trigger,
        CASE WHEN last.status = 'running'
-                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.pid = last.pid)
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_locks l
+                                  WHERE l.locktype = 'object' AND l.granted AND l.pid = last.pid
+                                    AND l.classid = 'retention.policies'::pg_catalog.regclass AND l.objid = p.id::pg_catalog.oid
+                                    AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                                       WHERE d.datname = pg_catalog.current_database()))
             THEN 'interrupted' ELSE last.status END AS last_status,
        last.rows_deleted AS last_rows,
        last.error AS last_error,

@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use super::plan::BatchPlan;
 use super::recordings::{self, Halt};
 use super::sql::Parts;
-use super::xact::{in_subtransaction, with_snapshot};
+use super::xact::{in_subtransaction, with_interrupts_held, with_snapshot};
 use crate::rights::as_table_owner;
 use super::{lock, timestamp_text};
 use crate::error::{self, spi};
@@ -186,9 +186,7 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
             Next::Disabled => return run.stop(committer),
         }
     }
-    let record = with_snapshot(|| run.finish(Status::Succeeded, None));
-    committer.commit();
-    record
+    run.end(Status::Succeeded, None, committer)
 }
 
 impl Run {
@@ -270,12 +268,12 @@ impl Run {
     }
 
     /// A batched run records its failure and releases its lock, commits that, then raises the
-    /// error; in the caller's transaction the error goes up to `run`, which records it.
+    /// error; in the caller's transaction the error goes up to `run`, which records it. A cancel
+    /// or timeout that stopped the Twilio calls is still pending: it waits until that is done.
     fn fail(self, stop: Stop, committer: &Committer) -> ! {
         if committer.mode() == Mode::Batched {
             let message = stop.message();
-            with_snapshot(|| self.finish(Status::Failed, Some(message)));
-            committer.commit();
+            with_interrupts_held(|| self.end(Status::Failed, Some(message), committer));
         }
         stop.raise()
     }
@@ -287,17 +285,17 @@ impl Run {
             self.policy.name, self.record.rows_deleted, self.record.batches
         );
         ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
-        let record = with_snapshot(|| self.finish(Status::Stopped, Some(message)));
-        committer.commit();
-        record
+        self.end(Status::Stopped, Some(message), committer)
     }
 
-    /// Ends the run: the history row, the lock of a batched run, the log line.
-    fn finish(mut self, status: Status, error: Option<String>) -> RunRecord {
+    /// Ends the run: the history row, committed, then the lock of a batched run (released
+    /// after the commit: while the lock is held, a `running` row is a live run), the log line.
+    fn end(mut self, status: Status, error: Option<String>, committer: &Committer) -> RunRecord {
         self.record.status = status;
         self.record.error = error;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        self.history.finish(&self.record);
+        with_snapshot(|| self.history.finish(&self.record));
+        committer.commit();
         self.lock.release();
         log!("{}", self.record.log_line());
         self.record

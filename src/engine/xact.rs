@@ -101,3 +101,20 @@ fn report_stats() {
     // SAFETY: called between transactions, as pgstat_report_stat requires.
     unsafe { pg_sys::pgstat_report_stat(true) };
 }
+
+/// Runs `work` with interrupts held off: a pending cancel or terminate waits until it returns
+/// (or raises). A run stopped by a cancel records its end this way before the cancel's error
+/// goes up; otherwise the first statement that records it would raise the cancel instead.
+pub fn with_interrupts_held<R>(work: impl FnOnce() -> R) -> R {
+    struct Held;
+    impl Drop for Held {
+        fn drop(&mut self) {
+            // SAFETY: undoes the increment below, on return or on unwind, on the same thread.
+            unsafe { pg_sys::InterruptHoldoffCount -= 1 };
+        }
+    }
+    // SAFETY: HOLD_INTERRUPTS(): a counter of this backend's, read by CHECK_FOR_INTERRUPTS.
+    unsafe { pg_sys::InterruptHoldoffCount += 1 };
+    let _held = Held;
+    work()
+}

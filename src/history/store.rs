@@ -66,15 +66,22 @@ impl History {
         self.write(|| mark_interrupted(policy))
     }
 
-    /// Marks every `running` run whose backend is gone (a server crash): the worker does it
-    /// when it starts, so the history does not wait for each policy's next run.
+    /// Marks every `running` run whose backend does not hold its policy's lock (a server
+    /// crash, a session whose transaction ended under it): the worker does it when it starts,
+    /// so the history does not wait for each policy's next run. The same test as the status view.
     pub fn mark_orphans_interrupted(&self) {
         self.write(|| {
             execute(
                 &format!(
                     "UPDATE retention.runs r SET {INTERRUPTED}
                       WHERE status OPERATOR(pg_catalog.=) $1
-                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) r.pid)"
+                        AND NOT EXISTS (SELECT FROM pg_catalog.pg_locks l JOIN retention.policies p
+                                            ON l.objid OPERATOR(pg_catalog.=) p.id::pg_catalog.oid
+                                         WHERE p.name OPERATOR(pg_catalog.=) r.policy AND l.pid OPERATOR(pg_catalog.=) r.pid
+                                           AND l.locktype OPERATOR(pg_catalog.=) 'object' AND l.granted
+                                           AND l.classid OPERATOR(pg_catalog.=) 'retention.policies'::pg_catalog.regclass
+                                           AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
+                                                WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()))"
                 ),
                 || vec![Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
             );

@@ -563,3 +563,53 @@ fn the_twilio_wait_is_not_counted_as_a_transaction() {
     let longest = details["longest_transaction_ms"].as_f64().unwrap();
     assert!(longest < 300.0, "each batch waited 900 ms on Twilio, but no transaction was open then: {longest} ms");
 }
+
+/// Issue 10, item 6: a cancel or a statement_timeout while a batched run's Twilio calls are
+/// in flight ends the run `failed`, with nothing of that batch marked, and leaves neither the
+/// policy's lock nor a `running` row behind: the same session runs the policy again at once.
+#[test]
+fn a_cancel_or_timeout_during_twilio_calls_records_the_failure_and_frees_the_policy() {
+    let fake = fake();
+    let mut client = session(&fake);
+    recordings(&mut client, "it_rec_cancel", 20, 0, 10, |i| Some(sid(9000 + i)));
+    fake.add_recordings((9001..=9020).map(sid));
+    client.batch_execute("SET pg_retention.twilio_timeout_ms = 20000; SET application_name = 'it_rec_cancel'").unwrap();
+    let pid: i32 = client.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    let mut observer = connect();
+    let lock_held = |observer: &mut Client| {
+        count(observer, &format!("SELECT count(*) FROM pg_locks WHERE pid = {pid} AND locktype = 'object' AND classid = 'retention.policies'::regclass"))
+    };
+
+    for (how, setup) in [("cancel", "SET statement_timeout = 0"), ("statement_timeout", "SET statement_timeout = '1500ms'")] {
+        client.batch_execute(setup).unwrap();
+        fake.set_latency(Duration::from_secs(10));
+        fake.clear_requests();
+        let canceller = thread::spawn(move || {
+            let mut observer = connect();
+            if how == "cancel" {
+                assert!(wait_for(Duration::from_secs(10), || {
+                    count(&mut observer, "SELECT count(*) FROM retention.runs WHERE policy = 'it_rec_cancel' AND status = 'running'") == 1
+                }));
+                thread::sleep(Duration::from_millis(500));
+                observer.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+            }
+        });
+        let error = client.batch_execute("CALL retention.run_batched('it_rec_cancel')").expect_err(how);
+        canceller.join().unwrap();
+        assert!(error.as_db_error().is_some_and(|e| e.message().contains("canceling statement")), "{how}: {error:?}");
+        let row = observer
+            .query_one("SELECT status, error FROM retention.runs WHERE policy = 'it_rec_cancel' ORDER BY id DESC LIMIT 1", &[])
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), "failed", "{how}: the run must not stay running");
+        assert!(row.get::<_, String>(1).contains("no row of this batch was marked"), "{how}: {:?}", row.get::<_, String>(1));
+        assert_eq!(lock_held(&mut observer), 0, "{how}: the policy's lock must be released");
+        assert!(marked(&mut observer, "it_rec_cancel").is_empty(), "{how}: nothing unconfirmed is marked");
+    }
+    client.batch_execute("SET statement_timeout = 0").unwrap();
+    fake.set_latency(Duration::ZERO);
+    client.batch_execute("CALL retention.run_batched('it_rec_cancel')").unwrap();
+    assert_eq!(marked(&mut client, "it_rec_cancel").len(), 20);
+    let statuses: Vec<String> =
+        client.query("SELECT status FROM retention.runs WHERE policy = 'it_rec_cancel' ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(statuses, vec!["failed", "failed", "succeeded"]);
+}

@@ -226,3 +226,38 @@ fn a_table_rewrite_during_a_block_range_run_leaves_no_expired_row() {
     let row = observer.query_one("SELECT status, rows_deleted FROM retention.runs WHERE policy = 'it_rewrite'", &[]).unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, i64>(1)), ("succeeded".into(), 40000));
 }
+
+/// Issue 10, item 6: a `running` row whose session lives on but no longer runs it (its
+/// transaction ended under it) is no live run. The status view goes by the policy's lock, which
+/// a live batched run holds from its first commit to its last.
+#[test]
+fn the_status_view_shows_a_run_as_running_only_while_its_backend_holds_the_policy() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_live", 3000, 0, 500, Some(0.3));
+    let runner = thread::spawn(|| {
+        let mut client = connect();
+        client.batch_execute("CALL retention.run_batched('it_live')").expect("batched run");
+    });
+    let mut observer = connect();
+    let shown = |observer: &mut postgres::Client| -> String {
+        observer.query_one("SELECT last_status FROM retention.status WHERE policy = 'it_live'", &[]).unwrap().get(0)
+    };
+    assert!(wait_for(Duration::from_secs(10), || {
+        count(&mut observer, "SELECT count(*) FROM retention.runs WHERE policy = 'it_live' AND status = 'running'") == 1
+    }));
+    assert_eq!(shown(&mut observer), "running");
+    runner.join().unwrap();
+    assert_eq!(shown(&mut observer), "succeeded");
+
+    // A live session (this one) that holds no lock on the policy.
+    observer
+        .batch_execute(
+            "INSERT INTO retention.runs (policy, trigger, mode, status, pid) VALUES ('it_live', 'sql', 'batched', 'running', pg_backend_pid())",
+        )
+        .unwrap();
+    assert_eq!(shown(&mut observer), "interrupted");
+    observer.batch_execute("CALL retention.run_batched('it_live')").unwrap();
+    let statuses: Vec<String> =
+        observer.query("SELECT status FROM retention.runs WHERE policy = 'it_live' ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(statuses, vec!["succeeded", "interrupted", "succeeded"]);
+}

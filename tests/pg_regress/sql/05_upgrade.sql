@@ -77,3 +77,17 @@ UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() WHERE kind <> 'policy' EXCEPT SELECT * FROM from_020) f
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
+
+-- From 0.3.0: the same as a fresh install, policies included.
+CREATE EXTENSION pg_retention VERSION '0.3.0';
+ALTER EXTENSION pg_retention UPDATE;
+SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
+  FROM pg_extension WHERE extname = 'pg_retention';
+CREATE TEMP TABLE from_030 AS SELECT * FROM pg_temp.shape();
+DROP EXTENSION pg_retention;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.3.0' AS side, * FROM (SELECT * FROM from_030 EXCEPT SELECT * FROM pg_temp.shape()) u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_030) f
+ORDER BY 1, 2, 3;
+DROP EXTENSION pg_retention;
