@@ -95,10 +95,11 @@ pub mod retention {
         crate::worker::next_run()
     }
 
-    /// Asks the background worker to run every enabled policy now; returns its pid.
+    /// Asks the background worker to run every enabled policy now; returns its pid (NULL while
+    /// it is starting).
     #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]
-    fn run_worker_now() -> i32 {
+    fn run_worker_now() -> Option<i32> {
         crate::worker::request_run_now()
     }
 

@@ -33,3 +33,12 @@ pub fn message(error: &CaughtError) -> String {
         }
     }
 }
+
+/// The SQLSTATE of a caught error.
+pub fn code(error: &CaughtError) -> PgSqlErrorCode {
+    match error {
+        CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) | CaughtError::RustPanic { ereport: report, .. } => {
+            report.sql_error_code()
+        }
+    }
+}

@@ -60,6 +60,11 @@ pub static RUN_AT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::
 /// The time zone `run_at` is read in.
 pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_TIMEZONE));
 
+/// The worker's `lock_timeout`, in milliseconds: how long one of its batches waits for a row
+/// an application holds locked (0: forever). A batch that times out is tried again later in
+/// the run, then left for the next run.
+pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
+
 /// Cap, in milliseconds, on a wait after a 429 (`Retry-After` included); also the wait when
 /// a 429 carries no `Retry-After`, at a tenth of it.
 pub static TWILIO_MAX_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
@@ -168,6 +173,16 @@ pub fn init() {
     ] {
         GucRegistry::define_int_guc(name, description, c"", setting, min, max, GucContext::Suset, GucFlags::default());
     }
+    GucRegistry::define_int_guc(
+        c"pg_retention.worker_lock_timeout",
+        c"How long a batch of the background worker waits for a locked row (lock_timeout).",
+        c"0 waits forever. A batch that times out is tried again later in the run, then left for the next run.",
+        &WORKER_LOCK_TIMEOUT_MS,
+        0,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
     DEFINING.store(false, std::sync::atomic::Ordering::Relaxed);
 }
 

@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::panic::CaughtError;
@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use super::plan::BatchPlan;
 use super::recordings::{self, Halt};
 use super::sql::Parts;
-use super::xact::{in_subtransaction, with_interrupts_held, with_snapshot};
+use super::xact::{in_subtransaction, pause, shutdown_requested, with_interrupts_held, with_snapshot};
 use crate::rights::as_table_owner;
 use super::{lock, timestamp_text};
 use crate::error::{self, spi};
@@ -119,6 +119,19 @@ enum Next {
     Done,
     /// The policy was disabled during the run.
     Disabled,
+    /// The worker running it was asked to stop.
+    Shutdown,
+}
+
+/// How often a batch that timed out on a row lock is tried again, and the pause before each.
+const LOCK_RETRIES: u32 = 3;
+const LOCK_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a run stopped by the worker's shutdown says.
+fn shutdown_message(rows: i64) -> String {
+    format!(
+        "the pg_retention worker was asked to stop (server shutdown or pg_terminate_backend) after {rows} rows; the rest is left for the next run"
+    )
 }
 
 enum Begun {
@@ -184,6 +197,10 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
             Next::Batch => {}
             Next::Done => break,
             Next::Disabled => return run.stop(committer),
+            Next::Shutdown => {
+                let message = shutdown_message(run.record.rows_deleted);
+                return run.end(Status::Interrupted, Some(message), committer);
+            }
         }
     }
     run.end(Status::Succeeded, None, committer)
@@ -221,27 +238,52 @@ impl Run {
         i64::from(self.policy.batch_size)
     }
 
-    /// delete / soft_delete: one batch, committed.
+    /// delete / soft_delete: one batch, committed. A batch of a batched run that waited past
+    /// `lock_timeout` for a row an application holds is tried again after a pause, with
+    /// nothing held; after `LOCK_RETRIES` the run fails and leaves the rest for the next run.
     fn row_batch(&mut self, committer: &Committer) -> Result<Next, Stop> {
-        let next = committer
-            .step(|| {
+        let mut retries = 0;
+        let next = loop {
+            let batch = committer.step(|| {
                 let (cutoff, batch_size, reason) = (self.cutoff, self.batch_size(), self.policy.reason());
                 let (processed, more) = as_table_owner(self.owner, || self.plan.row_batch(cutoff, batch_size, reason));
                 self.record.rows_deleted += processed;
                 self.record.batches += 1;
                 self.history.save_progress(&self.record);
                 self.next(more)
-            })
-            .map_err(Stop::Error)?;
+            });
+            match batch {
+                Ok(next) => break next,
+                Err(error)
+                    if committer.mode() == Mode::Batched
+                        && error::code(&error) == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE
+                        && retries < LOCK_RETRIES
+                        && !shutdown_requested() =>
+                {
+                    retries += 1;
+                    log!(
+                        "pg_retention: policy \"{}\": a batch waited past lock_timeout for a row another session holds; trying again in {} s ({retries} of {LOCK_RETRIES})",
+                        self.policy.name,
+                        LOCK_RETRY_PAUSE.as_secs()
+                    );
+                    committer.commit();
+                    pause(LOCK_RETRY_PAUSE);
+                }
+                Err(error) => return Err(Stop::Error(error)),
+            }
+        };
         committer.commit();
         Ok(next)
     }
 
-    /// After a batch: done, or on to the next one unless the policy was disabled meanwhile
-    /// (disabling a policy is its kill switch; the first batch was checked at `begin`).
+    /// After a batch: done, or on to the next one unless the worker is shutting down or the
+    /// policy was disabled meanwhile (disabling a policy is its kill switch; the first batch
+    /// was checked at `begin`).
     fn next(&self, more: bool) -> Next {
         if !more {
             Next::Done
+        } else if shutdown_requested() {
+            Next::Shutdown
         } else if still_enabled(self.policy.id) {
             Next::Batch
         } else {
@@ -272,8 +314,12 @@ impl Run {
     /// or timeout that stopped the Twilio calls is still pending: it waits until that is done.
     fn fail(self, stop: Stop, committer: &Committer) -> ! {
         if committer.mode() == Mode::Batched {
-            let message = stop.message();
-            with_interrupts_held(|| self.end(Status::Failed, Some(message), committer));
+            let (status, message) = if shutdown_requested() {
+                (Status::Interrupted, format!("{} ({})", shutdown_message(self.record.rows_deleted), stop.message()))
+            } else {
+                (Status::Failed, stop.message())
+            };
+            with_interrupts_held(|| self.end(status, Some(message), committer));
         }
         stop.raise()
     }

@@ -118,3 +118,32 @@ pub fn with_interrupts_held<R>(work: impl FnOnce() -> R) -> R {
     let _held = Held;
     work()
 }
+
+/// Whether this process was asked to shut down: only the worker's SIGTERM sets this flag in
+/// a process that runs policies (see `worker/signals.rs`).
+pub fn shutdown_requested() -> bool {
+    // SAFETY: a flag set by a signal handler and nothing clears.
+    unsafe { pg_sys::ShutdownRequestPending != 0 }
+}
+
+/// Waits `duration` with nothing held, waking for a cancel, a terminate or the worker's
+/// shutdown: never sleeps through a signal.
+pub fn pause(duration: std::time::Duration) {
+    let deadline = std::time::Instant::now() + duration;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || shutdown_requested() {
+            return;
+        }
+        let millis = left.as_millis().min(i32::MAX as u128) as std::ffi::c_long;
+        // SAFETY: the latch wait of pg_sleep(): MyLatch is this process's; the flags ask to
+        // wake on the latch (which every signal handler sets), on timeout, or to exit if the
+        // postmaster dies.
+        unsafe {
+            let events = (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32;
+            pg_sys::WaitLatch(pg_sys::MyLatch, events, millis, pg_sys::PG_WAIT_EXTENSION);
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pgrx::check_for_interrupts!();
+    }
+}

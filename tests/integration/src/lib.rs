@@ -130,3 +130,26 @@ pub fn drop_owned_table(client: &mut Client, name: &str, owner: &str) {
         ))
         .expect("drop the table and its owner");
 }
+
+/// Runs a server program (pg_ctl, pg_dump ...) as the cluster's OS user: `postgres` when the
+/// tests run as root, the current user otherwise.
+pub fn as_server_owner(program: &str, args: &[&str]) -> std::process::Output {
+    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    let mut command = if root {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    command.args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"))
+}
+
+/// The PostgreSQL programs' directory.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The server's log so far (the throwaway cluster logs to `server.log` in its directory).
+pub fn server_log() -> String {
+    let dir = std::env::var("PGHOST").expect("PGHOST must name the test server (run `make test`)");
+    std::fs::read_to_string(format!("{dir}/server.log")).unwrap_or_default()
+}

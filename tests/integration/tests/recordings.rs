@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::{Fault, FakeTwilio};
-use pg_retention_it::{connect, count, secret_file, wait_for};
+use pg_retention_it::{connect, count, secret_file, server_log, wait_for};
 use postgres::Client;
 use serde_json::Value;
 
@@ -400,12 +400,6 @@ fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
         .get(0);
     let details: Value = serde_json::from_str(&details).unwrap();
     assert_adds_up(&details);
-}
-
-/// The server's log, where a changed setting's new value would be written on reload.
-fn server_log() -> String {
-    let dir = std::env::var("PGHOST").expect("PGHOST");
-    std::fs::read_to_string(format!("{dir}/server.log")).unwrap_or_default()
 }
 
 /// ALTER SYSTEM SET (or RESET, for None) each setting, then reload.

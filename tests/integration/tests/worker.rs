@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{connect, count, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_for};
+use pg_retention_it::{as_server_owner, connect, count, server_log, PG_BIN, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_for};
 use postgres::Client;
 
 /// ALTER SYSTEM each setting, reload, and wait until this session sees the change.
@@ -29,6 +29,7 @@ fn reset_system(client: &mut Client) {
     for name in [
         "pg_retention.worker_enabled", "pg_retention.run_at", "pg_retention.twilio_account_sid",
         "pg_retention.twilio_secret_file", "pg_retention.twilio_base_url", "pg_retention.twilio_concurrency",
+        "pg_retention.worker_lock_timeout", "pg_retention.database",
     ] {
         client.batch_execute(&format!("ALTER SYSTEM RESET {name}")).unwrap();
     }
@@ -150,7 +151,8 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
         .unwrap();
     fake.add_recordings((1..=20).map(|g| format!("RE{g:032x}")));
     only_enable(&mut client, "it_worker_rec");
-    let pid = worker_pid(&mut client).expect("the worker runs");
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()), "the launcher starts the worker");
+    let pid = worker_pid(&mut client).unwrap();
     client.batch_execute("SELECT retention.run_worker_now()").unwrap();
     assert!(wait_for(Duration::from_secs(20), || fake.requests().len() >= 4 && fake.in_flight() > 0), "a second batch in flight");
 
@@ -164,7 +166,7 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
     let took = asked.elapsed();
     assert!(took < Duration::from_secs(2), "the worker took {took:?} to exit during a 3 s Twilio call");
 
-    // Nothing marked that Twilio did not confirm; the stopped run is recorded as failed.
+    // Nothing marked that Twilio did not confirm; the stopped run is recorded as interrupted.
     let confirmed: Vec<String> = fake
         .requests()
         .iter()
@@ -178,7 +180,7 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
         .map(|r| r.get(0))
         .collect();
     assert!(marked.iter().all(|s| confirmed.contains(s)), "marked {marked:?}, confirmed {confirmed:?}");
-    assert_eq!(worker_runs(&mut client, "it_worker_rec", "failed"), 1);
+    assert_eq!(worker_runs(&mut client, "it_worker_rec", "interrupted"), 1);
 
     // The postmaster starts the worker again.
     assert!(wait_for(Duration::from_secs(20), || worker_pid(&mut client).is_some_and(|p| p != pid)), "restarted");
@@ -230,17 +232,7 @@ fn a_standby_runs_nothing() {
     // A port nothing listens on now (a fixed one could be another cluster's).
     let standby_port: u16 = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let standby_dir = format!("{primary_dir}-standby");
-    let as_owner = |program: &str, args: &[&str]| {
-        let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
-        let mut command = if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", program]);
-            c
-        } else {
-            Command::new(program)
-        };
-        command.args(args).status().unwrap()
-    };
+    let as_owner = |program: &str, args: &[&str]| as_server_owner(program, args).status;
     let bin = "/usr/lib/postgresql/15/bin";
     let _ = as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-m", "immediate", "stop"]);
     let _ = std::fs::remove_dir_all(&standby_dir);
@@ -380,4 +372,166 @@ fn a_run_whose_backend_is_gone_is_interrupted_in_the_status_view_and_at_worker_s
     }));
     client.batch_execute("DROP TABLE it_orphan; DELETE FROM retention.policies WHERE name = 'it_orphan';").unwrap();
     reset_system(&mut client);
+}
+
+/// The pause trigger of `table_with_policy` sleeps this long after each batch from now on.
+fn set_pause(client: &mut Client, table: &str, seconds: f64) {
+    client
+        .batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION {table}_pause() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$"
+        ))
+        .unwrap();
+}
+
+fn last_worker_run(client: &mut Client, policy: &str) -> (String, i64, String) {
+    let row = client
+        .query_one(
+            &format!("SELECT status, rows_deleted, coalesce(error, '') FROM retention.runs WHERE policy = '{policy}' AND trigger = 'worker' ORDER BY id DESC LIMIT 1"),
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Issue 10, item 7: a SIGTERM (pg_terminate_backend, a shutdown) stops a delete run between
+/// batches and in the middle of a long one, at once; the run is recorded `interrupted` with
+/// what it did, and nothing past what it reports is lost.
+#[test]
+fn sigterm_stops_a_delete_run_between_batches_and_inside_a_long_one() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_term", 4000, 10, 200, Some(0.3));
+    only_enable(&mut client, "it_worker_term");
+    for (phase, pause) in [("between batches", 0.3), ("inside a 60 s batch", 60.0)] {
+        set_pause(&mut client, "it_worker_term", pause);
+        assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "{phase}: the launcher starts the worker");
+        let pid = worker_pid(&mut client).unwrap();
+        let before = count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_term'");
+        client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+        assert!(wait_for(Duration::from_secs(20), || {
+            count(&mut client, &format!("SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_term' AND status = 'running' AND id > {before}")) == 1
+                && (pause > 1.0 || count(&mut client, "SELECT coalesce(max(rows_deleted), 0) FROM retention.runs WHERE policy = 'it_worker_term' AND status = 'running'") >= 400)
+        }), "{phase}: the run is under way");
+        thread::sleep(Duration::from_millis(300));
+        let asked = Instant::now();
+        client.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+        assert!(wait_for(Duration::from_secs(10), || !std::path::Path::new(&format!("/proc/{pid}")).exists()), "{phase}: the worker exits");
+        let took = asked.elapsed();
+        assert!(took < Duration::from_secs(3), "{phase}: the worker took {took:?} to exit");
+        let (status, rows, error) = last_worker_run(&mut client, "it_worker_term");
+        assert_eq!(status, "interrupted", "{phase}: {error}");
+        assert!(error.contains("asked to stop"), "{phase}: {error}");
+        let left = count(&mut client, "SELECT count(*) FROM it_worker_term WHERE at < now()");
+        assert_eq!(4000 - left, count(&mut client, "SELECT coalesce(sum(rows_deleted), 0)::bigint FROM retention.runs WHERE policy = 'it_worker_term'"), "{phase}: rows gone = rows recorded ({rows} in this run)");
+        assert!(left > 0, "{phase}: the run stopped before its end");
+    }
+    set_pause(&mut client, "it_worker_term", 0.0);
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "restarted");
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(30), || count(&mut client, "SELECT count(*) FROM it_worker_term") == 10));
+    client.batch_execute("DROP TABLE it_worker_term; DELETE FROM retention.policies WHERE name = 'it_worker_term';").unwrap();
+    reset_system(&mut client);
+}
+
+/// Issue 10, item 7: `pg_ctl stop -m fast` while the worker is inside a long batch stops the
+/// server within its timeout; the run was recorded `interrupted` by the worker itself.
+#[test]
+fn a_fast_shutdown_during_a_worker_batch_is_prompt() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_fast", 1000, 0, 100, Some(120.0));
+    only_enable(&mut client, "it_worker_fast");
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || {
+        count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_fast' AND status = 'running'") == 1
+    }));
+    thread::sleep(Duration::from_millis(500));
+    drop(client);
+    let dir = std::env::var("PGHOST").unwrap();
+    let port = std::env::var("PGPORT").unwrap();
+    let asked = Instant::now();
+    let stop = as_server_owner(&format!("{PG_BIN}/pg_ctl"), &["-D", &dir, "-m", "fast", "-t", "15", "-w", "stop"]);
+    let took = asked.elapsed();
+    let cluster = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pgrx-config/cluster.sh");
+    let start = std::process::Command::new(cluster).args(["start", &dir, &port]).output().unwrap();
+    assert!(start.status.success(), "restart: {}", String::from_utf8_lossy(&start.stderr));
+    assert!(stop.status.success(), "pg_ctl stop -m fast failed: {}", String::from_utf8_lossy(&stop.stdout));
+    assert!(took < Duration::from_secs(10), "the fast shutdown took {took:?}");
+    let mut client = connect();
+    let (status, _, error) = last_worker_run(&mut client, "it_worker_fast");
+    assert_eq!(status, "interrupted");
+    assert!(error.contains("asked to stop"), "recorded by the worker as it stopped: {error}");
+    client.batch_execute("DROP TABLE it_worker_fast; DELETE FROM retention.policies WHERE name = 'it_worker_fast';").unwrap();
+    reset_system(&mut client);
+}
+
+/// Issue 10, item 14: an application's row lock held by an idle-in-transaction session does
+/// not stall the worker: its batches give up after pg_retention.worker_lock_timeout, are tried
+/// again, and the run ends `failed` with the rest left for the next run. A SIGTERM during the
+/// pause between tries is answered at once.
+#[test]
+fn the_worker_gives_up_on_a_row_lock_after_its_lock_timeout() {
+    let mut client = connect();
+    set_system(
+        &mut client,
+        &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00"), ("pg_retention.worker_lock_timeout", "300ms")],
+    );
+    table_with_policy(&mut client, "it_worker_locked", 50, 0, 1000, None);
+    only_enable(&mut client, "it_worker_locked");
+    let mut application = connect();
+    application.batch_execute("BEGIN; SELECT * FROM it_worker_locked WHERE id = 7 FOR UPDATE").unwrap();
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_locked", "failed") == 1), "the run gives up");
+    let (_, rows, error) = last_worker_run(&mut client, "it_worker_locked");
+    assert!(error.contains("lock timeout"), "{error}");
+    assert_eq!(rows, 0);
+    let log = server_log();
+    assert!(log.contains("policy \"it_worker_locked\": a batch waited past lock_timeout for a row another session holds; trying again in 1 s (3 of 3)"));
+
+    // Terminated while it pauses between two tries: it exits at once.
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    let pid = worker_pid(&mut client).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || {
+        server_log().matches("policy \"it_worker_locked\": a batch waited past lock_timeout").count() >= 4
+    }));
+    let asked = Instant::now();
+    client.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !std::path::Path::new(&format!("/proc/{pid}")).exists()));
+    assert!(asked.elapsed() < Duration::from_secs(1), "the worker took {:?} to exit", asked.elapsed());
+
+    application.batch_execute("COMMIT").unwrap();
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_locked", "succeeded") == 1));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_locked"), 0);
+    client.batch_execute("DROP TABLE it_worker_locked; DELETE FROM retention.policies WHERE name = 'it_worker_locked';").unwrap();
+    reset_system(&mut client);
+}
+
+/// Issue 10, item 15: a missing database is said once, not in a FATAL every few seconds; a
+/// disabled worker never connects; the worker starts when the database appears.
+#[test]
+fn a_missing_database_is_said_once_and_a_disabled_worker_never_connects() {
+    let mut client = connect();
+    client.batch_execute("DROP DATABASE IF EXISTS it_later WITH (FORCE)").unwrap();
+    let log_before = server_log().len();
+    set_system(&mut client, &[("pg_retention.database", "it_later"), ("pg_retention.worker_enabled", "off")]);
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(worker_pid(&mut client), None, "disabled: no worker");
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
+    thread::sleep(Duration::from_secs(12));
+    let log = server_log()[log_before..].to_string();
+    assert_eq!(worker_pid(&mut client), None, "no database: no worker");
+    assert!(!log.contains("FATAL"), "{log}");
+    assert_eq!(log.matches("database \"it_later\" does not exist").count(), 1, "said once: {log}");
+
+    client.batch_execute("CREATE DATABASE it_later").unwrap();
+    client.batch_execute("SELECT pg_reload_conf()").unwrap(); // a reload wakes the launcher at once
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "the worker starts once the database exists");
+    reset_system(&mut client);
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_none()));
+    client.batch_execute("DROP DATABASE it_later WITH (FORCE)").unwrap();
 }

@@ -1,70 +1,70 @@
 //! The background worker: once a day at `pg_retention.run_at` (in `pg_retention.timezone`) it
 //! runs every enabled policy of `pg_retention.database`, each as `run_batched` does, committing
 //! per batch. Never during recovery. The slot it last ran is kept in `retention.worker_state`,
-//! so a restart neither skips a night nor runs one twice.
+//! so a restart neither skips a night nor runs one twice. The launcher (`launcher.rs`) starts
+//! it; `signals.rs` makes a SIGTERM stop it promptly.
+
+mod launcher;
+mod requests;
+mod signals;
 
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
 use crate::engine::{self, xact, Committer};
-use crate::error::{self, raise, spi};
-use crate::history::WORKER_TYPE;
+use crate::error::{self, spi};
+pub(crate) use crate::history::WORKER_TYPE;
 use crate::schedule::{self, Due};
 use crate::settings;
+pub use requests::{next_run, request_run_now};
+use signals::shutting_down;
 
 /// The longest the worker sleeps before looking again: settings and clocks change.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// Registers the worker; only while `shared_preload_libraries` is being processed.
+/// Registers the launcher, which starts the worker; only while `shared_preload_libraries`
+/// is being processed.
 pub fn register() {
-    BackgroundWorkerBuilder::new("pg_retention worker")
-        .set_type(WORKER_TYPE)
-        .set_library("pg_retention")
-        .set_function("pg_retention_worker_main")
-        .enable_spi_access()
-        .set_start_time(BgWorkerStartTime::RecoveryFinished)
-        .set_restart_time(Some(Duration::from_secs(5)))
-        .load();
+    launcher::register();
 }
 
-fn shutting_down() -> bool {
-    // SAFETY: a flag the SIGTERM handler sets and nothing clears.
-    unsafe { pg_sys::ShutdownRequestPending != 0 }
-}
-
+/// The worker of one database, started by the launcher with that database's oid.
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn pg_retention_worker_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let database = settings::database();
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
+    signals::install();
+    let database_oid = pg_sys::Oid::from(arg.value() as u32);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database_oid), None);
     // Nothing a user can create in a schema is found by the worker's statements.
     BackgroundWorker::transaction(crate::rights::pin_session_search_path);
+    let database = BackgroundWorker::transaction(|| spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"))).unwrap_or_default();
     log!("pg_retention worker: started for database \"{database}\"");
     let (mut warned, mut orphans_marked) = (false, false);
     while !shutting_down() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: what the postmaster's children do on SIGHUP, on the worker's main thread.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            if !settings::WORKER_ENABLED.get() {
+                log!("pg_retention worker: pg_retention.worker_enabled is off; stopping");
+                break;
+            }
             if settings::database() != database {
-                log!("pg_retention worker: pg_retention.database changed; restarting to connect to it");
-                // SAFETY: a non-zero exit makes the postmaster start the worker again.
-                unsafe { pg_sys::proc_exit(1) };
+                log!("pg_retention worker: pg_retention.database changed; the launcher starts a worker for it");
+                break;
             }
         }
         let wait = tick(&database, &mut warned, &mut orphans_marked);
-        if !BackgroundWorker::wait_latch(Some(wait.clamp(Duration::from_millis(100), MAX_WAIT))) {
+        // A SIGTERM during the run: no sleep first.
+        if shutting_down() || !BackgroundWorker::wait_latch(Some(wait.clamp(Duration::from_millis(100), MAX_WAIT))) {
             break;
         }
     }
-    // A non-zero exit: the postmaster starts the worker again after bgw_restart_time, unless it
-    // is shutting down itself. So a DBA's pg_terminate_backend() stops a run, not the schedule.
     log!("pg_retention worker: stopped");
-    // SAFETY: ends this background worker process.
-    unsafe { pg_sys::proc_exit(1) };
+    // SAFETY: ends this background worker process; the launcher starts it again when due.
+    unsafe { pg_sys::proc_exit(0) };
 }
 
 /// Runs one step of the worker in a transaction of its own. A step that fails is logged as
@@ -162,14 +162,32 @@ fn run_all() {
         if shutting_down() {
             return;
         }
-        let ran = xact::in_worker_transactions(|commit| engine::run(&name, None, &Committer::per_batch(commit)));
-        if let Err(error) = ran {
-            warning!("pg_retention worker: policy \"{name}\" failed: {}", error::message(&error));
+        let ran = signals::during_run(|| {
+            xact::in_worker_transactions(|commit| {
+                set_lock_timeout();
+                engine::run(&name, None, &Committer::per_batch(commit))
+            })
+        });
+        match ran {
+            Err(_) if shutting_down() => log!("pg_retention worker: policy \"{name}\" stopped by a shutdown request"),
+            Err(error) => warning!("pg_retention worker: policy \"{name}\" failed: {}", error::message(&error)),
+            Ok(_) => {}
         }
     }
 }
 
-fn local_now(timezone: &str) -> Result<NaiveDateTime, String> {
+/// The worker's batches wait at most `pg_retention.worker_lock_timeout` for a row an
+/// application holds locked, so an idle-in-transaction session cannot stall them forever.
+fn set_lock_timeout() {
+    xact::with_snapshot(|| {
+        spi(Spi::run_with_args(
+            "SELECT pg_catalog.set_config('lock_timeout', $1, false)",
+            &[format!("{}ms", settings::WORKER_LOCK_TIMEOUT_MS.get()).into()],
+        ))
+    });
+}
+
+pub(crate) fn local_now(timezone: &str) -> Result<NaiveDateTime, String> {
     let text = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.to_char(pg_catalog.timezone($1, pg_catalog.now()), 'YYYY-MM-DD HH24:MI:SS')",
         &[timezone.into()],
@@ -208,93 +226,4 @@ fn write_slot(slot: NaiveDateTime) -> Result<(), String> {
         &[slot.format("%Y-%m-%d %H:%M:%S").to_string().into()],
     )
     .map_err(|e| e.to_string())
-}
-
-/// The worker's next scheduled run, or None when it is off.
-pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
-    if !settings::WORKER_ENABLED.get() {
-        return None;
-    }
-    let run_at = settings::run_at()?;
-    let timezone = settings::timezone();
-    let now = local_now(&timezone).unwrap_or_else(|problem| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, problem, None));
-    let next = schedule::next_slot(now, run_at);
-    spi(Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
-        "SELECT pg_catalog.timezone($2, $1::pg_catalog.timestamp)",
-        &[next.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
-    ))
-}
-
-/// `retention.run_worker_now()`: asks the worker to run every enabled policy now.
-pub fn request_run_now() -> i32 {
-    // SAFETY: a plain read of shared state.
-    if unsafe { pg_sys::RecoveryInProgress() } {
-        raise(
-            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
-            "this server is a standby: the pg_retention worker runs only on the primary".into(),
-            None,
-        )
-    }
-    if !settings::WORKER_ENABLED.get() {
-        raise(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "pg_retention.worker_enabled is off".into(),
-            Some("ALTER SYSTEM SET pg_retention.worker_enabled = on; SELECT pg_reload_conf();".into()),
-        )
-    }
-    let database = settings::database();
-    let here = spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")).unwrap_or_default();
-    if here != database {
-        raise(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("the pg_retention worker runs the policies of database \"{database}\", not \"{here}\""),
-            Some("Call it there, or set pg_retention.database.".into()),
-        )
-    }
-    // The worker's row and its bookkeeping table are the extension's: looked up and written with
-    // its owner's rights, so an operator needs only EXECUTE on this function.
-    let pid = crate::rights::as_extension_owner(|| {
-        spi(Spi::get_one_with_args::<i32>(
-            "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type OPERATOR(pg_catalog.=) $1 LIMIT 1)",
-            &[WORKER_TYPE.into()],
-        ))
-    })
-    .unwrap_or_else(|| {
-        raise(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "the pg_retention worker is not running".into(),
-            Some("It needs pg_retention in shared_preload_libraries (a restart), and a primary server.".into()),
-        )
-    });
-    crate::rights::as_extension_owner(|| {
-        spi(Spi::run(
-            "INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-             UPDATE retention.worker_state SET run_requested_at = pg_catalog.now();",
-        ))
-    });
-    // The worker reads the request after this transaction commits; wake it when it does.
-    // SAFETY: registers a callback that stays valid for the life of the loaded library.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(wake_worker_at_commit), pid as usize as *mut std::ffi::c_void);
-    }
-    pid
-}
-
-/// # Safety
-/// Called by Postgres at the end of the transaction that registered it; `arg` is the worker's pid.
-#[pg_guard]
-unsafe extern "C-unwind" fn wake_worker_at_commit(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
-    // SAFETY: unregistering the callback being called is allowed; BackendPidGetProc returns the
-    // live PGPROC of that pid or NULL, and setting its latch is what latches are for.
-    unsafe {
-        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT || event == pg_sys::XactEvent::XACT_EVENT_ABORT {
-            pg_sys::UnregisterXactCallback(Some(wake_worker_at_commit), arg);
-        }
-        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT {
-            let proc = pg_sys::BackendPidGetProc(arg as usize as i32);
-            if !proc.is_null() {
-                pg_sys::SetLatch(&mut (*proc).procLatch);
-            }
-        }
-    }
 }

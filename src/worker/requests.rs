@@ -1,0 +1,107 @@
+//! What a session asks of the worker: when it runs next, and to run now.
+
+use pgrx::prelude::*;
+
+use super::launcher::LAUNCHER_TYPE;
+use super::{local_now, WORKER_TYPE};
+use crate::error::{raise, spi};
+use crate::schedule;
+use crate::settings;
+
+/// The worker's next scheduled run, or None when it is off.
+pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
+    if !settings::WORKER_ENABLED.get() {
+        return None;
+    }
+    let run_at = settings::run_at()?;
+    let timezone = settings::timezone();
+    let now = local_now(&timezone).unwrap_or_else(|problem| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, problem, None));
+    let next = schedule::next_slot(now, run_at);
+    spi(Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
+        "SELECT pg_catalog.timezone($2, $1::pg_catalog.timestamp)",
+        &[next.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
+    ))
+}
+
+/// `retention.run_worker_now()`: asks the worker to run every enabled policy now. Returns its
+/// pid, or NULL while the launcher is starting it (it runs them once started).
+pub fn request_run_now() -> Option<i32> {
+    // SAFETY: a plain read of shared state.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        raise(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            "this server is a standby: the pg_retention worker runs only on the primary".into(),
+            None,
+        )
+    }
+    if !settings::WORKER_ENABLED.get() {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pg_retention.worker_enabled is off".into(),
+            Some("ALTER SYSTEM SET pg_retention.worker_enabled = on; SELECT pg_reload_conf();".into()),
+        )
+    }
+    let database = settings::database();
+    let here = spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")).unwrap_or_default();
+    if here != database {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("the pg_retention worker runs the policies of database \"{database}\", not \"{here}\""),
+            Some("Call it there, or set pg_retention.database.".into()),
+        )
+    }
+    // The worker's row and its bookkeeping table are the extension's: looked up and written with
+    // its owner's rights, so an operator needs only EXECUTE on this function.
+    let process = |backend_type: &str| {
+        crate::rights::as_extension_owner(|| {
+            spi(Spi::get_one_with_args::<i32>(
+                "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type OPERATOR(pg_catalog.=) $1 LIMIT 1)",
+                &[backend_type.into()],
+            ))
+        })
+    };
+    let pid = process(WORKER_TYPE);
+    if pid.is_none() && process(LAUNCHER_TYPE).is_none() {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "the pg_retention worker is not running".into(),
+            Some("It needs pg_retention in shared_preload_libraries (a restart), and a primary server.".into()),
+        )
+    }
+    crate::rights::as_extension_owner(|| {
+        spi(Spi::run(
+            "INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING;
+             UPDATE retention.worker_state SET run_requested_at = pg_catalog.now();",
+        ))
+    });
+    let Some(pid) = pid else {
+        // The launcher is starting it (just enabled, or restarting): it finds the request.
+        notice!("the pg_retention worker is starting; it runs the policies as soon as it has started");
+        return None;
+    };
+    // The worker reads the request after this transaction commits; wake it when it does.
+    // SAFETY: registers a callback that stays valid for the life of the loaded library.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(wake_worker_at_commit), pid as usize as *mut std::ffi::c_void);
+    }
+    Some(pid)
+}
+
+/// # Safety
+/// Called by Postgres at the end of the transaction that registered it; `arg` is the worker's pid.
+#[pg_guard]
+unsafe extern "C-unwind" fn wake_worker_at_commit(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
+    // SAFETY: unregistering the callback being called is allowed; BackendPidGetProc returns the
+    // live PGPROC of that pid or NULL, and setting its latch is what latches are for.
+    unsafe {
+        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT || event == pg_sys::XactEvent::XACT_EVENT_ABORT {
+            pg_sys::UnregisterXactCallback(Some(wake_worker_at_commit), arg);
+        }
+        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT {
+            let proc = pg_sys::BackendPidGetProc(arg as usize as i32);
+            if !proc.is_null() {
+                pg_sys::SetLatch(&mut (*proc).procLatch);
+            }
+        }
+    }
+}
