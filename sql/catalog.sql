@@ -21,11 +21,14 @@ CREATE TABLE retention.policies (
     -- twilio_recording: the column holding the recording SID, and a key column to page by.
     sid_column         text,
     id_column          text,
+    -- Pacing: at most this many rows a second (NULL: as fast as it goes).
+    max_rows_per_second integer,
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
     CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),
     CONSTRAINT policies_retain_check CHECK ((rule = 'older_than') = (retain IS NOT NULL)),
-    CONSTRAINT policies_batch_size_check CHECK (batch_size BETWEEN 1 AND 1000000)
+    CONSTRAINT policies_batch_size_check CHECK (batch_size BETWEEN 1 AND 1000000),
+    CONSTRAINT policies_max_rows_per_second_check CHECK (max_rows_per_second > 0)
 );
 COMMENT ON TABLE retention.policies IS 'One row per retention policy: which rows of which table expire, and what happens to them';
 
@@ -60,3 +63,19 @@ CREATE TABLE retention.worker_state (
 );
 COMMENT ON TABLE retention.worker_state IS 'The background worker''s memory: which nightly slot it ran last';
 
+
+-- Presets removed (or renamed) here, so that a restore, whose CREATE EXTENSION makes every
+-- preset again, removes them again. Written by the triggers on retention.policies.
+CREATE TABLE retention.removed_presets (
+    name       text PRIMARY KEY,
+    removed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE retention.removed_presets IS 'Presets removed from retention.policies; carried by pg_dump so that a restore does not bring them back';
+
+-- pg_dump and pg_restore (and pg_dumpall) carry the policies, the history and the removed
+-- presets, with their identity sequences; the worker's state stays with its server.
+SELECT pg_catalog.pg_extension_config_dump('retention.policies', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.policies_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.runs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.removed_presets', '');

@@ -15,6 +15,40 @@ ALTER FUNCTION retention.policies_validate() SET search_path = pg_catalog, pg_te
 CREATE TRIGGER policies_validate BEFORE INSERT OR UPDATE ON retention.policies
     FOR EACH ROW EXECUTE FUNCTION retention.policies_validate();
 
+-- The presets' memory for dump and restore (see src/policy/restore.rs). A preset removed or
+-- renamed by a statement (not by a restore replacing a pristine preset, which runs inside the
+-- validation trigger) is remembered; a policy given a preset's name again is no longer
+-- removed. A remembered removal being restored removes the pristine preset again. SECURITY
+-- DEFINER: whoever may write the policies needs no right on retention.removed_presets.
+CREATE FUNCTION retention.policies_remember_presets() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') AND pg_catalog.pg_trigger_depth() = 1
+       AND OLD.name IN ('expired_traces', 'old_agent_usage', 'old_recordings')
+       AND (TG_OP = 'DELETE' OR NEW.name <> OLD.name) THEN
+        INSERT INTO retention.removed_presets (name) VALUES (OLD.name) ON CONFLICT DO NOTHING;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        DELETE FROM retention.removed_presets r WHERE r.name = NEW.name;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER policies_remember_presets AFTER INSERT OR UPDATE OF name OR DELETE ON retention.policies
+    FOR EACH ROW EXECUTE FUNCTION retention.policies_remember_presets();
+
+CREATE FUNCTION retention.removed_presets_apply() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM retention.policies p
+     WHERE p.name = NEW.name
+       AND p.xmin = (SELECT e.xmin FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_retention');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER removed_presets_apply AFTER INSERT ON retention.removed_presets
+    FOR EACH ROW EXECUTE FUNCTION retention.removed_presets_apply();
+
 CREATE FUNCTION retention.add_policy(
     policy_name        text,
     table_name         text,
@@ -29,19 +63,21 @@ CREATE FUNCTION retention.add_policy(
     deletion_reason    text DEFAULT 'retention_policy',
     enabled            boolean DEFAULT true,
     sid_column         text DEFAULT NULL,
-    id_column          text DEFAULT NULL
+    id_column          text DEFAULT NULL,
+    max_rows_per_second integer DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
                                     soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-                                    sid_column, id_column)
+                                    sid_column, id_column, max_rows_per_second)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
             soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-            sid_column, id_column)
+            sid_column, id_column, max_rows_per_second)
     RETURNING *;
 $$;
 
--- Arguments left NULL keep their value; switching to rule expires_at clears retain.
+-- Arguments left NULL keep their value; switching to rule expires_at clears retain;
+-- max_rows_per_second => 0 lifts the pace limit.
 CREATE FUNCTION retention.alter_policy(
     policy_name        text,
     table_name         text DEFAULT NULL,
@@ -56,7 +92,8 @@ CREATE FUNCTION retention.alter_policy(
     deletion_reason    text DEFAULT NULL,
     enabled            boolean DEFAULT NULL,
     sid_column         text DEFAULT NULL,
-    id_column          text DEFAULT NULL
+    id_column          text DEFAULT NULL,
+    max_rows_per_second integer DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -76,7 +113,9 @@ BEGIN
         batch_size         = coalesce(alter_policy.batch_size, p.batch_size),
         enabled            = coalesce(alter_policy.enabled, p.enabled),
         sid_column         = coalesce(alter_policy.sid_column, p.sid_column),
-        id_column          = coalesce(alter_policy.id_column, p.id_column)
+        id_column          = coalesce(alter_policy.id_column, p.id_column),
+        max_rows_per_second = CASE WHEN alter_policy.max_rows_per_second = 0 THEN NULL
+                                   ELSE coalesce(alter_policy.max_rows_per_second, p.max_rows_per_second) END
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN

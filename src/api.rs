@@ -104,7 +104,8 @@ pub mod retention {
     }
 
     /// Validates every row written to `retention.policies`, however it is written, and stamps
-    /// `updated_at`. The presets are inserted before this trigger exists (their tables may not).
+    /// `updated_at` on updates. The presets are inserted before this trigger exists (their
+    /// tables may not); an inserted row replaces a pristine preset of its name (a restore).
     #[pg_trigger]
     fn policies_validate<'a>(
         trigger: &'a PgTrigger<'a>,
@@ -112,6 +113,7 @@ pub mod retention {
         let Some(new) = trigger.new() else {
             return Ok(None);
         };
+        crate::version::check_installed_sql();
         let mut new = new.into_owned();
         let policy = Policy::from_row(&new);
         // On update, the table is checked again only if what names it changed.
@@ -119,15 +121,20 @@ pub mod retention {
             "table_schema", "table_name", "time_column", "action", "soft_delete_column", "reason_column", "sid_column", "id_column",
         ];
         let target_changed = match trigger.old() {
-            None => true,
+            // A row replacing a pristine preset with the preset's own target (a restore) needs
+            // no table yet, as the preset did not.
+            None => !crate::policy::replace_pristine_presets(&policy),
             Some(old) => target_columns.iter().any(|c| {
                 old.get_by_name::<String>(c).ok().flatten() != new.get_by_name::<String>(c).ok().flatten()
             }),
         };
         policy.check_for_write(target_changed);
-        let now = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
-        new.set_by_name("updated_at", now)
-            .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));
+        // An insert keeps the row's own updated_at (its default, or a restored row's value).
+        if trigger.old().is_some() {
+            let now = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
+            new.set_by_name("updated_at", now)
+                .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));
+        }
         Ok(Some(new))
     }
 }

@@ -13,6 +13,7 @@ mod schedule;
 mod settings;
 mod statement;
 mod twilio;
+mod version;
 mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]

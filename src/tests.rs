@@ -195,6 +195,57 @@ mod tests {
         assert_eq!(count(r#"SELECT count(*) FROM "AgentUsage""#), 10);
     }
 
+    /// Issue 10, item 16: a policy's max_rows_per_second spreads a run over time. Each batch
+    /// starts only once the rows before it would have taken that long at that pace, so 3000
+    /// rows at 3000 a second take at least what the batches before the last one hold (a
+    /// batch is at most twice batch_size here: more than 0.7 s).
+    #[pg_test]
+    fn a_pace_limit_spreads_a_run_over_time() {
+        Spi::run(
+            r#"CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(6));
+               INSERT INTO "AgentUsage" SELECT g, timezone('UTC', now()) - interval '200 days' FROM generate_series(1, 3000) g;
+               SELECT retention.alter_policy('old_agent_usage', batch_size => 300, max_rows_per_second => 3000);"#,
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('old_agent_usage')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 3000);
+        let took = run.0["duration_ms"].as_f64().unwrap();
+        assert!(took >= 700.0, "3000 rows at 3000 a second took {took} ms: {}", run.0);
+        let lifted = Spi::get_one::<bool>("SELECT (retention.alter_policy('old_agent_usage', max_rows_per_second => 0)).max_rows_per_second IS NULL");
+        assert_eq!(lifted.unwrap(), Some(true));
+    }
+
+    /// Issue 10, item 17: oldest_age is how far past the cutoff the oldest row is, as
+    /// documented: a row 100 days old under a 90-day policy is 10 days past it.
+    #[pg_test]
+    fn oldest_age_is_measured_from_the_cutoff() {
+        Spi::run(
+            r#"CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(6));
+               INSERT INTO "AgentUsage" VALUES (1, timezone('UTC', now()) - interval '100 days'), (2, timezone('UTC', now()) - interval '95 days');"#,
+        )
+        .unwrap();
+        let age = Spi::get_one::<String>("SELECT (retention.preview('old_agent_usage') ->> 'oldest_age')::interval::text").unwrap();
+        assert_eq!(age.as_deref(), Some("10 days"));
+        let backlog = Spi::get_one::<String>("SELECT oldest_backlog_age::text FROM retention.status WHERE policy = 'old_agent_usage'").unwrap();
+        assert_eq!(backlog.as_deref(), Some("10 days"));
+    }
+
+    /// Issue 10, item 17: next_worker_run() is when the worker runs, which is the first instant
+    /// the zone's wall clock reads run_at or later: on a night that skips 02:30 that is the
+    /// change itself, and on a night that has 02:30 twice, the first.
+    #[pg_test]
+    fn a_slot_falls_when_the_worker_runs_it_across_daylight_saving_changes() {
+        let utc = |slot: &str, zone: &str| -> String {
+            let slot = chrono::NaiveDateTime::parse_from_str(slot, "%Y-%m-%d %H:%M").unwrap();
+            let instant = crate::worker::slot_instant(slot, zone).unwrap();
+            Spi::get_one_with_args::<String>("SELECT to_char(timezone('UTC', $1), 'YYYY-MM-DD HH24:MI')", &[instant.into()]).unwrap().unwrap()
+        };
+        assert_eq!(utc("2026-06-01 03:00", "Europe/Paris"), "2026-06-01 01:00");
+        assert_eq!(utc("2026-03-29 02:30", "Europe/Paris"), "2026-03-29 01:00", "02:30 skipped: at 03:00 CEST");
+        assert_eq!(utc("2026-10-25 02:30", "Europe/Paris"), "2026-10-25 00:30", "02:30 twice: the first, CEST");
+        assert_eq!(utc("2026-10-04 02:15", "Australia/Lord_Howe"), "2026-10-03 15:30", "a 30-minute change");
+    }
+
     /// Issue 10, item 12: a resumed run starts over blocks its earlier run emptied. Empty
     /// ranges must not grow the step until one range holds many batches' worth of rows.
     #[pg_test]

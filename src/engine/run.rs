@@ -197,10 +197,11 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
             Next::Batch => {}
             Next::Done => break,
             Next::Disabled => return run.stop(committer),
-            Next::Shutdown => {
-                let message = shutdown_message(run.record.rows_deleted);
-                return run.end(Status::Interrupted, Some(message), committer);
-            }
+            Next::Shutdown => return run.interrupted(committer),
+        }
+        run.pace(committer);
+        if shutdown_requested() {
+            return run.interrupted(committer);
         }
     }
     run.end(Status::Succeeded, None, committer)
@@ -322,6 +323,25 @@ impl Run {
             with_interrupts_held(|| self.end(status, Some(message), committer));
         }
         stop.raise()
+    }
+
+    /// Keeps a run to its policy's `max_rows_per_second`: after a batch, waits until the rows so
+    /// far would have taken that long at that pace. A batched run waits after its commit, with
+    /// nothing held, and the wait is no transaction to count.
+    fn pace(&self, committer: &Committer) {
+        let Some(rate) = self.policy.max_rows_per_second else { return };
+        let due = Duration::from_secs_f64(self.record.rows_deleted as f64 / f64::from(rate.max(1)));
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            pause(due - elapsed);
+            committer.idle_until_now();
+        }
+    }
+
+    /// Ends a run stopped between batches by the worker's shutdown.
+    fn interrupted(self, committer: &Committer) -> RunRecord {
+        let message = shutdown_message(self.record.rows_deleted);
+        self.end(Status::Interrupted, Some(message), committer)
     }
 
     /// Ends a run whose policy was disabled meanwhile: `stopped`, with what it did so far.

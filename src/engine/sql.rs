@@ -254,14 +254,15 @@ pub fn count(parts: &Parts, cutoff: TimestampWithTimeZone) -> i64 {
     one::<i64>(&sql, || vec![cutoff.into()]).unwrap_or(0)
 }
 
-/// What a run would touch now, with the same predicate: rows, the oldest time, its age.
+/// What a run would touch now, with the same predicate: rows, the oldest time, and how far
+/// past the cutoff (`$1`) it is (for `expires_at` the cutoff is now: how long ago it expired).
 pub fn preview(parts: &Parts, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
     let time_column = &parts.time_column;
     let age = match parts.time_type {
-        TimeType::TimestampTz => format!("pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.min({time_column})"),
-        TimeType::Timestamp => format!("pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) pg_catalog.min({time_column})"),
+        TimeType::TimestampTz => format!("$1 OPERATOR(pg_catalog.-) pg_catalog.min({time_column})"),
+        TimeType::Timestamp => format!("pg_catalog.timezone('UTC', $1) OPERATOR(pg_catalog.-) pg_catalog.min({time_column})"),
         TimeType::Date => format!(
-            "pg_catalog.make_interval(days => pg_catalog.timezone('UTC', pg_catalog.now())::pg_catalog.date OPERATOR(pg_catalog.-) pg_catalog.min({time_column}))"
+            "pg_catalog.make_interval(days => pg_catalog.timezone('UTC', $1)::pg_catalog.date OPERATOR(pg_catalog.-) pg_catalog.min({time_column}))"
         ),
     };
     let sql = format!(

@@ -14,8 +14,10 @@ use pgrx::{AllocatedByRust, FromDatum, IntoDatum};
 use crate::error::{invalid, raise, spi};
 use crate::limits;
 
+mod restore;
 mod target;
 
+pub use restore::replace_pristine_presets;
 pub use target::{Target, TimeType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,8 @@ pub struct Policy {
     pub sid_column: Option<String>,
     pub id_column: Option<String>,
     pub batch_size: i32,
+    /// The pace limit of a run, in rows a second; None: as fast as it goes.
+    pub max_rows_per_second: Option<i32>,
     /// A disabled policy is skipped by every trigger; preview still works.
     pub enabled: bool,
 }
@@ -156,6 +160,8 @@ impl Policy {
             batch_size: get(row, "batch_size").unwrap_or_else(|| {
                 raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "batch_size must not be NULL".into(), None)
             }),
+            // Added in 0.4.0: absent while an upgrade script from an older release runs.
+            max_rows_per_second: row.column("max_rows_per_second").unwrap_or(None),
             enabled: get(row, "enabled").unwrap_or(false),
             name,
         }
@@ -163,6 +169,7 @@ impl Policy {
 
     /// Loads a policy by name, or reports that there is none.
     pub fn load(name: &str) -> Policy {
+        crate::version::check_installed_sql();
         let found = spi(Spi::connect(|client| {
             let rows = client.select("SELECT * FROM retention.policies WHERE name OPERATOR(pg_catalog.=) $1", Some(1), &[name.into()])?;
             Ok::<_, pgrx::spi::Error>(rows.into_iter().next().map(|row| Policy::from_row(&row)))
@@ -204,6 +211,12 @@ impl Policy {
         }
         if let Err(message) = limits::check_batch_size(self.batch_size) {
             invalid(format!("retention policy \"{}\": {message}", self.name), None);
+        }
+        if self.max_rows_per_second.is_some_and(|rate| rate <= 0) {
+            invalid(
+                format!("retention policy \"{}\": max_rows_per_second must be a positive number of rows a second", self.name),
+                Some("Leave it NULL for no limit (alter_policy(..., max_rows_per_second => 0) lifts one)."),
+            );
         }
         if target_changed {
             self.check_target(false, true);

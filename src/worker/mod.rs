@@ -19,7 +19,7 @@ use crate::error::{self, spi};
 pub(crate) use crate::history::WORKER_TYPE;
 use crate::schedule::{self, Due};
 use crate::settings;
-pub use requests::{next_run, request_run_now};
+pub use requests::{next_run, request_run_now, slot_instant};
 use signals::shutting_down;
 
 /// The longest the worker sleeps before looking again: settings and clocks change.
@@ -197,9 +197,21 @@ pub(crate) fn local_now(timezone: &str) -> Result<NaiveDateTime, String> {
     NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S").map_err(|e| format!("reading the local time {text:?}: {e}"))
 }
 
+/// The instant the worker runs a slot: the first at which the wall clock of `timezone` reads
+/// the slot or later, as the worker's own check (`schedule::due`) sees it. Not Postgres'
+/// reading of a local time: for a time skipped by a daylight-saving change (02:30 on a spring
+/// night) that lands 30 or 60 minutes late, and for a time that occurs twice it picks the
+/// second. Zones change offset on whole minutes, so a minute's scan around it is exact.
+pub(crate) const SLOT_INSTANT: &str = "
+    SELECT pg_catalog.min(t) FROM pg_catalog.generate_series(
+               pg_catalog.timezone($2, $1::pg_catalog.timestamp) OPERATOR(pg_catalog.-) interval '3 hours',
+               pg_catalog.timezone($2, $1::pg_catalog.timestamp) OPERATOR(pg_catalog.+) interval '3 hours',
+               interval '1 minute') AS t
+     WHERE pg_catalog.timezone($2, t) OPERATOR(pg_catalog.>=) $1::pg_catalog.timestamp";
+
 fn seconds_until(local: NaiveDateTime, timezone: &str) -> Result<Duration, String> {
     let seconds = Spi::get_one_with_args::<f64>(
-        "SELECT extract(epoch FROM pg_catalog.timezone($2, $1::pg_catalog.timestamp) OPERATOR(pg_catalog.-) pg_catalog.now())::pg_catalog.float8",
+        &format!("SELECT extract(epoch FROM ({SLOT_INSTANT}) OPERATOR(pg_catalog.-) pg_catalog.now())::pg_catalog.float8"),
         &[local.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
     )
     .map_err(|e| e.to_string())?

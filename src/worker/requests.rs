@@ -3,7 +3,7 @@
 use pgrx::prelude::*;
 
 use super::launcher::LAUNCHER_TYPE;
-use super::{local_now, WORKER_TYPE};
+use super::{local_now, SLOT_INSTANT, WORKER_TYPE};
 use crate::error::{raise, spi};
 use crate::schedule;
 use crate::settings;
@@ -16,10 +16,14 @@ pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
     let run_at = settings::run_at()?;
     let timezone = settings::timezone();
     let now = local_now(&timezone).unwrap_or_else(|problem| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, problem, None));
-    let next = schedule::next_slot(now, run_at);
+    slot_instant(schedule::next_slot(now, run_at), &timezone)
+}
+
+/// When the worker runs the slot `local` of `timezone` (see `SLOT_INSTANT`).
+pub fn slot_instant(local: chrono::NaiveDateTime, timezone: &str) -> Option<pgrx::datum::TimestampWithTimeZone> {
     spi(Spi::get_one_with_args::<pgrx::datum::TimestampWithTimeZone>(
-        "SELECT pg_catalog.timezone($2, $1::pg_catalog.timestamp)",
-        &[next.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
+        SLOT_INSTANT,
+        &[local.format("%Y-%m-%d %H:%M:%S").to_string().into(), timezone.into()],
     ))
 }
 

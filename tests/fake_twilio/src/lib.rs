@@ -118,6 +118,11 @@ impl FakeTwilio {
         self.state().faults.extend(faults);
     }
 
+    /// Drops the queued faults.
+    pub fn clear_faults(&self) {
+        self.state().faults.clear();
+    }
+
     /// Every `n`th DELETE from now on gets `fault` (None: stop).
     pub fn set_every_nth(&self, every: Option<(u64, Fault)>) {
         let mut state = self.state();
@@ -131,6 +136,16 @@ impl FakeTwilio {
 
     pub fn requests(&self) -> Vec<Request> {
         self.state().requests.clone()
+    }
+
+    /// The SIDs Twilio confirmed gone so far: answered 204 (deleted) or 404 (already gone).
+    pub fn confirmed_sids(&self) -> BTreeSet<String> {
+        self.state()
+            .requests
+            .iter()
+            .filter(|r| r.status == 204 || r.status == 404)
+            .filter_map(|r| r.path.rsplit('/').next().and_then(|f| f.strip_suffix(".json")).map(str::to_string))
+            .collect()
     }
 
     pub fn clear_requests(&self) {

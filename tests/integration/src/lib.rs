@@ -19,6 +19,13 @@ fn config() -> Config {
     config
 }
 
+/// A new session to database `dbname` of the test server, as is (no extension created).
+pub fn connect_to(dbname: &str) -> Client {
+    let mut config = config();
+    config.dbname(dbname);
+    config.connect(NoTls).unwrap_or_else(|e| panic!("connect to database {dbname}: {e}"))
+}
+
 /// A new session; the extension exists once it returns.
 pub fn connect() -> Client {
     let mut client = config().connect(NoTls).expect("connect to the test server");

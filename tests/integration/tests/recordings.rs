@@ -372,12 +372,7 @@ fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
     }));
     let mut client = client.unwrap();
 
-    let confirmed: BTreeSet<String> = fake
-        .requests()
-        .iter()
-        .filter(|r| r.status == 204 || r.status == 404)
-        .filter_map(|r| r.path.rsplit('/').next().and_then(|f| f.strip_suffix(".json")).map(str::to_string))
-        .collect();
+    let confirmed = fake.confirmed_sids();
     let marked_now = marked(&mut client, "it_rec_crash");
     assert!(!marked_now.is_empty(), "some batches should have committed before the kill");
     assert!(marked_now.is_subset(&confirmed), "marked rows must all be confirmed by Twilio");

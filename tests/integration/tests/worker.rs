@@ -57,6 +57,41 @@ fn worker_runs(client: &mut Client, policy: &str, status: &str) -> i64 {
     )
 }
 
+/// A fake Twilio and the worker pointed at it (ALTER SYSTEM), with a recordings table `name`
+/// of `rows` rows a hundred days old, their recordings at the fake, and a policy of the same
+/// name in batches of `batch_size`, the only one enabled.
+fn worker_with_recordings(client: &mut Client, account: &str, name: &str, rows: u32, batch_size: i32) -> FakeTwilio {
+    let fake = FakeTwilio::start(account, vec![(account.into(), "tok".into())]);
+    let secret = secret_file(&format!("{name}.secret"), "tok");
+    set_system(
+        client,
+        &[
+            ("pg_retention.worker_enabled", "on"),
+            ("pg_retention.run_at", "03:00"),
+            ("pg_retention.twilio_account_sid", account),
+            ("pg_retention.twilio_secret_file", &secret),
+            ("pg_retention.twilio_base_url", &fake.base_url()),
+            ("pg_retention.twilio_concurrency", "2"),
+        ],
+    );
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {name};
+             DELETE FROM retention.policies WHERE name = '{name}';
+             DELETE FROM retention.runs WHERE policy = '{name}';
+             CREATE TABLE {name} (id int PRIMARY KEY, created_at timestamptz, sid text, deleted_at timestamptz);
+             INSERT INTO {name} SELECT g, now() - interval '100 days', 'RE' || lpad(to_hex(g), 32, '0'), NULL
+               FROM generate_series(1, {rows}) g;
+             SELECT retention.add_policy('{name}', '{name}', 'created_at', 'older_than', interval '90 days',
+                                         action => 'twilio_recording', soft_delete_column => 'deleted_at',
+                                         sid_column => 'sid', id_column => 'id', batch_size => {batch_size});"
+        ))
+        .unwrap();
+    fake.add_recordings((1..=rows).map(|g| format!("RE{g:032x}")));
+    only_enable(client, name);
+    fake
+}
+
 #[test]
 fn run_now_runs_every_enabled_policy_and_a_failing_one_stops_no_other() {
     let mut client = connect();
@@ -121,36 +156,9 @@ fn the_worker_runs_at_run_at_set_a_minute_ahead() {
 
 #[test]
 fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts() {
-    let fake = FakeTwilio::start("AC00000000000000000000000000000003", vec![("AC00000000000000000000000000000003".into(), "tok".into())]);
-    fake.set_latency(Duration::from_secs(3));
     let mut client = connect();
-    let secret = secret_file("it-worker.secret", "tok");
-    set_system(
-        &mut client,
-        &[
-            ("pg_retention.worker_enabled", "on"),
-            ("pg_retention.run_at", "03:00"),
-            ("pg_retention.twilio_account_sid", "AC00000000000000000000000000000003"),
-            ("pg_retention.twilio_secret_file", &secret),
-            ("pg_retention.twilio_base_url", &fake.base_url()),
-            ("pg_retention.twilio_concurrency", "2"),
-        ],
-    );
-    client
-        .batch_execute(
-            "DROP TABLE IF EXISTS it_worker_rec;
-             DELETE FROM retention.policies WHERE name = 'it_worker_rec';
-             DELETE FROM retention.runs WHERE policy = 'it_worker_rec';
-             CREATE TABLE it_worker_rec (id int PRIMARY KEY, created_at timestamptz, sid text, deleted_at timestamptz);
-             INSERT INTO it_worker_rec SELECT g, now() - interval '100 days', 'RE' || lpad(to_hex(g), 32, '0'), NULL
-               FROM generate_series(1, 20) g;
-             SELECT retention.add_policy('it_worker_rec', 'it_worker_rec', 'created_at', 'older_than', interval '90 days',
-                                         action => 'twilio_recording', soft_delete_column => 'deleted_at',
-                                         sid_column => 'sid', id_column => 'id', batch_size => 4);",
-        )
-        .unwrap();
-    fake.add_recordings((1..=20).map(|g| format!("RE{g:032x}")));
-    only_enable(&mut client, "it_worker_rec");
+    let fake = worker_with_recordings(&mut client, "AC00000000000000000000000000000003", "it_worker_rec", 20, 4);
+    fake.set_latency(Duration::from_secs(3));
     assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()), "the launcher starts the worker");
     let pid = worker_pid(&mut client).unwrap();
     client.batch_execute("SELECT retention.run_worker_now()").unwrap();
@@ -167,12 +175,7 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
     assert!(took < Duration::from_secs(2), "the worker took {took:?} to exit during a 3 s Twilio call");
 
     // Nothing marked that Twilio did not confirm; the stopped run is recorded as interrupted.
-    let confirmed: Vec<String> = fake
-        .requests()
-        .iter()
-        .filter(|r| r.status == 204)
-        .map(|r| r.path.rsplit('/').next().unwrap().trim_end_matches(".json").to_string())
-        .collect();
+    let confirmed = fake.confirmed_sids();
     let marked: Vec<String> = client
         .query("SELECT sid FROM it_worker_rec WHERE deleted_at IS NOT NULL", &[])
         .unwrap()
@@ -534,4 +537,35 @@ fn a_missing_database_is_said_once_and_a_disabled_worker_never_connects() {
     reset_system(&mut client);
     assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_none()));
     client.batch_execute("DROP DATABASE it_later WITH (FORCE)").unwrap();
+}
+
+/// Issue 10, item 6, in the worker: a cancel (pg_cancel_backend) while the worker's Twilio
+/// calls are in flight ends that run `failed` with nothing of the batch marked and releases
+/// the policy; the worker lives on and its next run finishes the work.
+#[test]
+fn a_cancel_during_the_workers_twilio_calls_is_recorded_and_frees_the_policy() {
+    let mut client = connect();
+    let fake = worker_with_recordings(&mut client, "AC00000000000000000000000000000004", "it_worker_cancel", 12, 4);
+    fake.set_latency(Duration::from_secs(5));
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
+    let pid = worker_pid(&mut client).unwrap();
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || fake.in_flight() > 0), "calls in flight");
+    client.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+    assert!(wait_for(Duration::from_secs(10), || worker_runs(&mut client, "it_worker_cancel", "failed") == 1), "the run is recorded failed");
+    let (_, _, error) = last_worker_run(&mut client, "it_worker_cancel");
+    assert!(error.contains("no row of this batch was marked"), "{error}");
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND classid = 'retention.policies'::regclass"),
+        0,
+        "the policy's lock is released"
+    );
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_cancel WHERE deleted_at IS NOT NULL"), 0);
+    assert_eq!(worker_pid(&mut client), Some(pid), "the worker lives on");
+    fake.set_latency(Duration::ZERO);
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_cancel", "succeeded") == 1));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_cancel WHERE deleted_at IS NULL"), 0);
+    client.batch_execute("DROP TABLE it_worker_cancel; DELETE FROM retention.policies WHERE name = 'it_worker_cancel';").unwrap();
+    reset_system(&mut client);
 }

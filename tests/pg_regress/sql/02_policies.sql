@@ -51,3 +51,10 @@ SELECT name, enabled FROM retention.alter_policy('bobby', enabled => false);
 SELECT p->>'status' AS status FROM retention.run_policy('bobby') p;
 SELECT retention.drop_policy('bobby');
 SELECT retention.drop_policy('bobby');
+
+-- A pace limit is a positive number of rows a second; 0 in alter_policy lifts it.
+SELECT (retention.alter_policy('expired_traces', max_rows_per_second => 5000)).name AS paced;
+SELECT max_rows_per_second FROM retention.policies WHERE name = 'expired_traces';
+UPDATE retention.policies SET max_rows_per_second = -1 WHERE name = 'expired_traces';
+SELECT (retention.alter_policy('expired_traces', max_rows_per_second => 0)).name AS lifted;
+SELECT max_rows_per_second FROM retention.policies WHERE name = 'expired_traces';

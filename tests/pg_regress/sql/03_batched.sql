@@ -40,3 +40,17 @@ SELECT count(*) FROM "AgentUsage";
 DROP TRIGGER hold ON "AgentUsage";
 CALL retention.run_batched('old_agent_usage', interval '999 days');
 SELECT count(*) FROM "AgentUsage";
+
+-- A legacy inheritance parent: its children's rows are purged by CALL too.
+CREATE TABLE legacy_usage (id int, at timestamp(6));
+CREATE TABLE legacy_usage_2024 () INHERITS (legacy_usage);
+INSERT INTO legacy_usage SELECT g, timezone('UTC', now()) - interval '200 days' FROM generate_series(1, 100) g;
+INSERT INTO legacy_usage_2024 SELECT g, timezone('UTC', now()) - interval '300 days' FROM generate_series(1, 3000) g;
+INSERT INTO legacy_usage_2024 SELECT g, timezone('UTC', now()) FROM generate_series(1, 7) g;
+ANALYZE legacy_usage; ANALYZE legacy_usage_2024;
+SELECT (retention.add_policy('legacy_usage', 'legacy_usage', 'at', 'older_than', interval '90 days', batch_size => 50)).name;
+CALL retention.run_batched('legacy_usage');
+SELECT count(*) AS left FROM legacy_usage;
+SELECT status, rows_deleted FROM retention.runs WHERE policy = 'legacy_usage';
+SELECT retention.drop_policy('legacy_usage');
+DROP TABLE legacy_usage CASCADE;

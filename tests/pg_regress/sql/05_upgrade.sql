@@ -34,6 +34,9 @@ CREATE FUNCTION pg_temp.shape() RETURNS TABLE (kind text, item text) LANGUAGE sq
     SELECT 'trigger', pg_get_triggerdef(t.oid) FROM pg_trigger t
      WHERE t.tgrelid = 'retention.policies'::regclass AND NOT t.tgisinternal
     UNION ALL
+    SELECT 'dumped', u.relation::regclass::text || ' ' || coalesce(u.condition, '')
+      FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(relation, condition) WHERE e.extname = 'pg_retention'
+    UNION ALL
     SELECT 'policy', (to_jsonb(p) - ARRAY['id', 'created_at', 'updated_at'])::text FROM retention.policies p
 $$;
 CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.shape();
@@ -80,7 +83,22 @@ DROP EXTENSION pg_retention;
 
 -- From 0.3.0: the same as a fresh install, policies included.
 CREATE EXTENSION pg_retention VERSION '0.3.0';
+-- Before the update, every entry point says what to run (this library is newer than the SQL).
+\set VERBOSITY default
+SELECT retention.preview('expired_traces');
+SELECT cleanup_expired_traces();
+CALL retention.run_batched('expired_traces');
+UPDATE retention.policies SET batch_size = 5 WHERE name = 'expired_traces';
+\set VERBOSITY terse
+-- The update remakes add_policy and alter_policy (a new argument): a DBA's grant survives.
+DROP ROLE IF EXISTS upgrade_admin;
+CREATE ROLE upgrade_admin;
+GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
+SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer)', 'EXECUTE') AS admin_keeps_add_policy,
+       has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer)', 'EXECUTE') AS admin_got_alter_policy;
+REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
+DROP ROLE upgrade_admin;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
   FROM pg_extension WHERE extname = 'pg_retention';
 CREATE TEMP TABLE from_030 AS SELECT * FROM pg_temp.shape();

@@ -24,7 +24,7 @@ CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(3));
 CREATE INDEX ON "AgentUsage" ("timestamp");
 INSERT INTO "AgentUsage" SELECT g, timezone('UTC', now()) - interval '1 day' * (80 + g) FROM generate_series(1, 20) g;
 SELECT policy, enabled, action, target, last_run_at IS NULL AS never_ran, next_worker_run,
-       backlog_rows, oldest_backlog_age >= interval '100 days' AS oldest_over_100_days, backlog_error
+       backlog_rows, oldest_backlog_age BETWEEN interval '9 days 23:59:59' AND interval '10 days 00:00:01' AS oldest_10_days_past_cutoff, backlog_error
   FROM retention.status ORDER BY policy;
 SELECT cleanup_old_agent_usage();
 -- A policy whose table is missing can still be switched off (its table is only re-checked
