@@ -145,11 +145,13 @@ fn seeded_faults_never_lose_or_forge_anything() {
         let setup = format!("{} SET application_name = '{application}';", settings(&fake));
         let name = policy.to_string();
         let runner = thread::spawn(move || {
-            // A fault may end this session at any point: its errors are expected.
+            // A fault may end this session at any point: its errors are expected. The session
+            // is handed back, still open, so that what it left behind can be checked.
             let mut session = connect();
             if session.batch_execute(&setup).is_ok() {
                 let _ = session.batch_execute(&format!("CALL retention.run_batched('{name}')"));
             }
+            session
         });
         thread::sleep(delay);
         let pid: Option<i32> = client
@@ -170,7 +172,19 @@ fn seeded_faults_never_lose_or_forge_anything() {
             (Kind::Disable, _) => client.batch_execute(&format!("UPDATE retention.policies SET enabled = false WHERE name = '{policy}'")).unwrap(),
             _ => {} // Twilio faults act by themselves; a run already over meets none.
         }
-        let _ = runner.join(); // a killed server may have failed it anywhere
+        // A killed server may have failed the runner anywhere (no session comes back then).
+        let runner_session = runner.join().ok();
+        let context = format!("seed {seed}, round {round}: {kind:?} on {policy} after {delay:?}");
+        if let (Some(pid), Some(mut session)) = (pid, runner_session) {
+            if !killed && session.simple_query("SELECT 1").is_ok() {
+                // The run's session lives on, its CALL over: it must have closed its run and
+                // let go of the policy, whatever stopped the run.
+                let left = count(&mut client, &format!("SELECT count(*) FROM retention.runs WHERE status = 'running' AND pid = {pid}"));
+                assert_eq!(left, 0, "{context}: a live session left its run `running`");
+                let held = count(&mut client, &format!("SELECT count(*) FROM pg_locks WHERE pid = {pid} AND locktype = 'object' AND classid = 'retention.policies'::regclass"));
+                assert_eq!(held, 0, "{context}: a live session still holds the policy's lock");
+            }
+        }
         if killed {
             drop(client);
             if let Some(pid) = pid {
@@ -184,7 +198,6 @@ fn seeded_faults_never_lose_or_forge_anything() {
         client.batch_execute("UPDATE retention.policies SET enabled = true WHERE name IN ('it_fault_rec', 'it_fault_del')").unwrap();
 
         // One more clean run of each, then the invariants.
-        let context = format!("seed {seed}, round {round}: {kind:?} on {policy} after {delay:?}");
         client.batch_execute(&settings(&fake)).unwrap();
         for clean in ["it_fault_rec", "it_fault_del"] {
             client.batch_execute(&format!("CALL retention.run_batched('{clean}')")).unwrap_or_else(|e| panic!("{context}: clean run of {clean}: {e}"));
