@@ -159,6 +159,12 @@ impl FakeTwilio {
         self.state().in_flight
     }
 
+    /// A handle that tells, from another thread, how many requests are being answered.
+    pub fn in_flight_counter(&self) -> impl Fn() -> usize + Send + 'static {
+        let state = self.state.clone();
+        move || state.lock().unwrap_or_else(|p| p.into_inner()).in_flight
+    }
+
     /// The most requests it was answering at once since the last `clear_requests`.
     pub fn max_in_flight(&self) -> usize {
         self.state().max_in_flight

@@ -8,6 +8,8 @@ RESET client_min_messages;
 -- (tests/lib.sh installs tests/upgrade/pg_retention--0.1.0.sql and --0.2.0.sql, the install
 -- scripts of those releases.)
 CREATE EXTENSION pg_retention VERSION '0.1.0';
+-- Before the update, this library refuses 0.1.0's SQL with the same clear words.
+SELECT cleanup_expired_traces();
 ALTER EXTENSION pg_retention UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
 
