@@ -184,8 +184,8 @@ pub unsafe extern "C-unwind" fn pg_retention_run_batched(fcinfo: pg_sys::Functio
     if record.status == Status::Skipped {
         return pg_sys::Datum::from(0); // its own notice said why
     }
-    ereport!(
-        NOTICE,
+    crate::error::report(
+        PgLogLevel::NOTICE,
         PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
         format!(
             "retention policy \"{}\": run {} {} (rows: {}, batches: {})",
@@ -194,7 +194,8 @@ pub unsafe extern "C-unwind" fn pg_retention_run_batched(fcinfo: pg_sys::Functio
             record.status.as_str(),
             record.rows_deleted,
             record.batches
-        )
+        ),
+        None,
     );
     pg_sys::Datum::from(0)
 }

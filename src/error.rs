@@ -42,3 +42,29 @@ pub fn code(error: &CaughtError) -> PgSqlErrorCode {
         }
     }
 }
+
+/// Reports a message below ERROR (LOG, NOTICE, WARNING), with an optional SQLSTATE and hint,
+/// with interrupts held. pgrx hands a report to Postgres' `errfinish`, which checks for
+/// interrupts outside pgrx's error guard: a cancel pending then would jump straight past the
+/// Rust frames (out of a run's error handling, and out of a background worker's catch, which
+/// ends the worker). Held, the cancel waits for the next check, which is guarded.
+pub fn report(level: PgLogLevel, code: PgSqlErrorCode, message: String, hint: Option<String>) {
+    let mut report = ErrorReport::new(code, message, "pg_retention");
+    if let Some(hint) = hint {
+        report = report.set_hint(hint);
+    }
+    crate::engine::xact::with_interrupts_held(|| report.report(level));
+}
+
+/// `say!(LOG, "...", args)`: `log!`, `notice!` or `warning!` through `report`.
+macro_rules! say {
+    ($level:ident, $($arg:tt)*) => {
+        $crate::error::report(
+            pgrx::prelude::PgLogLevel::$level,
+            pgrx::prelude::PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION,
+            format!($($arg)*),
+            None,
+        )
+    };
+}
+pub(crate) use say;

@@ -11,6 +11,7 @@ use crate::error::{invalid, raise};
 use crate::history::Tally;
 use crate::settings;
 use crate::twilio::{self, Answer};
+use crate::error::say;
 
 /// Rows of one run whose skip or failure is logged one by one; the rest only in the counts.
 const ROWS_LOGGED_PER_RUN: i64 = 20;
@@ -42,7 +43,7 @@ impl Run {
                 _ => {
                     if tally.skipped < ROWS_LOGGED_PER_RUN {
                         let shown: String = sid.as_deref().unwrap_or("NULL").chars().take(40).collect();
-                        log!("pg_retention: policy \"{policy}\": row {key} skipped, its recording SID {shown:?} is not RE + 32 hex digits");
+                        say!(LOG, "pg_retention: policy \"{policy}\": row {key} skipped, its recording SID {shown:?} is not RE + 32 hex digits");
                     }
                     tally.skip();
                 }
@@ -70,7 +71,7 @@ impl Run {
             let answer = sent.next().flatten().unwrap_or(Answer::ConnectionError("not sent".into()));
             if let Answer::BadRequest(status, body) = &answer {
                 if tally.failures[4] < ROWS_LOGGED_PER_RUN {
-                    log!("pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
+                    say!(LOG, "pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
                 }
             }
             tally.count(&answer);

@@ -22,6 +22,7 @@ use crate::history::store::{self, History};
 use crate::history::{recorder, Mode, RunRecord, Status, Tally, Trigger};
 use crate::policy::{self, Action, Policy};
 use crate::twilio;
+use crate::error::say;
 
 /// How a run commits: never (the caller's transaction holds it all), or after each batch.
 pub struct Committer<'a> {
@@ -159,7 +160,7 @@ pub fn run(name: &str, retain: Option<Interval>, committer: &Committer) -> RunRe
     // recorder writes it out of band.
     in_subtransaction(AssertUnwindSafe(|| drive(name, retain, trigger, committer, &failed))).unwrap_or_else(|error| {
         let record = failed(error::message(&error));
-        log!("{}", record.log_line());
+        say!(LOG, "{}", record.log_line());
         recorder::record(&record);
         error.rethrow()
     })
@@ -177,7 +178,7 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
             // Only a batched run gets here: its failure is recorded and committed in band.
             let mut record = failed(error::message(&error));
             with_snapshot(|| History::open().insert(&mut record, &store::this_backend()));
-            log!("{}", record.log_line());
+            say!(LOG, "{}", record.log_line());
             committer.commit();
             error.rethrow()
         }
@@ -262,7 +263,7 @@ impl Run {
                         && !shutdown_requested() =>
                 {
                     retries += 1;
-                    log!(
+                    say!(LOG, 
                         "pg_retention: policy \"{}\": a batch waited past lock_timeout for a row another session holds; trying again in {} s ({retries} of {LOCK_RETRIES})",
                         self.policy.name,
                         LOCK_RETRY_PAUSE.as_secs()
@@ -312,7 +313,7 @@ impl Run {
 
     /// A batched run records its failure and releases its lock, commits that, then raises the
     /// error; in the caller's transaction the error goes up to `run`, which records it. A cancel
-    /// or timeout that stopped the Twilio calls is still pending: it waits until that is done.
+    /// or timeout that stopped the Twilio calls is still pending: `end` holds it off.
     fn fail(self, stop: Stop, committer: &Committer) -> ! {
         if committer.mode() == Mode::Batched {
             let (status, message) = if shutdown_requested() {
@@ -320,7 +321,7 @@ impl Run {
             } else {
                 (Status::Failed, stop.message())
             };
-            with_interrupts_held(|| self.end(status, Some(message), committer));
+            self.end(status, Some(message), committer);
         }
         stop.raise()
     }
@@ -350,31 +351,35 @@ impl Run {
             "retention policy \"{}\" was disabled during the run; it stopped after {} rows in {} batches",
             self.policy.name, self.record.rows_deleted, self.record.batches
         );
-        ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
+        crate::error::report(PgLogLevel::NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone(), None);
         self.end(Status::Stopped, Some(message), committer)
     }
 
     /// Ends the run: the history row, committed, then the lock of a batched run (released
     /// after the commit: while the lock is held, a `running` row is a live run), the log line.
+    /// A cancel or shutdown that is pending (it may be what ended the run) waits until the end
+    /// is recorded; otherwise the first statement that records it would raise it instead.
     fn end(mut self, status: Status, error: Option<String>, committer: &Committer) -> RunRecord {
         self.record.status = status;
         self.record.error = error;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        with_snapshot(|| self.history.finish(&self.record));
-        committer.commit();
+        with_interrupts_held(|| {
+            with_snapshot(|| self.history.finish(&self.record));
+            committer.commit();
+        });
         self.lock.release();
-        log!("{}", self.record.log_line());
+        say!(LOG, "{}", self.record.log_line());
         self.record
     }
 }
 
 /// Records and announces a run that does not happen.
 fn skip(mut record: RunRecord, message: String, history: &History) -> RunRecord {
-    ereport!(NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone());
+    crate::error::report(PgLogLevel::NOTICE, PgSqlErrorCode::ERRCODE_SUCCESSFUL_COMPLETION, message.clone(), None);
     record.status = Status::Skipped;
     record.error = Some(message);
     history.insert(&mut record, &store::this_backend());
-    log!("{}", record.log_line());
+    say!(LOG, "{}", record.log_line());
     record
 }
 

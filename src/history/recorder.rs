@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 
 use super::payload::{self, HEADER};
 use super::{store, Origin, RunRecord};
+use crate::error::say;
 
 /// Inserts a failed run's history row from a background worker; warns when it cannot.
 /// Call it outside any failed subtransaction (the caller has rolled its work back).
@@ -17,11 +18,11 @@ pub fn record(run: &RunRecord) {
     let payload = payload::encode(run, &store::this_backend());
     // SAFETY: called on the backend's main thread, in a transaction, as dsm_create requires.
     if let Err(problem) = unsafe { record_through_worker(&payload) } {
-        ereport!(
-            WARNING,
+        crate::error::report(
+            PgLogLevel::WARNING,
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_RESOURCES,
             format!("pg_retention: the failed run of policy \"{}\" is not in retention.runs: {problem}", run.policy),
-            "The server log has its line; max_worker_processes may be too low."
+            Some("The server log has its line; max_worker_processes may be too low.".into()),
         );
     }
 }
@@ -65,7 +66,7 @@ pub extern "C-unwind" fn pg_retention_record_failed_run(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
     let fields: Vec<u32> = BackgroundWorker::get_extra().split(' ').filter_map(|f| f.parse().ok()).collect();
     let [database, user, handle] = fields[..] else {
-        log!("pg_retention recorder: malformed arguments");
+        say!(LOG, "pg_retention recorder: malformed arguments");
         return;
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database.into()), Some(user.into()));
@@ -73,7 +74,7 @@ pub extern "C-unwind" fn pg_retention_record_failed_run(_arg: pg_sys::Datum) {
         // SAFETY: the handle comes from the backend that waits for this worker, segment alive.
         match unsafe { read_payload(handle) } {
             Ok((mut run, origin)) => store::History::open().insert(&mut run, &origin),
-            Err(problem) => log!("pg_retention recorder: the failed run was not recorded: {problem}"),
+            Err(problem) => say!(LOG, "pg_retention recorder: the failed run was not recorded: {problem}"),
         }
     });
 }

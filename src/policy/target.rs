@@ -256,13 +256,12 @@ impl Policy {
     /// Without an index led by the time column, every run reads the whole table: say so.
     fn warn_without_index(&self, table: &str) {
         let column = pgrx::spi::quote_identifier(&self.time_column);
-        pgrx::pg_sys::panic::ErrorReport::new(
+        crate::error::report(
+            PgLogLevel::WARNING,
             PgSqlErrorCode::ERRCODE_WARNING,
             format!("retention policy \"{}\": column {column} of table {table} has no index, so each run reads the whole table", self.name),
-            "pg_retention",
-        )
-        .set_hint(format!("CREATE INDEX ON {table} ({column});"))
-        .report(PgLogLevel::WARNING);
+            Some(format!("CREATE INDEX ON {table} ({column});")),
+        );
     }
 
     fn column_type(&self, relid: pg_sys::Oid, table: &str, column: &str, hint: Option<String>) -> pg_sys::Oid {

@@ -11,6 +11,7 @@ use pgrx::prelude::*;
 
 use super::{signals, WORKER_TYPE};
 use crate::settings;
+use crate::error::say;
 
 pub const LAUNCHER_TYPE: &str = "pg_retention launcher";
 
@@ -54,7 +55,7 @@ pub extern "C-unwind" fn pg_retention_launcher_main(_arg: pg_sys::Datum) {
             match database_oid(&database) {
                 None => {
                     if said_missing.as_deref() != Some(database.as_str()) {
-                        log!("pg_retention launcher: database \"{database}\" does not exist; the worker starts when it does (or set pg_retention.database)");
+                        say!(LOG, "pg_retention launcher: database \"{database}\" does not exist; the worker starts when it does (or set pg_retention.database)");
                         said_missing = Some(database);
                     }
                 }
@@ -124,6 +125,6 @@ fn start_worker(database: pg_sys::Oid, name: &str) -> Option<DynamicBackgroundWo
         // SAFETY: MyProcPid is set at process start.
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .load_dynamic()
-        .map_err(|_| warning!("pg_retention launcher: could not start the worker for database \"{name}\" (max_worker_processes reached?)"))
+        .map_err(|_| say!(WARNING, "pg_retention launcher: could not start the worker for database \"{name}\" (max_worker_processes reached?)"))
         .ok()
 }

@@ -19,8 +19,11 @@ use crate::error::{self, spi};
 pub(crate) use crate::history::WORKER_TYPE;
 use crate::schedule::{self, Due};
 use crate::settings;
-pub use requests::{next_run, request_run_now, slot_instant};
+pub use requests::{next_run, request_run_now};
+#[cfg(any(test, feature = "pg_test"))]
+pub use requests::slot_instant;
 use signals::shutting_down;
+use crate::error::say;
 
 /// The longest the worker sleeps before looking again: settings and clocks change.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -41,18 +44,18 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
     // Nothing a user can create in a schema is found by the worker's statements.
     BackgroundWorker::transaction(crate::rights::pin_session_search_path);
     let database = BackgroundWorker::transaction(|| spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"))).unwrap_or_default();
-    log!("pg_retention worker: started for database \"{database}\"");
+    say!(LOG, "pg_retention worker: started for database \"{database}\"");
     let (mut warned, mut orphans_marked) = (false, false);
     while !shutting_down() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: what the postmaster's children do on SIGHUP, on the worker's main thread.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             if !settings::WORKER_ENABLED.get() {
-                log!("pg_retention worker: pg_retention.worker_enabled is off; stopping");
+                say!(LOG, "pg_retention worker: pg_retention.worker_enabled is off; stopping");
                 break;
             }
             if settings::database() != database {
-                log!("pg_retention worker: pg_retention.database changed; the launcher starts a worker for it");
+                say!(LOG, "pg_retention worker: pg_retention.database changed; the launcher starts a worker for it");
                 break;
             }
         }
@@ -62,15 +65,17 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
             break;
         }
     }
-    log!("pg_retention worker: stopped");
+    say!(LOG, "pg_retention worker: stopped");
     // SAFETY: ends this background worker process; the launcher starts it again when due.
     unsafe { pg_sys::proc_exit(0) };
 }
 
-/// Runs one step of the worker in a transaction of its own. A step that fails is logged as
-/// one WARNING naming it, and gives None: the worker then waits and looks again.
-fn step<T>(what: &str, work: impl FnOnce() -> Result<T, String> + std::panic::UnwindSafe + std::panic::RefUnwindSafe) -> Option<T> {
-    BackgroundWorker::transaction(work).map_err(|problem| warning!("pg_retention worker: {what}: {problem}")).ok()
+/// Runs one step of the worker in a transaction of its own. A step that fails, by returning
+/// an error or by raising one (a cancel that came while it ran, say), is logged as one WARNING
+/// naming it, and gives None: the worker then waits and looks again, rather than exit.
+fn step<T>(what: &str, work: impl FnOnce() -> Result<T, String>) -> Option<T> {
+    let outcome = xact::in_worker_transactions(|_| xact::with_snapshot(work)).unwrap_or_else(|error| Err(error::message(&error)));
+    outcome.map_err(|problem| say!(WARNING, "pg_retention worker: {what}: {problem}")).ok()
 }
 
 /// The worker's row of `retention.worker_state`.
@@ -101,7 +106,7 @@ fn tick(database: &str, warned: &mut bool, orphans_marked: &mut bool) -> Duratio
     }
     if !installed {
         if !*warned {
-            warning!("pg_retention worker: the extension is not installed in database \"{database}\"; run CREATE EXTENSION pg_retention there, or set pg_retention.database");
+            say!(WARNING, "pg_retention worker: the extension is not installed in database \"{database}\"; run CREATE EXTENSION pg_retention there, or set pg_retention.database");
             *warned = true;
         }
         return MAX_WAIT;
@@ -110,7 +115,7 @@ fn tick(database: &str, warned: &mut bool, orphans_marked: &mut bool) -> Duratio
         return MAX_WAIT;
     }
     let Some(run_at) = settings::run_at() else {
-        warning!("pg_retention worker: pg_retention.run_at is not set; nothing is scheduled");
+        say!(WARNING, "pg_retention worker: pg_retention.run_at is not set; nothing is scheduled");
         return MAX_WAIT;
     };
     let timezone = settings::timezone();
@@ -169,8 +174,8 @@ fn run_all() {
             })
         });
         match ran {
-            Err(_) if shutting_down() => log!("pg_retention worker: policy \"{name}\" stopped by a shutdown request"),
-            Err(error) => warning!("pg_retention worker: policy \"{name}\" failed: {}", error::message(&error)),
+            Err(_) if shutting_down() => say!(LOG, "pg_retention worker: policy \"{name}\" stopped by a shutdown request"),
+            Err(error) => say!(WARNING, "pg_retention worker: policy \"{name}\" failed: {}", error::message(&error)),
             Ok(_) => {}
         }
     }

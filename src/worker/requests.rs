@@ -7,6 +7,7 @@ use super::{local_now, SLOT_INSTANT, WORKER_TYPE};
 use crate::error::{raise, spi};
 use crate::schedule;
 use crate::settings;
+use crate::error::say;
 
 /// The worker's next scheduled run, or None when it is off.
 pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
@@ -80,7 +81,7 @@ pub fn request_run_now() -> Option<i32> {
     });
     let Some(pid) = pid else {
         // The launcher is starting it (just enabled, or restarting): it finds the request.
-        notice!("the pg_retention worker is starting; it runs the policies as soon as it has started");
+        say!(NOTICE, "the pg_retention worker is starting; it runs the policies as soon as it has started");
         return None;
     };
     // The worker reads the request after this transaction commits; wake it when it does.

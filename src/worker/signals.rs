@@ -51,12 +51,11 @@ pub fn during_run<R>(work: impl FnOnce() -> R) -> R {
     impl Drop for Leave {
         fn drop(&mut self) {
             IN_RUN.store(false, Ordering::SeqCst);
-            if shutting_down() {
-                // A cancel meant for the run, come as it ended: the worker's own bookkeeping
-                // after it must not be cancelled by it.
-                // SAFETY: clearing a flag of this process, which only its handlers set.
-                unsafe { pg_sys::QueryCancelPending = 0 };
-            }
+            // A cancel (ours on SIGTERM, or pg_cancel_backend) is meant for the run's statement;
+            // one still pending once the run is over must not cancel the worker's own
+            // bookkeeping after it.
+            // SAFETY: clearing a flag of this process, which only signal handlers set.
+            unsafe { pg_sys::QueryCancelPending = 0 };
         }
     }
     IN_RUN.store(true, Ordering::SeqCst);

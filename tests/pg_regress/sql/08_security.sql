@@ -93,7 +93,13 @@ SELECT retention.add_policy('escalate', 'victim', 'at', 'older_than', interval '
                             soft_delete_column => 'deleted_at', reason_column => 'role', deletion_reason => 'admin');
 SELECT name FROM retention.add_policy('mine', 'mallory_t', 'at', 'older_than', interval '1 day');
 SELECT retention.alter_policy('mine', table_name => 'victim');
+-- A restore's row replaces a pristine preset; that takes the right to delete one, which an
+-- insert-only role lacks, by name or by id.
+SELECT name FROM retention.add_policy('old_recordings', 'mallory_t', 'at', 'expires_at');
+INSERT INTO retention.policies (id, name, table_name, time_column, rule) OVERRIDING SYSTEM VALUE
+VALUES ((SELECT id FROM retention.policies WHERE name = 'old_recordings'), 'by_id', 'mallory_t', 'at', 'expires_at');
 RESET ROLE;
+SELECT name, table_name FROM retention.policies WHERE name IN ('old_recordings', 'by_id');
 SELECT count(*) AS victim_rows, count(*) FILTER (WHERE role = 'user') AS still_users FROM victim;
 SELECT name, table_name FROM retention.policies WHERE name IN ('steal', 'escalate', 'mine', 'roles', 'history') ORDER BY name;
 
