@@ -22,7 +22,8 @@ SELECT retention.next_worker_run();
 DROP TABLE IF EXISTS "AgentUsage", "ConversationTrace";
 CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(3));
 CREATE INDEX ON "AgentUsage" ("timestamp");
-INSERT INTO "AgentUsage" SELECT g, timezone('UTC', now()) - interval '1 day' * (80 + g) FROM generate_series(1, 20) g;
+-- The 90-day row sits 1 ms past the cutoff: timestamp(3) rounds up to half a millisecond.
+INSERT INTO "AgentUsage" SELECT g, timezone('UTC', now()) - interval '1 day' * (80 + g) - interval '1 millisecond' FROM generate_series(1, 20) g;
 SELECT policy, enabled, action, target, last_run_at IS NULL AS never_ran, next_worker_run,
        backlog_rows, oldest_backlog_age BETWEEN interval '9 days 23:59:59' AND interval '10 days 00:00:01' AS oldest_10_days_past_cutoff, backlog_error
   FROM retention.status ORDER BY policy;
