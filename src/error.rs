@@ -7,12 +7,16 @@ use pgrx::spi::SpiResult;
 
 /// Reports an ERROR with an optional hint. Never returns.
 pub fn raise(code: PgSqlErrorCode, message: String, hint: Option<String>) -> ! {
-    let mut report = ErrorReport::new(code, message, "pg_retention");
-    if let Some(hint) = hint {
-        report = report.set_hint(hint);
-    }
-    report.report(PgLogLevel::ERROR);
+    error_report(code, message, hint).report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
+}
+
+fn error_report(code: PgSqlErrorCode, message: String, hint: Option<String>) -> ErrorReport {
+    let report = ErrorReport::new(code, message, "pg_retention");
+    match hint {
+        Some(hint) => report.set_hint(hint),
+        None => report,
+    }
 }
 
 /// Raises `invalid_parameter_value`: the commonest mistake a user can make.
@@ -49,10 +53,7 @@ pub fn code(error: &CaughtError) -> PgSqlErrorCode {
 /// Rust frames (out of a run's error handling, and out of a background worker's catch, which
 /// ends the worker). Held, the cancel waits for the next check, which is guarded.
 pub fn report(level: PgLogLevel, code: PgSqlErrorCode, message: String, hint: Option<String>) {
-    let mut report = ErrorReport::new(code, message, "pg_retention");
-    if let Some(hint) = hint {
-        report = report.set_hint(hint);
-    }
+    let report = error_report(code, message, hint);
     crate::engine::xact::with_interrupts_held(|| report.report(level));
 }
 

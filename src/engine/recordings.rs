@@ -4,14 +4,14 @@
 
 use pgrx::prelude::*;
 
-use crate::rights::as_table_owner;
 use super::run::Run;
 use super::sql::Fetched;
-use crate::error::{invalid, raise};
+use super::xact::shutdown_requested;
+use crate::error::{invalid, raise, say};
 use crate::history::Tally;
+use crate::rights::as_table_owner;
 use crate::settings;
 use crate::twilio::{self, Answer};
-use crate::error::say;
 
 /// Rows of one run whose skip or failure is logged one by one; the rest only in the counts.
 const ROWS_LOGGED_PER_RUN: i64 = 20;
@@ -56,7 +56,7 @@ impl Run {
         // (barriers, catch-up) that Postgres also flags, which need no answer from us here.
         // SAFETY: reading flags that Postgres' signal handlers set.
         let interrupted =
-            || unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 || pg_sys::ShutdownRequestPending != 0 };
+            || unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 } || shutdown_requested();
         let answers = client.delete_all(to_send, &interrupted).map_err(|_| Halt::Stopped)?;
         if let Some(Some(Answer::Refused(status))) = answers.iter().find(|a| matches!(a, Some(Answer::Refused(_)))) {
             return Err(Halt::Refused(*status));

@@ -15,14 +15,13 @@ use super::plan::BatchPlan;
 use super::recordings::{self, Halt};
 use super::sql::Parts;
 use super::xact::{in_subtransaction, pause, shutdown_requested, with_interrupts_held, with_snapshot};
-use crate::rights::as_table_owner;
 use super::{lock, timestamp_text};
-use crate::error::{self, spi};
+use crate::error::{self, say, spi};
 use crate::history::store::{self, History};
 use crate::history::{recorder, Mode, RunRecord, Status, Tally, Trigger};
 use crate::policy::{self, Action, Policy};
+use crate::rights::as_table_owner;
 use crate::twilio;
-use crate::error::say;
 
 /// How a run commits: never (the caller's transaction holds it all), or after each batch.
 pub struct Committer<'a> {
@@ -263,7 +262,8 @@ impl Run {
                         && !shutdown_requested() =>
                 {
                     retries += 1;
-                    say!(LOG, 
+                    say!(
+                        LOG,
                         "pg_retention: policy \"{}\": a batch waited past lock_timeout for a row another session holds; trying again in {} s ({retries} of {LOCK_RETRIES})",
                         self.policy.name,
                         LOCK_RETRY_PAUSE.as_secs()

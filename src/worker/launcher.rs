@@ -10,8 +10,9 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorke
 use pgrx::prelude::*;
 
 use super::{signals, WORKER_TYPE};
-use crate::settings;
+use crate::engine::xact::shutdown_requested;
 use crate::error::say;
+use crate::settings;
 
 pub const LAUNCHER_TYPE: &str = "pg_retention launcher";
 
@@ -43,7 +44,7 @@ pub extern "C-unwind" fn pg_retention_launcher_main(_arg: pg_sys::Datum) {
     let mut worker: Option<DynamicBackgroundWorker> = None;
     let mut last_start: Option<Instant> = None;
     let mut said_missing: Option<String> = None;
-    while !signals::shutting_down() {
+    while !shutdown_requested() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: what the postmaster's children do on SIGHUP, on the main thread.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
@@ -72,7 +73,7 @@ pub extern "C-unwind" fn pg_retention_launcher_main(_arg: pg_sys::Datum) {
                 }
             }
         }
-        if signals::shutting_down() || !BackgroundWorker::wait_latch(Some(wait)) {
+        if shutdown_requested() || !BackgroundWorker::wait_latch(Some(wait)) {
             break;
         }
     }

@@ -14,16 +14,15 @@ use chrono::NaiveDateTime;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
-use crate::engine::{self, xact, Committer};
-use crate::error::{self, spi};
+use crate::engine::xact::{self, shutdown_requested};
+use crate::engine::{self, Committer};
+use crate::error::{self, say, spi};
 pub(crate) use crate::history::WORKER_TYPE;
 use crate::schedule::{self, Due};
 use crate::settings;
 pub use requests::{next_run, request_run_now};
 #[cfg(any(test, feature = "pg_test"))]
 pub use requests::slot_instant;
-use signals::shutting_down;
-use crate::error::say;
 
 /// The longest the worker sleeps before looking again: settings and clocks change.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -46,7 +45,7 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
     let database = BackgroundWorker::transaction(|| spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"))).unwrap_or_default();
     say!(LOG, "pg_retention worker: started for database \"{database}\"");
     let (mut warned, mut orphans_marked) = (false, false);
-    while !shutting_down() {
+    while !shutdown_requested() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: what the postmaster's children do on SIGHUP, on the worker's main thread.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
@@ -61,7 +60,7 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
         }
         let wait = tick(&database, &mut warned, &mut orphans_marked);
         // A SIGTERM during the run: no sleep first.
-        if shutting_down() || !BackgroundWorker::wait_latch(Some(wait.clamp(Duration::from_millis(100), MAX_WAIT))) {
+        if shutdown_requested() || !BackgroundWorker::wait_latch(Some(wait.clamp(Duration::from_millis(100), MAX_WAIT))) {
             break;
         }
     }
@@ -164,7 +163,7 @@ fn run_all() {
         return;
     };
     for name in names {
-        if shutting_down() {
+        if shutdown_requested() {
             return;
         }
         let ran = signals::during_run(|| {
@@ -174,7 +173,7 @@ fn run_all() {
             })
         });
         match ran {
-            Err(_) if shutting_down() => say!(LOG, "pg_retention worker: policy \"{name}\" stopped by a shutdown request"),
+            Err(_) if shutdown_requested() => say!(LOG, "pg_retention worker: policy \"{name}\" stopped by a shutdown request"),
             Err(error) => say!(WARNING, "pg_retention worker: policy \"{name}\" failed: {}", error::message(&error)),
             Ok(_) => {}
         }

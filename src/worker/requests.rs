@@ -4,10 +4,9 @@ use pgrx::prelude::*;
 
 use super::launcher::LAUNCHER_TYPE;
 use super::{local_now, SLOT_INSTANT, WORKER_TYPE};
-use crate::error::{raise, spi};
+use crate::error::{raise, say, spi};
 use crate::schedule;
 use crate::settings;
-use crate::error::say;
 
 /// The worker's next scheduled run, or None when it is off.
 pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {

@@ -39,12 +39,6 @@ unsafe extern "C-unwind" fn on_sigterm(_signal: std::ffi::c_int) {
     }
 }
 
-/// Whether a SIGTERM has come.
-pub fn shutting_down() -> bool {
-    // SAFETY: a flag the SIGTERM handler sets and nothing clears.
-    unsafe { pg_sys::ShutdownRequestPending != 0 }
-}
-
 /// Runs a policy run, during which a SIGTERM also cancels the statement under way.
 pub fn during_run<R>(work: impl FnOnce() -> R) -> R {
     struct Leave;
