@@ -23,12 +23,17 @@ CREATE TABLE retention.policies (
     id_column          text,
     -- Pacing: at most this many rows a second (NULL: as fast as it goes).
     max_rows_per_second integer,
+    -- Partitioned tables: what a delete policy does with a partition whose bounds prove every
+    -- row past the cutoff (drop, detach, rows), and where detach moves it (NULL: nowhere).
+    expired_partitions text NOT NULL DEFAULT 'drop',
+    archive_schema     text,
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
     CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),
     CONSTRAINT policies_retain_check CHECK ((rule = 'older_than') = (retain IS NOT NULL)),
     CONSTRAINT policies_batch_size_check CHECK (batch_size BETWEEN 1 AND 1000000),
-    CONSTRAINT policies_max_rows_per_second_check CHECK (max_rows_per_second > 0)
+    CONSTRAINT policies_max_rows_per_second_check CHECK (max_rows_per_second > 0),
+    CONSTRAINT policies_expired_partitions_check CHECK (expired_partitions IN ('drop', 'detach', 'rows'))
 );
 COMMENT ON TABLE retention.policies IS 'One row per retention policy: which rows of which table expire, and what happens to them';
 

@@ -64,20 +64,22 @@ CREATE FUNCTION retention.add_policy(
     enabled            boolean DEFAULT true,
     sid_column         text DEFAULT NULL,
     id_column          text DEFAULT NULL,
-    max_rows_per_second integer DEFAULT NULL
+    max_rows_per_second integer DEFAULT NULL,
+    expired_partitions text DEFAULT 'drop',
+    archive_schema     text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
                                     soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-                                    sid_column, id_column, max_rows_per_second)
+                                    sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
             soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-            sid_column, id_column, max_rows_per_second)
+            sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema)
     RETURNING *;
 $$;
 
 -- Arguments left NULL keep their value; switching to rule expires_at clears retain;
--- max_rows_per_second => 0 lifts the pace limit.
+-- max_rows_per_second => 0 lifts the pace limit; archive_schema => '' clears it.
 CREATE FUNCTION retention.alter_policy(
     policy_name        text,
     table_name         text DEFAULT NULL,
@@ -93,7 +95,9 @@ CREATE FUNCTION retention.alter_policy(
     enabled            boolean DEFAULT NULL,
     sid_column         text DEFAULT NULL,
     id_column          text DEFAULT NULL,
-    max_rows_per_second integer DEFAULT NULL
+    max_rows_per_second integer DEFAULT NULL,
+    expired_partitions text DEFAULT NULL,
+    archive_schema     text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -115,7 +119,10 @@ BEGIN
         sid_column         = coalesce(alter_policy.sid_column, p.sid_column),
         id_column          = coalesce(alter_policy.id_column, p.id_column),
         max_rows_per_second = CASE WHEN alter_policy.max_rows_per_second = 0 THEN NULL
-                                   ELSE coalesce(alter_policy.max_rows_per_second, p.max_rows_per_second) END
+                                   ELSE coalesce(alter_policy.max_rows_per_second, p.max_rows_per_second) END,
+        expired_partitions = coalesce(alter_policy.expired_partitions, p.expired_partitions),
+        archive_schema     = CASE WHEN alter_policy.archive_schema = '' THEN NULL
+                                  ELSE coalesce(alter_policy.archive_schema, p.archive_schema) END
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN

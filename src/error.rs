@@ -47,6 +47,12 @@ pub fn code(error: &CaughtError) -> PgSqlErrorCode {
     }
 }
 
+/// The five-character SQLSTATE of an error code, e.g. `55P03`.
+pub fn sqlstate(code: PgSqlErrorCode) -> String {
+    let packed = code as isize;
+    (0..5).map(|i| char::from(b'0'.wrapping_add(((packed >> (6 * i)) & 0x3F) as u8))).collect()
+}
+
 /// Reports a message below ERROR (LOG, NOTICE, WARNING), with an optional SQLSTATE and hint,
 /// with interrupts held. pgrx hands a report to Postgres' `errfinish`, which checks for
 /// interrupts outside pgrx's error guard: a cancel pending then would jump straight past the

@@ -3,6 +3,7 @@
 use pgrx::prelude::*;
 
 mod api;
+mod bounds;
 mod engine;
 mod error;
 mod history;

@@ -65,6 +65,11 @@ pub static TIMEZONE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 /// the run, then left for the next run.
 pub static WORKER_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5_000);
 
+/// The `lock_timeout`, in milliseconds, of the statements that drop or detach a wholly expired
+/// partition: they need an ACCESS EXCLUSIVE lock on the partition's parent, so they must not
+/// queue live traffic behind them. A partition whose lock is not had in time is purged row by row.
+pub static PARTITION_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1_000);
+
 /// Cap, in milliseconds, on a wait after a 429 (`Retry-After` included); also the wait when
 /// a 429 carries no `Retry-After`, at a tenth of it.
 pub static TWILIO_MAX_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
@@ -181,6 +186,16 @@ pub fn init() {
         0,
         3_600_000,
         GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_retention.partition_lock_timeout",
+        c"How long dropping or detaching a wholly expired partition waits for its locks (lock_timeout).",
+        c"A partition whose locks are not had in time is purged row by row instead, so live traffic never queues behind the run.",
+        &PARTITION_LOCK_TIMEOUT_MS,
+        1,
+        600_000,
+        GucContext::Userset,
         GucFlags::UNIT_MS,
     );
     DEFINING.store(false, std::sync::atomic::Ordering::Relaxed);

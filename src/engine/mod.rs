@@ -12,6 +12,7 @@ use crate::error::{self, spi};
 use crate::policy::Policy;
 
 mod lock;
+mod partitions;
 mod plan;
 mod recordings;
 mod run;
@@ -27,8 +28,13 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
     let target = policy.check_target(true, false);
     let parts = sql::Parts::new(&policy, &target);
     let cutoff = crate::policy::cutoff(retain);
-    let counted = crate::rights::as_table_owner(target.owner, || sql::preview(&parts, cutoff));
-    let mut result = counted.map(|j| j.0).unwrap_or_else(|| json!({}));
+    let mut result = crate::rights::as_table_owner(target.owner, || {
+        let mut counted = sql::preview(&parts, cutoff).map(|j| j.0).unwrap_or_else(|| json!({}));
+        if target.has_children {
+            partitions::preview(&policy, &target, &parts, cutoff, &mut counted);
+        }
+        counted
+    });
     result["policy"] = json!(name);
     result["table"] = json!(format!("{}.{}", policy.table_schema, policy.table_name));
     result["cutoff"] = json!(timestamp_text(cutoff));

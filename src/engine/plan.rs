@@ -4,6 +4,7 @@
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 
+use super::partitions::Members;
 use super::sql::{self, BlockRange, CtidBatch, Parts, RecordingStatements, TimeRanges};
 use crate::error::spi;
 use crate::policy::{Action, Policy, Target, TimeType};
@@ -23,7 +24,11 @@ pub enum BatchPlan {
         /// A time with more rows than a batch, being worked through.
         tie: Option<String>,
     },
-    /// Anything else (a date column, a partitioned table, an inheritance parent): the next rows by ctid.
+    /// A partitioned table or an inheritance parent: wholly expired partitions removed, each
+    /// other member purged on its own with one of these plans.
+    Members(Box<Members>),
+    /// Anything else (a date column without an index; a tree whose members cannot be purged
+    /// apart from it): the next rows by ctid.
     Ctid(CtidBatch),
     /// twilio_recording: batches read in key order; `after` is the last key read.
     Recordings { statements: RecordingStatements, after: Option<String> },
@@ -64,6 +69,11 @@ impl BatchPlan {
         if policy.action == Action::TwilioRecording {
             return BatchPlan::Recordings { statements: RecordingStatements::new(parts, policy, target), after: None };
         }
+        if target.has_children {
+            if let Some(members) = Members::choose(policy, target, parts, cutoff) {
+                return BatchPlan::Members(Box::new(members));
+            }
+        }
         let ranges = target.time_indexed && target.time_type != TimeType::Date;
         if !target.has_children {
             if let Some(cursor) = block_cursor(policy, target, parts, cutoff, ranges) {
@@ -93,11 +103,22 @@ impl BatchPlan {
                 (processed, cursor.next < cursor.end)
             }
             BatchPlan::TimeRanges { statements, after, tie } => time_range_batch(statements, after, tie, cutoff, batch_size, reason),
+            BatchPlan::Members(members) => members.batch(cutoff, batch_size, reason),
             BatchPlan::Ctid(statement) => {
                 let processed = statement.run(cutoff, batch_size, reason) as i64;
                 (processed, processed >= batch_size)
             }
             BatchPlan::Recordings { .. } => unreachable!("recording batches go through engine::recordings"),
+        }
+    }
+}
+
+impl BatchPlan {
+    /// What happened to partitions since the last call (a partitioned table's plan only).
+    pub fn take_partition_outcomes(&mut self) -> Vec<serde_json::Value> {
+        match self {
+            BatchPlan::Members(members) => members.take_outcomes(),
+            _ => Vec::new(),
         }
     }
 }

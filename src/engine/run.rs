@@ -248,6 +248,7 @@ impl Run {
             let batch = committer.step(|| {
                 let (cutoff, batch_size, reason) = (self.cutoff, self.batch_size(), self.policy.reason());
                 let (processed, more) = as_table_owner(self.owner, || self.plan.row_batch(cutoff, batch_size, reason));
+                self.record.partitions.extend(self.plan.take_partition_outcomes());
                 self.record.rows_deleted += processed;
                 self.record.batches += 1;
                 self.history.save_progress(&self.record);

@@ -13,8 +13,11 @@ use crate::statement::{execute, one};
 use crate::policy::{Action, Policy, Target, TimeType};
 
 /// What every statement of a policy is made of.
+#[derive(Clone)]
 pub struct Parts {
     table: String,
+    /// What statements read and change: the table, or `ONLY` one member of its tree.
+    from: String,
     time_column: String,
     marker: Option<String>,
     /// What the marker is set to: now, in the marker column's own type.
@@ -38,8 +41,10 @@ impl Parts {
             (Some(marker), true) => format!("{time_column} OPERATOR(pg_catalog.<) {cutoff} AND {marker} IS NULL"),
             _ => format!("{time_column} OPERATOR(pg_catalog.<) {cutoff}"),
         };
+        let table = policy.qualified_table();
         Parts {
-            table: policy.qualified_table(),
+            from: table.clone(),
+            table,
             time_column,
             marker,
             // A timestamp without time zone holds UTC, like the time columns: never the
@@ -56,6 +61,12 @@ impl Parts {
         }
     }
 
+    /// The same statements on one partition or inheritance member alone (`ONLY`: not its
+    /// children), whose Postgres-quoted name is `table`.
+    pub fn for_member(&self, table: String) -> Parts {
+        Parts { from: format!("ONLY {table}"), table, ..self.clone() }
+    }
+
     /// The SET list of a marking statement; `reason_param` is where the reason is bound.
     fn set_marker(&self, reason_param: &str) -> String {
         let marker = self.marker.as_deref().unwrap_or_default();
@@ -67,7 +78,7 @@ impl Parts {
 
     /// `DELETE FROM table WHERE <condition>`, or the marking UPDATE, per the policy's action.
     fn act(&self, condition: &str, reason_param: &str) -> String {
-        let table = &self.table;
+        let table = &self.from;
         match self.action {
             Action::Delete => format!("DELETE FROM {table} WHERE {condition}"),
             _ => format!("UPDATE {table} SET {} WHERE {condition}", self.set_marker(reason_param)),
@@ -82,7 +93,7 @@ pub struct CtidBatch(String);
 
 impl CtidBatch {
     pub fn new(parts: &Parts) -> CtidBatch {
-        let (table, predicate) = (&parts.table, &parts.predicate);
+        let (table, predicate) = (&parts.from, &parts.predicate);
         // $1 cutoff, $2 batch size, $3 reason.
         CtidBatch(parts.act(&format!("ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} LIMIT $2)) AND {predicate}"), "$3"))
     }
@@ -112,7 +123,7 @@ impl BlockRange {
             // the range, in physical order (a TID range scan that stops at it); NULL if none.
             seek: format!(
                 "SELECT (SELECT (ctid::pg_catalog.text::pg_catalog.point)[0]::pg_catalog.int8 FROM {} WHERE {within} LIMIT 1)",
-                parts.table
+                parts.from
             ),
         }
     }
@@ -142,8 +153,8 @@ pub struct TimeRanges {
 impl TimeRanges {
     /// Only for timestamp and timestamptz columns with an index: dates have too many ties.
     pub fn new(parts: &Parts) -> TimeRanges {
-        let (table, time_column, predicate) = (&parts.table, &parts.time_column, &parts.predicate);
-        let column_type = if parts.time_type == TimeType::Timestamp { "pg_catalog.timestamp" } else { "pg_catalog.timestamptz" };
+        let (table, from, time_column, predicate) = (&parts.table, &parts.from, &parts.time_column, &parts.predicate);
+        let column_type = parts.time_type.sql_type();
         let after = format!("($2::pg_catalog.text IS NULL OR {time_column} OPERATOR(pg_catalog.>) CAST($2 AS {column_type}))");
         let at = format!("{time_column} OPERATOR(pg_catalog.=) CAST($2 AS {column_type})");
         let upto = format!(
@@ -155,16 +166,16 @@ impl TimeRanges {
             // column: a bare name would sort by the text output column.
             // A scalar subquery: one row, NULL when fewer than a batch remain.
             end: format!(
-                "SELECT (SELECT {time_column}::pg_catalog.text FROM {table} WHERE {predicate} AND {after}
+                "SELECT (SELECT {time_column}::pg_catalog.text FROM {from} WHERE {predicate} AND {after}
                           ORDER BY {table}.{time_column} OFFSET $3 OPERATOR(pg_catalog.-) 1 LIMIT 1)"
             ),
             // $1 cutoff, $2 the tied time, $3 batch size.
-            ties: format!("SELECT pg_catalog.count(*) FROM (SELECT FROM {table} WHERE {predicate} AND {at} LIMIT $3 OPERATOR(pg_catalog.+) 1) tied"),
+            ties: format!("SELECT pg_catalog.count(*) FROM (SELECT FROM {from} WHERE {predicate} AND {at} LIMIT $3 OPERATOR(pg_catalog.+) 1) tied"),
             // $1 cutoff, $2 after, $3 end (NULL: up to the cutoff), $4 reason, $5 whether end is included.
             act: parts.act(&format!("{predicate} AND {after} AND {upto}"), "$4"),
             // $1 cutoff, $2 the tied time, $3 batch size, $4 reason.
             act_ties: parts.act(
-                &format!("ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM {table} WHERE {predicate} AND {at} LIMIT $3)) AND {predicate} AND {at}"),
+                &format!("ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM {from} WHERE {predicate} AND {at} LIMIT $3)) AND {predicate} AND {at}"),
                 "$4",
             ),
         }
@@ -250,7 +261,7 @@ impl RecordingStatements {
 
 /// How many rows are past the cutoff now.
 pub fn count(parts: &Parts, cutoff: TimestampWithTimeZone) -> i64 {
-    let sql = format!("SELECT pg_catalog.count(*) FROM {} WHERE {}", parts.table, parts.predicate);
+    let sql = format!("SELECT pg_catalog.count(*) FROM {} WHERE {}", parts.from, parts.predicate);
     one::<i64>(&sql, || vec![cutoff.into()]).unwrap_or(0)
 }
 
@@ -268,7 +279,7 @@ pub fn preview(parts: &Parts, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
     let sql = format!(
         "SELECT pg_catalog.jsonb_build_object('rows', pg_catalog.count(*), 'oldest', pg_catalog.min({time_column}), 'oldest_age', {age})
            FROM {} WHERE {}",
-        parts.table, parts.predicate
+        parts.from, parts.predicate
     );
     one::<JsonB>(&sql, || vec![cutoff.into()])
 }

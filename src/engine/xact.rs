@@ -1,6 +1,8 @@
 //! Transaction mechanics of a run: snapshots between the commits of a batched run, and
 //! subtransactions that let a run record its own failure before the error goes on.
 
+use std::ffi::{CStr, CString};
+
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
@@ -100,6 +102,34 @@ pub fn in_worker_transactions<R>(work: impl FnOnce(&dyn Fn()) -> R) -> Result<R,
 fn report_stats() {
     // SAFETY: called between transactions, as pgstat_report_stat requires.
     unsafe { pg_sys::pgstat_report_stat(true) };
+}
+
+/// Runs `work` with settings changed for its duration, as a function's `SET` clause does: on
+/// return, or by the (sub)transaction abort after an error, they are back to what they were.
+pub fn with_settings<R>(settings: &[(&CStr, &str)], work: impl FnOnce() -> R) -> R {
+    // SAFETY: opens a GUC nest level, closed below or by the abort of the enclosing transaction.
+    let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+    for (name, value) in settings {
+        let value = CString::new(*value).unwrap_or_default();
+        // SAFETY: what `SET LOCAL` does, saved at the nest level above; the names are ours and
+        // the values made by us, checked by the settings' own hooks.
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+    let result = work();
+    // SAFETY: closes the nest level opened above, undoing its settings.
+    unsafe { pg_sys::AtEOXact_GUC(false, nest_level) };
+    result
 }
 
 /// Runs `work` with interrupts held off: a pending cancel or terminate waits until it returns

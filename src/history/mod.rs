@@ -133,6 +133,8 @@ pub struct RunRecord {
     pub tally: Option<Tally>,
     /// Batched runs: the longest of their transactions, in milliseconds.
     pub longest_transaction_ms: Option<f64>,
+    /// Partitioned tables: each partition removed whole, or that could not be and why.
+    pub partitions: Vec<Value>,
 }
 
 /// The kinds of failure a recording run counts, each a key of its result.
@@ -205,6 +207,7 @@ impl RunRecord {
             error: None,
             tally: None,
             longest_transaction_ms: None,
+            partitions: Vec::new(),
         }
     }
 
@@ -231,15 +234,18 @@ impl RunRecord {
     }
 
     /// What `retention.runs.details` holds: a recording run's counts, a batched run's longest
-    /// transaction.
+    /// transaction, the partitions removed.
     pub fn details(&self) -> Option<Value> {
         let mut details = match &self.tally {
             Some(tally) => tally.to_json(),
-            None if self.longest_transaction_ms.is_some() => Value::Object(Map::new()),
+            None if self.longest_transaction_ms.is_some() || !self.partitions.is_empty() => Value::Object(Map::new()),
             None => return None,
         };
         if let (Some(ms), Value::Object(map)) = (self.longest_transaction_ms, &mut details) {
             map.insert("longest_transaction_ms".into(), json!((ms * 1000.0).round() / 1000.0));
+        }
+        if let (false, Value::Object(map)) = (self.partitions.is_empty(), &mut details) {
+            map.insert("partitions".into(), Value::Array(self.partitions.clone()));
         }
         Some(details)
     }
@@ -269,6 +275,7 @@ mod tests {
             error: Some("relation \"x\" \"quoted\" does not exist".into()),
             tally: None,
             longest_transaction_ms: None,
+            partitions: Vec::new(),
         }
     }
 

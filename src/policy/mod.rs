@@ -76,6 +76,30 @@ impl Action {
     }
 }
 
+/// What a delete policy does with a partition whose bounds prove every row past the cutoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiredPartitions {
+    /// Detach it from its parent and drop it.
+    Drop,
+    /// Detach it and keep it as a plain table (moved to `archive_schema` when one is named).
+    Detach,
+    /// Delete its rows in batches like any other partition's.
+    Rows,
+}
+
+impl FromStr for ExpiredPartitions {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ExpiredPartitions, String> {
+        match text {
+            "drop" => Ok(ExpiredPartitions::Drop),
+            "detach" => Ok(ExpiredPartitions::Detach),
+            "rows" => Ok(ExpiredPartitions::Rows),
+            other => Err(format!("expired_partitions must be 'drop', 'detach' or 'rows', not '{other}'")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     /// The catalog row's identity: the key of the policy's lock.
@@ -97,6 +121,9 @@ pub struct Policy {
     pub max_rows_per_second: Option<i32>,
     /// A disabled policy is skipped by every trigger; preview still works.
     pub enabled: bool,
+    pub expired_partitions: ExpiredPartitions,
+    /// Where `detach` moves a detached partition; None: it stays in its schema.
+    pub archive_schema: Option<String>,
 }
 
 /// A value of a policy column: text, interval, integer or boolean.
@@ -144,6 +171,19 @@ impl Policy {
         let action = required("action")
             .parse::<Action>()
             .unwrap_or_else(|problem| invalid(format!("retention policy \"{name}\": {problem}"), None));
+        // Added in 0.5.0: absent while an upgrade script from an older release runs.
+        let expired_partitions = row
+            .column::<String>("expired_partitions")
+            .unwrap_or(None)
+            .map(|text| {
+                text.parse::<ExpiredPartitions>().unwrap_or_else(|problem| {
+                    invalid(
+                        format!("retention policy \"{name}\": {problem}"),
+                        Some("drop removes a wholly expired partition, detach keeps it as a table of its own, rows deletes its rows one batch at a time."),
+                    )
+                })
+            })
+            .unwrap_or(ExpiredPartitions::Drop);
         Policy {
             id: get(row, "id").unwrap_or_default(),
             table_schema: required("table_schema"),
@@ -163,6 +203,8 @@ impl Policy {
             // Added in 0.4.0: absent while an upgrade script from an older release runs.
             max_rows_per_second: row.column("max_rows_per_second").unwrap_or(None),
             enabled: get(row, "enabled").unwrap_or(false),
+            expired_partitions,
+            archive_schema: row.column("archive_schema").unwrap_or(None),
             name,
         }
     }
@@ -217,6 +259,18 @@ impl Policy {
                 format!("retention policy \"{}\": max_rows_per_second must be a positive number of rows a second", self.name),
                 Some("Leave it NULL for no limit (alter_policy(..., max_rows_per_second => 0) lifts one)."),
             );
+        }
+        if let Some(schema) = &self.archive_schema {
+            let exists = spi(Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) $1)",
+                &[schema.as_str().into()],
+            ));
+            if exists != Some(true) || target::is_protected_schema(schema) {
+                invalid(
+                    format!("retention policy \"{}\": archive_schema \"{schema}\" does not exist or is a system schema", self.name),
+                    Some("Create it first (CREATE SCHEMA ...), and grant CREATE on it to the table's owner."),
+                );
+            }
         }
         if target_changed {
             self.check_target(false, true);
@@ -300,5 +354,9 @@ mod tests {
         assert!("truncate".parse::<Action>().unwrap_err().ends_with("not 'truncate'"));
         assert!("".parse::<Action>().is_err());
         assert!("DELETE".parse::<Action>().is_err());
+        assert_eq!("drop".parse::<ExpiredPartitions>(), Ok(ExpiredPartitions::Drop));
+        assert_eq!("detach".parse::<ExpiredPartitions>(), Ok(ExpiredPartitions::Detach));
+        assert_eq!("rows".parse::<ExpiredPartitions>(), Ok(ExpiredPartitions::Rows));
+        assert!("truncate".parse::<ExpiredPartitions>().unwrap_err().ends_with("not 'truncate'"));
     }
 }

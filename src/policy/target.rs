@@ -8,6 +8,7 @@ use super::{Action, Policy};
 use crate::error::{invalid, raise, spi};
 
 /// What a policy's table turned out to be, checked against the live catalog.
+#[derive(Clone)]
 pub struct Target {
     pub relid: pg_sys::Oid,
     /// Every statement on the table runs as this role.
@@ -41,6 +42,15 @@ impl TimeType {
             pg_sys::TIMESTAMPTZOID => Some(TimeType::TimestampTz),
             pg_sys::DATEOID => Some(TimeType::Date),
             _ => None,
+        }
+    }
+
+    /// The type's name in SQL, schema-qualified.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            TimeType::Timestamp => "pg_catalog.timestamp",
+            TimeType::TimestampTz => "pg_catalog.timestamptz",
+            TimeType::Date => "pg_catalog.date",
         }
     }
 
@@ -292,7 +302,7 @@ fn type_name(oid: pg_sys::Oid) -> String {
 }
 
 /// Schemas no policy may target: the system's, and the extension's own.
-fn is_protected_schema(schema: &str) -> bool {
+pub(super) fn is_protected_schema(schema: &str) -> bool {
     matches!(schema, "pg_catalog" | "information_schema" | "retention") || schema.starts_with("pg_toast")
 }
 

@@ -97,8 +97,8 @@ DROP ROLE IF EXISTS upgrade_admin;
 CREATE ROLE upgrade_admin;
 GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
-SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer)', 'EXECUTE') AS admin_keeps_add_policy,
-       has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer)', 'EXECUTE') AS admin_got_alter_policy;
+SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text)', 'EXECUTE') AS admin_keeps_add_policy,
+       has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text)', 'EXECUTE') AS admin_got_alter_policy;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
 DROP ROLE upgrade_admin;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
@@ -109,5 +109,26 @@ CREATE EXTENSION pg_retention;
 SELECT 'only after upgrade from 0.3.0' AS side, * FROM (SELECT * FROM from_030 EXCEPT SELECT * FROM pg_temp.shape()) u
 UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_030) f
+ORDER BY 1, 2, 3;
+DROP EXTENSION pg_retention;
+
+-- From 0.4.0: the same as a fresh install, policies included; a policy written under 0.4.0
+-- gets expired_partitions 'drop', and a DBA's grant on add_policy survives its remaking.
+CREATE EXTENSION pg_retention VERSION '0.4.0';
+CREATE ROLE upgrade_admin;
+GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin;
+ALTER EXTENSION pg_retention UPDATE;
+SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
+  FROM pg_extension WHERE extname = 'pg_retention';
+SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text)', 'EXECUTE') AS admin_keeps_add_policy;
+REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
+DROP ROLE upgrade_admin;
+SELECT name, expired_partitions, archive_schema FROM retention.policies ORDER BY name;
+CREATE TEMP TABLE from_040 AS SELECT * FROM pg_temp.shape();
+DROP EXTENSION pg_retention;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.4.0' AS side, * FROM (SELECT * FROM from_040 EXCEPT SELECT * FROM pg_temp.shape()) u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_040) f
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
