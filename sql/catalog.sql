@@ -37,6 +37,18 @@ CREATE TABLE retention.policies (
 );
 COMMENT ON TABLE retention.policies IS 'One row per retention policy: which rows of which table expire, and what happens to them';
 
+-- Partitions a batched run detached to drop, until the dropper (a short-lived background
+-- worker started after the run's commit) or the next run drops them. Written by the extension
+-- only (see src/engine/partitions/dropper.rs); normally empty within seconds.
+CREATE TABLE retention.detached_partitions (
+    relid       oid PRIMARY KEY,
+    name        text NOT NULL, -- schema-qualified, quoted: dropped only while it still has this name
+    policy      text NOT NULL,
+    ready       boolean NOT NULL DEFAULT false, -- its rows counted by its run: the dropper may drop it
+    detached_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE retention.detached_partitions IS 'Partitions detached by a batched run, to be dropped by the dropper';
+
 CREATE TABLE retention.runs (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     policy           text NOT NULL, -- no foreign key: history outlives a dropped policy

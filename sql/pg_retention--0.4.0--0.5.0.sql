@@ -2,11 +2,25 @@
 -- Partition-aware retention: a delete policy on a partitioned table removes the partitions
 -- whose bounds prove every row past the cutoff. Policies get expired_partitions (drop, detach,
 -- rows) and archive_schema, which add_policy and alter_policy take: the two are made again
--- with them, keeping the EXECUTE rights a DBA granted on them.
+-- with them, keeping the EXECUTE rights a DBA granted on them. retention.detached_partitions
+-- holds what a batched run detached until the dropper drops it.
 
 ALTER TABLE retention.policies ADD COLUMN expired_partitions text NOT NULL DEFAULT 'drop',
     ADD COLUMN archive_schema text,
     ADD CONSTRAINT policies_expired_partitions_check CHECK (expired_partitions IN ('drop', 'detach', 'rows'));
+
+-- Partitions a batched run detached to drop, until the dropper (a short-lived background
+-- worker started after the run's commit) or the next run drops them. Written by the extension
+-- only (see src/engine/partitions/dropper.rs); normally empty within seconds.
+CREATE TABLE retention.detached_partitions (
+    relid       oid PRIMARY KEY,
+    name        text NOT NULL, -- schema-qualified, quoted: dropped only while it still has this name
+    policy      text NOT NULL,
+    ready       boolean NOT NULL DEFAULT false, -- its rows counted by its run: the dropper may drop it
+    detached_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE retention.detached_partitions IS 'Partitions detached by a batched run, to be dropped by the dropper';
+REVOKE ALL ON retention.detached_partitions FROM PUBLIC;
 
 CREATE TEMP TABLE pg_retention_kept_grants AS
 SELECT p.proname::text AS routine, a.grantee, a.privilege_type, a.is_grantable

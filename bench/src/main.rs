@@ -13,6 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
+
+mod partitioned;
 use postgres::{Client, Config, NoTls};
 
 const DATABASE: &str = "pg_retention_bench";
@@ -27,6 +29,8 @@ struct Scale {
     latency_ms: u64,
     traffic_seconds: u64,
     traffic_rate: u64,
+    /// Rows of the partitioned scenario's table.
+    partitioned_rows: i64,
     out: String,
     /// Run only the scenarios whose name starts with this.
     only: Option<String>,
@@ -42,6 +46,7 @@ impl Scale {
             latency_ms: 50,
             traffic_seconds: 40,
             traffic_rate: 200,
+            partitioned_rows: 1_000_000,
             out: "bench/results.md".into(),
             only: None,
         };
@@ -58,6 +63,7 @@ impl Scale {
                 "--latency-ms" => scale.latency_ms = number() as u64,
                 "--traffic-seconds" => scale.traffic_seconds = number() as u64,
                 "--traffic-rate" => scale.traffic_rate = number() as u64,
+                "--partitioned-rows" => scale.partitioned_rows = number(),
                 "--out" => scale.out = value(),
                 "--only" => scale.only = Some(value()),
                 "--smoke" => {
@@ -69,6 +75,7 @@ impl Scale {
                         latency_ms: 5,
                         traffic_seconds: 3,
                         traffic_rate: 20,
+                        partitioned_rows: 20_000,
                         out: "target/bench-smoke.md".into(),
                         only: None,
                     };
@@ -350,18 +357,12 @@ fn recordings(scale: &Scale, lines: &mut Vec<Line>) {
 
 /// p50, p99 (ms), how many, and failed transactions of a pgbench run; with `window` (epoch
 /// seconds), only the transactions that started inside it.
-fn pgbench(scale: &Scale, tag: &str, window: Option<&dyn Fn() -> (f64, f64)>) -> (f64, f64, usize, i64) {
+fn pgbench(scale: &Scale, tag: &str, traffic: &str, window: Option<&dyn Fn() -> (f64, f64)>) -> (f64, f64, usize, i64) {
     let dir = std::env::temp_dir().join(format!("pg_retention_bench_{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("traffic.sql");
-    std::fs::write(
-        &script,
-        "\\set g random(1, 100000)\n\
-         INSERT INTO bench_live (id, payload, \"expiresAt\") VALUES (md5(random()::text), 'new trace', timezone('UTC', now()) + interval '90 days');\n\
-         UPDATE bench_live SET payload = payload || '' WHERE id = 'ct_' || (:g * 2 + 1);\n",
-    )
-    .unwrap();
+    std::fs::write(&script, traffic).unwrap();
     let output = Command::new("/usr/lib/postgresql/15/bin/pgbench")
         .current_dir(&dir)
         .args(["-n", "-U", "postgres", "-c", "4", "-j", "2", "-l", "--log-prefix", "tx"])
@@ -410,7 +411,10 @@ fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
     exec(&mut client, "CHECKPOINT");
     let deadlocks = |c: &mut Client| -> i64 { one(c, &format!("SELECT deadlocks FROM pg_stat_database WHERE datname = '{DATABASE}'")) };
     let deadlocks_before = deadlocks(&mut client);
-    let (alone_p50, alone_p99, alone_n, alone_failed) = pgbench(scale, "alone", None);
+    let traffic = "\\set g random(1, 100000)\n\
+         INSERT INTO bench_live (id, payload, \"expiresAt\") VALUES (md5(random()::text), 'new trace', timezone('UTC', now()) + interval '90 days');\n\
+         UPDATE bench_live SET payload = payload || '' WHERE id = 'ct_' || (:g * 2 + 1);\n";
+    let (alone_p50, alone_p99, alone_n, alone_failed) = pgbench(scale, "alone", traffic, None);
 
     let epoch = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let purge_window = Arc::new(std::sync::Mutex::new((0.0, 0.0)));
@@ -424,7 +428,7 @@ fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
         seconds
     });
     let window = || *purge_window.lock().unwrap();
-    let (during_p50, during_p99, during_n, during_failed) = pgbench(scale, "during", Some(&window));
+    let (during_p50, during_p99, during_n, during_failed) = pgbench(scale, "during", traffic, Some(&window));
     let purge_seconds = purge.join().unwrap();
     let deleted: i64 = one(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'bench_live' ORDER BY id DESC LIMIT 1");
     let new_deadlocks = deadlocks(&mut client) - deadlocks_before;
@@ -459,6 +463,7 @@ fn main() {
         ("idle", idle),
         ("recordings", recordings),
         ("live traffic", live_traffic),
+        ("partitioned", partitioned::scenario),
     ] {
         if scale.only.as_deref().is_some_and(|only| !name.starts_with(only)) {
             continue;

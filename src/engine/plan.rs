@@ -114,6 +114,21 @@ impl BatchPlan {
 }
 
 impl BatchPlan {
+    /// A batched run's plan: partitions are detached, counted after, dropped by the dropper.
+    pub fn set_batched(&mut self) {
+        if let BatchPlan::Members(members) = self {
+            members.set_batched();
+        }
+    }
+
+    /// Whether the batch just done detached partitions for the dropper to drop.
+    pub fn take_detached(&mut self) -> bool {
+        match self {
+            BatchPlan::Members(members) => members.take_detached(),
+            _ => false,
+        }
+    }
+
     /// What happened to partitions since the last call (a partitioned table's plan only).
     pub fn take_partition_outcomes(&mut self) -> Vec<serde_json::Value> {
         match self {

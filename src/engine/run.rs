@@ -11,6 +11,7 @@ use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 
+use super::partitions::dropper;
 use super::plan::BatchPlan;
 use super::recordings::{self, Halt};
 use super::sql::Parts;
@@ -230,7 +231,11 @@ impl Run {
         history.mark_interrupted(name);
         let cutoff = policy::cutoff(retain);
         record.cutoff = Some(timestamp_text(cutoff));
-        let plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
+        dropper::drop_leftovers(name);
+        let mut plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
+        if mode == Mode::Batched {
+            plan.set_batched();
+        }
         history.insert(&mut record, &store::this_backend());
         Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, lock, history, started: Instant::now() }))
     }
@@ -276,6 +281,9 @@ impl Run {
             }
         };
         committer.commit();
+        if self.plan.take_detached() {
+            dropper::start();
+        }
         Ok(next)
     }
 

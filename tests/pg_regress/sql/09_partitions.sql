@@ -170,6 +170,11 @@ SELECT count(*) FILTER (WHERE at < now()) AS expired, count(*) AS total FROM par
 SET client_min_messages = warning; -- its NOTICE counts batches, which follow the statistics
 CALL retention.run_batched('batched');
 RESET client_min_messages;
+-- CALL detached the expired partitions; the dropper drops them just after (within seconds).
+DO $$ BEGIN
+    FOR i IN 1..300 LOOP EXIT WHEN NOT EXISTS (SELECT FROM retention.detached_partitions); PERFORM pg_sleep(0.1); END LOOP;
+END $$;
+SELECT count(*) AS left_to_drop FROM retention.detached_partitions;
 SELECT status, rows_deleted, pg_temp.removed(details->'partitions') AS partitions FROM retention.runs WHERE policy = 'batched';
 SELECT count(*) FILTER (WHERE at < now()) AS expired, count(*) FILTER (WHERE at IS NULL) AS null_kept, count(*) AS total FROM part.batched;
 SELECT pg_temp.tables('batched');

@@ -1,0 +1,120 @@
+//! Dropping the partitions a batched run detached. The run notes each in
+//! `retention.detached_partitions` in the transaction that detaches it, marks the note ready
+//! once it has counted the partition's rows, and after that commit starts a short-lived
+//! background worker, the dropper, which drops the ready ones one transaction each, as each
+//! table's owner, forgetting each note with its drop. A note outlives a crash: the next run of
+//! the same policy drops what its predecessor left, counted or not (it holds the policy's
+//! lock, so no run of it is still counting), and any run drops ready notes left over. This file
+//! owns every statement on that table.
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::spi::SpiResult;
+
+use crate::engine::xact::{in_subtransaction, with_settings};
+use crate::error::{self, say, spi};
+use crate::rights::{as_extension_owner, as_table_owner, extension_owner};
+use crate::settings;
+use crate::statement::execute;
+
+/// Notes a partition the run has just detached to drop, in the same transaction.
+pub fn remember(relid: pg_sys::Oid, name: &str, policy: &str) {
+    as_extension_owner(|| {
+        execute("INSERT INTO retention.detached_partitions (relid, name, policy) VALUES ($1, $2, $3)", || {
+            vec![relid.into(), name.into(), policy.into()]
+        })
+    });
+}
+
+/// Marks a detached partition counted, so that the dropper may drop it.
+pub fn ready(relid: pg_sys::Oid) {
+    as_extension_owner(|| {
+        execute("UPDATE retention.detached_partitions SET ready = true WHERE relid OPERATOR(pg_catalog.=) $1", || vec![relid.into()])
+    });
+}
+
+/// After the commit of a batch that counted detached partitions: starts the dropper for this database.
+/// With no background worker slot free, drops them here, in the run's next transaction.
+pub fn start() {
+    // SAFETY: a plain read of this backend's database.
+    let database = u32::from(unsafe { pg_sys::MyDatabaseId });
+    let user = u32::from(extension_owner());
+    let started = BackgroundWorkerBuilder::new("pg_retention dropper")
+        .set_type("pg_retention dropper")
+        .set_library("pg_retention")
+        .set_function("pg_retention_drop_detached")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_extra(&format!("{database} {user}"))
+        .load_dynamic();
+    if started.is_err() {
+        say!(LOG, "pg_retention: no background worker slot for the dropper; the run drops its detached partitions itself");
+        while drop_one(None) {}
+    }
+}
+
+/// At the start of a run of `policy`: drops what earlier runs left detached (a crash, or a
+/// dropper that could not finish): this policy's notes, and any ready one.
+pub fn drop_leftovers(policy: &str) {
+    let any = as_extension_owner(|| spi(Spi::get_one::<bool>("SELECT EXISTS (SELECT FROM retention.detached_partitions)")));
+    if any == Some(true) {
+        while drop_one(Some(policy)) {}
+    }
+}
+
+/// Drops the oldest ready partition (or one of `policy`'s) no one else is dropping, and
+/// forgets its note. A table
+/// that is gone, renamed, or a partition again, is not dropped: only its note goes. Returns
+/// whether there may be more; false also when a drop failed (logged; the note stays for the
+/// next run).
+fn drop_one(policy: Option<&str>) -> bool {
+    let next = as_extension_owner(|| {
+        spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String, Option<pg_sys::Oid>)>> {
+            let rows = client.select(
+                "SELECT d.relid, d.name,
+                        CASE WHEN NOT c.relispartition
+                              AND pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+                                  OPERATOR(pg_catalog.=) d.name
+                             THEN c.relowner END
+                   FROM retention.detached_partitions d
+                   LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.relid
+                   LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                  WHERE d.ready OR d.policy OPERATOR(pg_catalog.=) $1
+                  ORDER BY d.detached_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED",
+                Some(1),
+                &[policy.into()],
+            )?;
+            match rows.into_iter().next() {
+                None => Ok(None),
+                Some(row) => Ok(Some((row.get(1)?.unwrap_or(pg_sys::InvalidOid), row.get(2)?.unwrap_or_default(), row.get(3)?))),
+            }
+        }))
+    });
+    let Some((relid, name, owner)) = next else { return false };
+    if let Some(owner) = owner {
+        let timeout = format!("{}ms", settings::PARTITION_LOCK_TIMEOUT_MS.get());
+        let dropped = in_subtransaction(|| {
+            with_settings(&[(c"lock_timeout", &timeout)], || as_table_owner(owner, || execute(&format!("DROP TABLE {name}"), Vec::new)))
+        });
+        if let Err(failure) = dropped {
+            say!(LOG, "pg_retention dropper: detached partition {name} was not dropped ({}); the next run tries again", error::message(&failure));
+            return false;
+        }
+    }
+    as_extension_owner(|| execute("DELETE FROM retention.detached_partitions WHERE relid OPERATOR(pg_catalog.=) $1", || vec![relid.into()]));
+    true
+}
+
+/// The dropper's entry point: one transaction per partition, until none is left.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn pg_retention_drop_detached(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
+    let fields: Vec<u32> = BackgroundWorker::get_extra().split(' ').filter_map(|f| f.parse().ok()).collect();
+    let [database, user] = fields[..] else {
+        say!(LOG, "pg_retention dropper: malformed arguments");
+        return;
+    };
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(database.into()), Some(user.into()));
+    while !BackgroundWorker::sigterm_received() && BackgroundWorker::transaction(|| drop_one(None)) {}
+}

@@ -1,0 +1,186 @@
+//! Removing a partition whole: its locks (waited for up to the timeout, or not at all), its
+//! rows counted, then dropped or detached; what happens when that cannot be done.
+
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use serde_json::json;
+
+use super::{dropper, Member, Members, Removal, Work};
+use crate::engine::xact::{in_subtransaction, shutdown_requested, with_settings};
+use crate::error::{self, say};
+use crate::policy::ExpiredPartitions;
+use crate::settings;
+use crate::statement::{execute, one};
+
+/// Whether a removal takes its locks (waiting up to the timeout) or holds them already.
+#[derive(PartialEq)]
+pub(super) enum Wait {
+    UpToTimeout,
+    Held,
+}
+
+impl Members {
+    /// A removal after the first of a batch: done if its locks are free now; if not, handed
+    /// back (for the next batch, which waits for them) with nothing done.
+    pub(super) fn try_remove(&mut self, removal: Removal) -> Result<i64, Removal> {
+        let free = in_subtransaction(AssertUnwindSafe(|| {
+            execute(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE NOWAIT", removal.parent), Vec::new);
+            execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT", removal.name), Vec::new);
+        }));
+        match free {
+            Ok(()) => Ok(self.remove(removal, Wait::Held)),
+            Err(busy) if error::code(&busy) == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE => Err(removal),
+            Err(other) => Err({
+                why_not_removed(other);
+                removal
+            }),
+        }
+    }
+
+    /// Removes a partition whole, in a subtransaction whose locks wait at most
+    /// `pg_retention.partition_lock_timeout`: ACCESS EXCLUSIVE on its parent (`ONLY`) and on it.
+    /// A batched run only detaches it (and, for `drop`, notes it for the dropper) while it
+    /// holds the parent's lock; its rows are counted in the next transaction (`count_detached`).
+    /// In one transaction its rows are counted, then it is dropped or detached. When that
+    /// fails, a partition to drop is purged by rows instead; one to detach stays as it is.
+    pub(super) fn remove(&mut self, removal: Removal, wait: Wait) -> i64 {
+        let timeout = format!("{}ms", settings::PARTITION_LOCK_TIMEOUT_MS.get());
+        let (action, batched) = (self.policy.expired_partitions, self.batched);
+        let done = in_subtransaction(AssertUnwindSafe(|| {
+            with_settings(&[(c"lock_timeout", &timeout)], || {
+                if wait == Wait::UpToTimeout {
+                    execute(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", removal.parent), Vec::new);
+                    execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", removal.name), Vec::new);
+                }
+                let counts: Vec<(i64, bool)> = if batched { Vec::new() } else { removal.leaves.iter().map(count_rows).collect() };
+                let archived_as = if action == ExpiredPartitions::Drop && !batched {
+                    execute(&format!("DROP TABLE {}", removal.name), Vec::new);
+                    None
+                } else {
+                    execute(&format!("ALTER TABLE {} DETACH PARTITION {}", removal.parent, removal.name), Vec::new);
+                    if action == ExpiredPartitions::Drop {
+                        dropper::remember(removal.relid, &removal.name, &self.policy.name);
+                    }
+                    self.archive(&removal)
+                };
+                (counts, archived_as)
+            })
+        }));
+        match done {
+            Ok((_, archived_as)) if batched => {
+                self.uncounted.push((removal, archived_as));
+                0
+            }
+            Ok((counts, archived_as)) => self.removed(&removal, counts, archived_as),
+            Err(failure) => {
+                let reason = why_not_removed(failure);
+                let (verb, consequence) = if action == ExpiredPartitions::Drop {
+                    for leaf in removal.leaves.iter().rev() {
+                        self.queue.push_front(Work::Purge(leaf.clone()));
+                    }
+                    ("rows", "its rows are deleted in batches instead")
+                } else {
+                    ("kept", "it stays attached, rows and all, until a later run")
+                };
+                say!(LOG, "pg_retention: policy \"{}\": partition {} was not removed ({reason}); {consequence}", self.policy.name, removal.name);
+                self.outcomes.push(json!({ "partition": removal.name, "action": verb, "reason": reason }));
+                0
+            }
+        }
+    }
+
+    /// `detach` with an archive schema: moves the partition just detached there; its new name.
+    fn archive(&self, removal: &Removal) -> Option<String> {
+        if self.policy.expired_partitions != ExpiredPartitions::Detach {
+            return None;
+        }
+        let schema = quote_identifier(self.policy.archive_schema.as_deref()?);
+        execute(&format!("ALTER TABLE {} SET SCHEMA {schema}", removal.name), Vec::new);
+        Some(qualified_name(removal.relid))
+    }
+
+    /// Counts the partitions the last batch detached, now that they are tables of their own
+    /// (nothing can reach them through the parent), then hands those to drop to the dropper.
+    pub(super) fn count_detached(&mut self) -> i64 {
+        let mut rows = 0;
+        for (removal, archived_as) in std::mem::take(&mut self.uncounted) {
+            let counts = removal.leaves.iter().map(count_rows).collect();
+            rows += self.removed(&removal, counts, archived_as);
+            if self.policy.expired_partitions == ExpiredPartitions::Drop {
+                dropper::ready(removal.relid);
+                self.detached = true;
+            }
+        }
+        rows
+    }
+
+    /// Records a partition removed whole; returns its rows.
+    fn removed(&mut self, removal: &Removal, counts: Vec<(i64, bool)>, archived_as: Option<String>) -> i64 {
+        let rows = counts.iter().map(|(rows, _)| rows).sum();
+        let counted = if counts.iter().all(|(_, exact)| *exact) { "exact" } else { "statistics" };
+        let verb = if self.policy.expired_partitions == ExpiredPartitions::Drop { "dropped" } else { "detached" };
+        let mut outcome = json!({ "partition": removal.name, "action": verb, "rows": rows, "counted": counted });
+        if let Some(name) = archived_as {
+            outcome["archived_as"] = json!(name);
+        }
+        self.outcomes.push(outcome);
+        rows
+    }
+}
+
+/// Why a partition could not be removed; an error that must stop the run (a cancel, a
+/// shutdown, the server out of resources) goes on instead.
+fn why_not_removed(failure: Box<CaughtError>) -> String {
+    let code = error::code(&failure);
+    let class = error::sqlstate(code);
+    let fatal = matches!(code, PgSqlErrorCode::ERRCODE_QUERY_CANCELED | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN | PgSqlErrorCode::ERRCODE_CRASH_SHUTDOWN)
+        || ["53", "57", "58", "XX"].contains(&&class[..2])
+        || shutdown_requested();
+    if fatal {
+        failure.rethrow()
+    }
+    if code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
+        format!("its locks were not had within pg_retention.partition_lock_timeout ({} ms)", settings::PARTITION_LOCK_TIMEOUT_MS.get())
+    } else {
+        format!("{} [{class}]", error::message(&failure))
+    }
+}
+
+/// A removed leaf's rows, and whether the count is exact. From the statistics when ANALYZE read
+/// every page of it and no change to it is recorded since (exact, but for writes of the last
+/// second or so not yet in the statistics); counted otherwise.
+fn count_rows(leaf: &Member) -> (i64, bool) {
+    let analyzed = one::<i64>(
+        "SELECT (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c
+          WHERE c.oid OPERATOR(pg_catalog.=) $1 AND c.reltuples OPERATOR(pg_catalog.>=) 0
+            AND pg_catalog.pg_stat_get_mod_since_analyze(c.oid) OPERATOR(pg_catalog.=) 0
+            AND COALESCE(pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)) IS NOT NULL
+            -- ANALYZE samples 300 rows per unit of statistics target, as many pages: all of them here
+            AND c.relpages OPERATOR(pg_catalog.<=) (300 OPERATOR(pg_catalog.*) (
+                SELECT pg_catalog.max(CASE WHEN a.attstattarget OPERATOR(pg_catalog.<) 0
+                                           THEN pg_catalog.current_setting('default_statistics_target')::pg_catalog.int4
+                                           ELSE a.attstattarget END)
+                  FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)))",
+        || vec![leaf.relid.into()],
+    );
+    match analyzed {
+        Some(rows) => (rows, false),
+        None => (one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ONLY {}", qualified_name(leaf.relid)), Vec::new).unwrap_or(0), true),
+    }
+}
+
+
+/// A table's schema-qualified name as it is now, quoted by Postgres.
+fn qualified_name(relid: pg_sys::Oid) -> String {
+    one::<String>(
+        "SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+          WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        || vec![relid.into()],
+    )
+    .unwrap_or_default()
+}
