@@ -6,7 +6,6 @@
 //! and live traffic (pgbench) alone and during a purge.
 
 use std::fmt::Write as _;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 use fake_twilio::FakeTwilio;
 
 mod partitioned;
+mod traffic;
 use postgres::{Client, Config, NoTls};
 
 const DATABASE: &str = "pg_retention_bench";
@@ -355,55 +355,6 @@ fn recordings(scale: &Scale, lines: &mut Vec<Line>) {
     exec(&mut client, "DROP TABLE bench_rec; SELECT retention.drop_policy('bench_rec');");
 }
 
-/// p50, p99 (ms), how many, and failed transactions of a pgbench run; with `window` (epoch
-/// seconds), only the transactions that started inside it.
-fn pgbench(scale: &Scale, tag: &str, traffic: &str, window: Option<&dyn Fn() -> (f64, f64)>) -> (f64, f64, usize, i64) {
-    let dir = std::env::temp_dir().join(format!("pg_retention_bench_{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("traffic.sql");
-    std::fs::write(&script, traffic).unwrap();
-    let output = Command::new("/usr/lib/postgresql/15/bin/pgbench")
-        .current_dir(&dir)
-        .args(["-n", "-U", "postgres", "-c", "4", "-j", "2", "-l", "--log-prefix", "tx"])
-        .args(["-R", &scale.traffic_rate.to_string(), "-T", &scale.traffic_seconds.to_string(), "-f"])
-        .arg(&script)
-        .arg(DATABASE)
-        .output()
-        .expect("run pgbench");
-    let report = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(output.status.success(), "pgbench failed: {report}{}", String::from_utf8_lossy(&output.stderr));
-    let failed = report
-        .lines()
-        .find_map(|l| l.strip_prefix("number of failed transactions: "))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
-    let window = window.map(|w| w());
-    let mut latencies: Vec<f64> = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-        if entry.file_name().to_string_lossy().starts_with("tx") {
-            for l in std::fs::read_to_string(entry.path()).unwrap().lines() {
-                // client, transaction, latency (us), ..., end time (epoch s), end time (us)
-                let fields: Vec<&str> = l.split_whitespace().collect();
-                let (Some(us), Some(end_s), Some(end_us)) = (
-                    fields.get(2).and_then(|v| v.parse::<f64>().ok()),
-                    fields.get(4).and_then(|v| v.parse::<f64>().ok()),
-                    fields.get(5).and_then(|v| v.parse::<f64>().ok()),
-                ) else {
-                    continue;
-                };
-                let started = end_s + end_us / 1e6 - us / 1e6;
-                if window.is_none_or(|(from, to)| started >= from && started <= to) {
-                    latencies.push(us / 1000.0);
-                }
-            }
-        }
-    }
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let at = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
-    (at(0.5), at(0.99), latencies.len(), failed)
-}
-
 fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
     let mut client = connect();
     trace_table(&mut client, "bench_live", scale.rows);
@@ -414,29 +365,19 @@ fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
     let traffic = "\\set g random(1, 100000)\n\
          INSERT INTO bench_live (id, payload, \"expiresAt\") VALUES (md5(random()::text), 'new trace', timezone('UTC', now()) + interval '90 days');\n\
          UPDATE bench_live SET payload = payload || '' WHERE id = 'ct_' || (:g * 2 + 1);\n";
-    let (alone_p50, alone_p99, alone_n, alone_failed) = pgbench(scale, "alone", traffic, None);
+    let alone = traffic::pgbench(scale, "alone", traffic, None);
+    let (alone_p50, alone_p99, alone_n, alone_failed) = (alone.p50, alone.p99, alone.count, alone.failed);
 
-    let epoch = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let purge_window = Arc::new(std::sync::Mutex::new((0.0, 0.0)));
-    let recorded = purge_window.clone();
-    let purge = thread::spawn(move || {
-        thread::sleep(Duration::from_secs(2));
-        let mut purger = connect();
-        let from = epoch();
-        let seconds = timed(&mut purger, "CALL retention.run_batched('bench_live')");
-        *recorded.lock().unwrap() = (from, epoch());
-        seconds
-    });
-    let window = || *purge_window.lock().unwrap();
-    let (during_p50, during_p99, during_n, during_failed) = pgbench(scale, "during", traffic, Some(&window));
-    let purge_seconds = purge.join().unwrap();
+    let (during, purge_seconds) = traffic::during_purge(scale, "during", traffic, "bench_live", 0.0);
+    let (during_p50, during_p99, during_n, during_failed) = (during.p50, during.p99, during.count, during.failed);
     let deleted: i64 = one(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'bench_live' ORDER BY id DESC LIMIT 1");
     let new_deadlocks = deadlocks(&mut client) - deadlocks_before;
+    let second_median = alone.second_p99(0.5);
     lines.push(line(
         &format!("live traffic at {} tx/s: p50 / p99 ms", scale.traffic_rate),
-        format!("{alone_p50:.2} / {alone_p99:.2} (alone, {alone_n} tx)"),
+        format!("{alone_p50:.2} / {alone_p99:.2} (alone, {alone_n} tx); p99 of each second alone: median {second_median:.2}"),
         format!("{during_p50:.2} / {during_p99:.2} (the {during_n} tx started during the purge of {deleted} rows, {purge_seconds:.1} s)"),
-        format!("p99 {:.2}x", during_p99 / alone_p99),
+        format!("p99 {:.2}x (against one second alone: {:.2}x the median)", during_p99 / alone_p99, during_p99 / second_median),
         "p99 <= 1.5x",
     ));
     lines.push(line(

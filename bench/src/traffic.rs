@@ -1,0 +1,120 @@
+//! Live traffic: pgbench at a fixed rate, alone or while a purge runs, and what its latencies were.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use super::{connect, timed, Scale, DATABASE};
+
+/// What a pgbench run measured.
+pub struct Traffic {
+    /// Latencies in ms (of the transactions that started in the window, when one was given).
+    pub p50: f64,
+    pub p99: f64,
+    pub count: usize,
+    pub failed: i64,
+    /// The p99 of each whole second of the run (all transactions), for comparing a window of
+    /// about a second with windows of the same size.
+    second_p99s: Vec<f64>,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
+}
+
+/// A pgbench run of `traffic` at the scale's rate; with `window` (epoch seconds), its
+/// latencies are those of the transactions that started inside it.
+pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, window: Option<&dyn Fn() -> (f64, f64)>) -> Traffic {
+    let dir = std::env::temp_dir().join(format!("pg_retention_bench_{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("traffic.sql");
+    std::fs::write(&script, traffic).unwrap();
+    let output = Command::new("/usr/lib/postgresql/15/bin/pgbench")
+        .current_dir(&dir)
+        .args(["-n", "-U", "postgres", "-c", "4", "-j", "2", "-l", "--log-prefix", "tx"])
+        .args(["-R", &scale.traffic_rate.to_string(), "-T", &scale.traffic_seconds.to_string(), "-f"])
+        .arg(&script)
+        .arg(DATABASE)
+        .output()
+        .expect("run pgbench");
+    let report = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "pgbench failed: {report}{}", String::from_utf8_lossy(&output.stderr));
+    let failed = report
+        .lines()
+        .find_map(|l| l.strip_prefix("number of failed transactions: "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let window = window.map(|w| w());
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut seconds: std::collections::BTreeMap<i64, Vec<f64>> = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("tx") {
+            for l in std::fs::read_to_string(entry.path()).unwrap().lines() {
+                // client, transaction, latency (us), ..., end time (epoch s), end time (us)
+                let fields: Vec<&str> = l.split_whitespace().collect();
+                let (Some(us), Some(end_s), Some(end_us)) = (
+                    fields.get(2).and_then(|v| v.parse::<f64>().ok()),
+                    fields.get(4).and_then(|v| v.parse::<f64>().ok()),
+                    fields.get(5).and_then(|v| v.parse::<f64>().ok()),
+                ) else {
+                    continue;
+                };
+                let started = end_s + end_us / 1e6 - us / 1e6;
+                seconds.entry(started as i64).or_default().push(us / 1000.0);
+                if window.is_none_or(|(from, to)| started >= from && started <= to) {
+                    latencies.push(us / 1000.0);
+                }
+            }
+        }
+    }
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // Whole seconds only: the first and last are partial.
+    let whole = seconds.len().saturating_sub(2);
+    let second_p99s = seconds
+        .into_values()
+        .skip(1)
+        .take(whole)
+        .map(|mut second| {
+            second.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            percentile(&second, 0.99)
+        })
+        .collect();
+    Traffic { p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99), count: latencies.len(), failed, second_p99s }
+}
+
+
+impl Traffic {
+    /// The `q` quantile of the per-second p99s, and how many seconds there were.
+    pub fn second_p99(&self, q: f64) -> f64 {
+        let mut seconds = self.second_p99s.clone();
+        seconds.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        percentile(&seconds, q)
+    }
+
+    pub fn seconds(&self) -> usize {
+        self.second_p99s.len()
+    }
+}
+
+/// pgbench while `CALL retention.run_batched(policy)` runs two seconds into it. The latencies
+/// are those of the transactions that started during the purge or in the `after` seconds that
+/// follow it. Returns them and the purge's duration in seconds.
+pub fn during_purge(scale: &Scale, tag: &str, traffic: &str, policy: &str, after: f64) -> (Traffic, f64) {
+    let epoch = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let purge_window = Arc::new(Mutex::new((0.0, 0.0)));
+    let recorded = purge_window.clone();
+    let call = format!("CALL retention.run_batched('{policy}')");
+    let purge = thread::spawn(move || {
+        thread::sleep(Duration::from_secs(2));
+        let mut purger = connect();
+        let from = epoch();
+        let seconds = timed(&mut purger, &call);
+        *recorded.lock().unwrap() = (from, epoch() + after);
+        seconds
+    });
+    let window = || *purge_window.lock().unwrap();
+    let during = pgbench(scale, tag, traffic, Some(&window));
+    (during, purge.join().unwrap())
+}
