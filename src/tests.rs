@@ -195,6 +195,38 @@ mod tests {
         assert_eq!(count(r#"SELECT count(*) FROM "AgentUsage""#), 10);
     }
 
+    /// Issue 11: a partition's bounds, printed by Postgres and read back to prove expiry, mean
+    /// the same whatever the session's DateStyle and TimeZone. In a `SQL, DMY` session in
+    /// Kolkata a timestamptz prints with the abbreviation IST, which Postgres reads back as
+    /// Israel's +02 (3.5 hours off): bounds are printed in ISO for that. The partition that
+    /// ended an hour before the cutoff goes whole, the next is purged by rows, and the rows at
+    /// the cutoff and after it stay.
+    #[pg_test]
+    fn partition_bounds_prove_expiry_in_any_datestyle_and_time_zone() {
+        Spi::run(
+            r#"SET DateStyle = 'ISO, YMD'; SET TimeZone = 'Asia/Kolkata';
+               CREATE TABLE "ConversationTrace" (id text, "expiresAt" timestamptz) PARTITION BY RANGE ("expiresAt");
+               DO $$ BEGIN
+                   EXECUTE format('CREATE TABLE trace_old PARTITION OF "ConversationTrace" FOR VALUES FROM (MINVALUE) TO (%L)',
+                                  now() - interval '1 hour');
+                   EXECUTE format('CREATE TABLE trace_now PARTITION OF "ConversationTrace" FOR VALUES FROM (%L) TO (MAXVALUE)',
+                                  now() - interval '1 hour');
+               END $$;
+               INSERT INTO "ConversationTrace" VALUES ('a', now() - interval '2 days'), ('b', now() - interval '30 minutes'),
+                   ('c', now()), ('d', now() + interval '1 day');
+               SET DateStyle = 'SQL, DMY';"#,
+        )
+        .unwrap();
+        let printed = Spi::get_one::<String>("SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'trace_old'").unwrap().unwrap();
+        assert!(printed.contains("IST"), "the session prints the abbreviation: {printed}");
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('expired_traces')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 2, "{}", run.0);
+        assert_eq!(run.0["partitions"][0]["partition"], "public.trace_old", "{}", run.0);
+        assert_eq!(run.0["partitions"][0]["action"], "dropped", "{}", run.0);
+        assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname = 'trace_old'"), 0);
+        assert_eq!(count(r#"SELECT count(*) FROM "ConversationTrace""#), 2, "the rows at and after the cutoff stay");
+    }
+
     /// Issue 10, item 16: a policy's max_rows_per_second spreads a run over time. Each batch
     /// starts only once the rows before it would have taken that long at that pace, so 3000
     /// rows at 3000 a second take at least what the batches before the last one hold (a

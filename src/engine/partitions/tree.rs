@@ -86,8 +86,9 @@ pub(super) fn prove(nodes: &[Node], target: &Target, cutoff: TimestampWithTimeZo
     }))
 }
 
-/// The tree under the policy's table, the table first, with bounds printed in ISO style (which
-/// `prove` reads back the same whatever the session's DateStyle). None when its members cannot be purged apart from it
+/// The tree under the policy's table, the table first, with bounds printed in ISO style, which
+/// `prove` reads back exactly: other styles print a zone abbreviation (IST in Kolkata), which
+/// Postgres may read as another zone (Israel's). None when its members cannot be purged apart from it
 /// with the same effect as through it: a member with another owner (whose rights would then
 /// apply), row-level security anywhere (policies apply by the table named), a user statement
 /// trigger anywhere for the action's event (it fires for the table named only), or a member
