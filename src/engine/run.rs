@@ -282,7 +282,8 @@ impl Run {
         };
         committer.commit();
         if self.plan.take_detached() {
-            dropper::start();
+            // Between the commits of the worker no snapshot is active; starting the dropper reads.
+            with_snapshot(dropper::start);
         }
         Ok(next)
     }

@@ -569,3 +569,39 @@ fn a_cancel_during_the_workers_twilio_calls_is_recorded_and_frees_the_policy() {
     client.batch_execute("DROP TABLE it_worker_cancel; DELETE FROM retention.policies WHERE name = 'it_worker_cancel';").unwrap();
     reset_system(&mut client);
 }
+
+/// Issue 11: the worker removes a partitioned table's expired partitions as `CALL` does (detach,
+/// count, then the dropper drops them) and purges the straddling one by rows.
+#[test]
+fn the_worker_removes_expired_partitions_and_the_dropper_drops_them() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS it_worker_part;
+             DELETE FROM retention.policies WHERE name = 'it_worker_part';
+             CREATE TABLE it_worker_part (id int, at timestamptz) PARTITION BY RANGE (at);
+             CREATE TABLE it_worker_part_2019 PARTITION OF it_worker_part FOR VALUES FROM ('2019-01-01 00:00+00') TO ('2020-01-01 00:00+00');
+             CREATE TABLE it_worker_part_later PARTITION OF it_worker_part FOR VALUES FROM ('2020-01-01 00:00+00') TO (MAXVALUE);
+             INSERT INTO it_worker_part SELECT g, '2019-01-01 00:00+00'::timestamptz + g * interval '1 hour' FROM generate_series(1, 500) g;
+             INSERT INTO it_worker_part SELECT g, now() + (g % 2 * 2 - 1) * interval '1 day' FROM generate_series(501, 520) g;
+             SELECT retention.add_policy('it_worker_part', 'it_worker_part', 'at', 'expires_at');",
+        )
+        .unwrap();
+    only_enable(&mut client, "it_worker_part");
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_part", "succeeded") == 1));
+    assert_eq!(
+        count(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'it_worker_part' AND trigger = 'worker'"),
+        510
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || count(&mut client, "SELECT count(*) FROM pg_class WHERE relname = 'it_worker_part_2019'") == 0),
+        "the dropper dropped the detached partition"
+    );
+    assert_eq!(count(&mut client, "SELECT count(*) FROM retention.detached_partitions WHERE policy = 'it_worker_part'"), 0);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_part"), 10, "the live rows kept");
+    client.batch_execute("DROP TABLE it_worker_part; DELETE FROM retention.policies WHERE name = 'it_worker_part';").unwrap();
+    reset_system(&mut client);
+}
