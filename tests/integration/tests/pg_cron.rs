@@ -13,23 +13,38 @@ fn pg_cron_jobs_run_and_are_recorded() {
     // The batched job's table belongs to an ordinary role whose trigger records who deletes:
     // pg_cron runs the job as a superuser, the run acts as the table's owner.
     owned_by_ordinary_role_with_witness(&mut client, "it_cron_batched", "it_cron_owner");
+    // A partitioned table too: its expired partition is detached, counted, and dropped by the
+    // dropper, started from pg_cron's job worker.
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS it_cron_part;
+             DELETE FROM retention.policies WHERE name = 'it_cron_part';
+             CREATE TABLE it_cron_part (id int, at timestamptz) PARTITION BY RANGE (at);
+             CREATE TABLE it_cron_part_2019 PARTITION OF it_cron_part FOR VALUES FROM ('2019-01-01 00:00+00') TO ('2020-01-01 00:00+00');
+             CREATE TABLE it_cron_part_later PARTITION OF it_cron_part FOR VALUES FROM ('2020-01-01 00:00+00') TO (MAXVALUE);
+             INSERT INTO it_cron_part SELECT g, '2019-06-01 00:00+00' FROM generate_series(1, 300) g;
+             INSERT INTO it_cron_part SELECT g, now() + interval '1 day' FROM generate_series(301, 305) g;
+             SELECT retention.add_policy('it_cron_part', 'it_cron_part', 'at', 'expires_at');",
+        )
+        .unwrap();
     client
         .batch_execute(
             "SELECT cron.unschedule(jobname) FROM cron.job WHERE jobname LIKE 'it_cron_%';
              SELECT cron.schedule('it_cron_batched', '* * * * *', $$CALL retention.run_batched('it_cron_batched')$$);
-             SELECT cron.schedule('it_cron_tx', '* * * * *', $$SELECT retention.run_policy('it_cron_tx')$$);",
+             SELECT cron.schedule('it_cron_tx', '* * * * *', $$SELECT retention.run_policy('it_cron_tx')$$);
+             SELECT cron.schedule('it_cron_part', '* * * * *', $$CALL retention.run_batched('it_cron_part')$$);",
         )
         .unwrap();
 
-    let both_ran = wait_for(Duration::from_secs(150), || {
+    let all_ran = wait_for(Duration::from_secs(150), || {
         count(
             &mut client,
             "SELECT count(DISTINCT policy) FROM retention.runs
-              WHERE policy IN ('it_cron_batched', 'it_cron_tx') AND trigger = 'pg_cron' AND status = 'succeeded'",
-        ) == 2
+              WHERE policy IN ('it_cron_batched', 'it_cron_tx', 'it_cron_part') AND trigger = 'pg_cron' AND status = 'succeeded'",
+        ) == 3
     });
     client.batch_execute("SELECT cron.unschedule(jobname) FROM cron.job WHERE jobname LIKE 'it_cron_%'").unwrap();
-    assert!(both_ran, "both pg_cron jobs should run within two minutes and be recorded with trigger pg_cron");
+    assert!(all_ran, "the three pg_cron jobs should run within two minutes and be recorded with trigger pg_cron");
 
     let rows: Vec<(String, String, i64)> = client
         .query(
@@ -57,4 +72,14 @@ fn pg_cron_jobs_run_and_are_recorded() {
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_cron_batched_saw WHERE who <> 'it_cron_owner' OR superuser"), 0);
     assert_eq!(count(&mut client, "SELECT count(*) FROM pg_roles WHERE rolname = 'it_cron_owner' AND rolsuper"), 0);
     drop_owned_table(&mut client, "it_cron_batched", "it_cron_owner");
+    assert_eq!(
+        count(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'it_cron_part' AND status = 'succeeded' ORDER BY id LIMIT 1"),
+        300
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || count(&mut client, "SELECT count(*) FROM pg_class WHERE relname = 'it_cron_part_2019'") == 0),
+        "the dropper dropped the partition pg_cron's run detached"
+    );
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_cron_part"), 5);
+    client.batch_execute("DROP TABLE it_cron_part; SELECT retention.drop_policy('it_cron_part');").unwrap();
 }
