@@ -250,6 +250,9 @@ impl Run {
     fn row_batch(&mut self, committer: &Committer) -> Result<Next, Stop> {
         let mut retries = 0;
         let next = loop {
+            // A batch that fails after its rows were counted (a cancel or a shutdown during its
+            // progress write, say) is rolled back: so are its counts.
+            let counted = (self.record.rows_deleted, self.record.batches, self.record.partitions.len());
             let batch = committer.step(|| {
                 let (cutoff, batch_size, reason) = (self.cutoff, self.batch_size(), self.policy.reason());
                 let (processed, more) = as_table_owner(self.owner, || self.plan.row_batch(cutoff, batch_size, reason));
@@ -259,6 +262,10 @@ impl Run {
                 self.history.save_progress(&self.record);
                 self.next(more)
             });
+            if batch.is_err() {
+                (self.record.rows_deleted, self.record.batches) = (counted.0, counted.1);
+                self.record.partitions.truncate(counted.2);
+            }
             match batch {
                 Ok(next) => break next,
                 Err(error)

@@ -261,3 +261,53 @@ fn the_status_view_shows_a_run_as_running_only_while_its_backend_holds_the_polic
         observer.query("SELECT status FROM retention.runs WHERE policy = 'it_live' ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(statuses, vec!["succeeded", "interrupted", "succeeded"]);
 }
+
+/// A batch cancelled after its rows were counted (here, while its progress is written) is
+/// rolled back, and so are its counts: the history never says more rows went than did. A
+/// superuser's trigger on the history makes that write slow, once.
+#[test]
+fn a_batch_cancelled_while_its_progress_is_written_is_not_counted() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_progress_cancel", 600, 5, 200, None);
+    setup
+        .batch_execute(
+            "DROP SEQUENCE IF EXISTS it_sleep_once; CREATE SEQUENCE it_sleep_once;
+             CREATE OR REPLACE FUNCTION public.it_slow_progress() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 -- nextval is not rolled back: the second batch's progress write sleeps, only it
+                 IF NEW.policy = 'it_progress_cancel' AND NEW.status = 'running' AND NEW.batches >= 2
+                    AND nextval('public.it_sleep_once') = 1 THEN
+                     PERFORM pg_sleep(30);
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             DROP TRIGGER IF EXISTS it_slow_progress ON retention.runs;
+             CREATE TRIGGER it_slow_progress BEFORE UPDATE ON retention.runs FOR EACH ROW EXECUTE FUNCTION public.it_slow_progress();",
+        )
+        .unwrap();
+    let runner = thread::spawn(|| {
+        let mut client = connect();
+        client
+            .batch_execute("CALL retention.run_batched('it_progress_cancel')")
+            .map_err(|e| e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()))
+    });
+    let mut observer = connect();
+    let sleeping = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE 'CALL retention.run_batched(''it_progress_cancel'')%'";
+    assert!(wait_for(Duration::from_secs(20), || !observer.query(sleeping, &[]).unwrap().is_empty()), "the second progress write sleeps");
+    let pid: i32 = observer.query_one(sleeping, &[]).unwrap().get(0);
+    observer.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
+    let outcome = runner.join().unwrap();
+    assert!(outcome.unwrap_err().contains("canceling statement"), "the CALL was cancelled");
+    observer.batch_execute("DROP TRIGGER it_slow_progress ON retention.runs; DROP FUNCTION public.it_slow_progress(); DROP SEQUENCE it_sleep_once;").unwrap();
+    let gone = 600 - count(&mut observer, "SELECT count(*) FROM it_progress_cancel WHERE at < now()");
+    let recorded = count(&mut observer, "SELECT rows_deleted FROM retention.runs WHERE policy = 'it_progress_cancel' ORDER BY id DESC LIMIT 1");
+    let runs: Vec<String> = observer
+        .query("SELECT format('%s %s rows in %s batches: %s', status, rows_deleted, batches, error) FROM retention.runs WHERE policy = 'it_progress_cancel'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(gone < 600, "the cancelled batch rolled back: {gone} gone; {runs:?}");
+    assert_eq!(recorded, gone, "the history counts what went: {runs:?}");
+    observer.batch_execute("DROP TABLE it_progress_cancel; DELETE FROM retention.policies WHERE name = 'it_progress_cancel';").unwrap();
+}
