@@ -40,20 +40,16 @@ pub fn extension_owner() -> pg_sys::Oid {
 /// restores the caller's user, security context and `search_path`, as it does for VACUUM.
 pub fn as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
     let (mut saved_user, mut saved_context) = (pg_sys::InvalidOid, 0);
-    // SAFETY: reads and sets this backend's current user and security context and opens a GUC
-    // nest level, as vacuum.c does around each relation; undone below, or by abort on error.
-    let nest_level = unsafe {
+    // SAFETY: reads and sets this backend's current user and security context, as vacuum.c
+    // does around each relation; undone below, or by abort on error.
+    unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(role, saved_context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32);
-        pg_sys::NewGUCNestLevel()
-    };
-    set_search_path(PINNED_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SAVE);
-    let result = work();
-    // SAFETY: undoes exactly what was set above, in reverse order.
-    unsafe {
-        pg_sys::AtEOXact_GUC(false, nest_level);
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_context);
     }
+    // search_path for `work` only, at a GUC nest level of its own.
+    let result = crate::engine::xact::with_settings(&[(c"search_path", PINNED_SEARCH_PATH)], work);
+    // SAFETY: restores the user and security context read above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
     result
 }
 
@@ -61,21 +57,14 @@ pub fn as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
 /// do the same for its caller's session: a value restored in a transaction that then aborts
 /// would not stay restored. Its statements qualify every operator instead.)
 pub fn pin_session_search_path() {
-    set_search_path(PINNED_SEARCH_PATH, pg_sys::GucAction::GUC_ACTION_SET);
-}
-
-/// `SET search_path`: for the session (`GUC_ACTION_SET`), or until the current GUC nest
-/// level ends (`GUC_ACTION_SAVE`).
-fn set_search_path(value: &CStr, action: pg_sys::GucAction::Type) {
-    // SAFETY: what `SET search_path` does; its check hook only parses the list, so this is
-    // safe while an error is on its way up too.
+    // SAFETY: what `SET search_path` does; its check hook only parses the list.
     unsafe {
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
-            value.as_ptr(),
+            PINNED_SEARCH_PATH.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
-            action,
+            pg_sys::GucAction::GUC_ACTION_SET,
             true,
             0,
             false,

@@ -111,9 +111,7 @@ impl BatchPlan {
             BatchPlan::Recordings { .. } => unreachable!("recording batches go through engine::recordings"),
         }
     }
-}
 
-impl BatchPlan {
     /// A batched run's plan: partitions are detached, counted after, dropped by the dropper.
     pub fn set_batched(&mut self) {
         if let BatchPlan::Members(members) = self {

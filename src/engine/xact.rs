@@ -1,7 +1,7 @@
 //! Transaction mechanics of a run: snapshots between the commits of a batched run, and
 //! subtransactions that let a run record its own failure before the error goes on.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
@@ -106,11 +106,10 @@ fn report_stats() {
 
 /// Runs `work` with settings changed for its duration, as a function's `SET` clause does: on
 /// return, or by the (sub)transaction abort after an error, they are back to what they were.
-pub fn with_settings<R>(settings: &[(&CStr, &str)], work: impl FnOnce() -> R) -> R {
+pub fn with_settings<R>(settings: &[(&CStr, &CStr)], work: impl FnOnce() -> R) -> R {
     // SAFETY: opens a GUC nest level, closed below or by the abort of the enclosing transaction.
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
-        let value = CString::new(*value).unwrap_or_default();
         // SAFETY: what `SET LOCAL` does, saved at the nest level above; the names are ours and
         // the values made by us, checked by the settings' own hooks.
         unsafe {

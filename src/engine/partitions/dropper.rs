@@ -14,8 +14,9 @@ use pgrx::spi::SpiResult;
 use crate::engine::xact::{in_subtransaction, with_settings};
 use crate::error::{self, say, spi};
 use crate::rights::{as_extension_owner, as_table_owner, extension_owner};
-use crate::settings;
 use crate::statement::execute;
+
+use super::{lock_timeout, QUALIFIED_NAME};
 
 /// Notes a partition the run has just detached to drop, in the same transaction.
 pub fn remember(relid: pg_sys::Oid, name: &str, policy: &str) {
@@ -71,16 +72,15 @@ fn drop_one(policy: Option<&str>) -> bool {
     let next = as_extension_owner(|| {
         spi(Spi::connect(|client| -> SpiResult<Option<(pg_sys::Oid, String, Option<pg_sys::Oid>)>> {
             let rows = client.select(
-                "SELECT d.relid, d.name,
-                        CASE WHEN NOT c.relispartition
-                              AND pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
-                                  OPERATOR(pg_catalog.=) d.name
-                             THEN c.relowner END
-                   FROM retention.detached_partitions d
-                   LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.relid
-                   LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                  WHERE d.ready OR d.policy OPERATOR(pg_catalog.=) $1
-                  ORDER BY d.detached_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED",
+                &format!(
+                    "SELECT d.relid, d.name,
+                            CASE WHEN NOT c.relispartition AND {QUALIFIED_NAME} OPERATOR(pg_catalog.=) d.name THEN c.relowner END
+                       FROM retention.detached_partitions d
+                       LEFT JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.relid
+                       LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                      WHERE d.ready OR d.policy OPERATOR(pg_catalog.=) $1
+                      ORDER BY d.detached_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+                ),
                 Some(1),
                 &[policy.into()],
             )?;
@@ -92,9 +92,9 @@ fn drop_one(policy: Option<&str>) -> bool {
     });
     let Some((relid, name, owner)) = next else { return false };
     if let Some(owner) = owner {
-        let timeout = format!("{}ms", settings::PARTITION_LOCK_TIMEOUT_MS.get());
+        let timeout = lock_timeout();
         let dropped = in_subtransaction(|| {
-            with_settings(&[(c"lock_timeout", &timeout)], || as_table_owner(owner, || execute(&format!("DROP TABLE {name}"), Vec::new)))
+            with_settings(&[(c"lock_timeout", timeout.as_c_str())], || as_table_owner(owner, || execute(&format!("DROP TABLE {name}"), Vec::new)))
         });
         if let Err(failure) = dropped {
             say!(LOG, "pg_retention dropper: detached partition {name} was not dropped ({}); the next run tries again", error::message(&failure));

@@ -22,6 +22,18 @@ mod tree;
 use removal::Wait;
 use tree::{member, read_tree};
 
+/// A table's schema-qualified name, quoted by Postgres, from `pg_class c` joined with
+/// `pg_namespace n`. The tree's names and the dropper's check that a table still has its
+/// noted name must be this same expression.
+const QUALIFIED_NAME: &str =
+    "pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)";
+
+/// `lock_timeout` for the statements that take a partition's locks (and the dropper's drop).
+fn lock_timeout() -> std::ffi::CString {
+    // Digits and "ms": no NUL byte.
+    std::ffi::CString::new(format!("{}ms", crate::settings::PARTITION_LOCK_TIMEOUT_MS.get())).unwrap_or_default()
+}
+
 /// A table purged on its own.
 #[derive(Clone)]
 struct Member {

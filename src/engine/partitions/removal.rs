@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use serde_json::json;
 
-use super::{dropper, Member, Members, Removal, Work};
+use super::{dropper, lock_timeout, Member, Members, Removal, Work, QUALIFIED_NAME};
 use crate::engine::xact::{in_subtransaction, shutdown_requested, with_settings};
 use crate::error::{self, say};
 use crate::policy::ExpiredPartitions;
@@ -26,17 +26,16 @@ impl Members {
     /// A removal after the first of a batch: done if its locks are free now; if not, handed
     /// back (for the next batch, which waits for them) with nothing done.
     pub(super) fn try_remove(&mut self, removal: Removal) -> Result<i64, Removal> {
-        let free = in_subtransaction(AssertUnwindSafe(|| {
-            execute(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE NOWAIT", removal.parent), Vec::new);
-            execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT", removal.name), Vec::new);
-        }));
-        match free {
+        match in_subtransaction(AssertUnwindSafe(|| lock(&removal, " NOWAIT"))) {
             Ok(()) => Ok(self.remove(removal, Wait::Held)),
-            Err(busy) if error::code(&busy) == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE => Err(removal),
-            Err(other) => Err({
-                why_not_removed(other);
-                removal
-            }),
+            Err(failure) => {
+                // Busy, or any other failure the next batch meets again when it waits for
+                // the locks (and reports); one that must stop the run goes on now.
+                if error::code(&failure) != PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
+                    why_not_removed(failure);
+                }
+                Err(removal)
+            }
         }
     }
 
@@ -47,13 +46,12 @@ impl Members {
     /// In one transaction its rows are counted, then it is dropped or detached. When that
     /// fails, a partition to drop is purged by rows instead; one to detach stays as it is.
     pub(super) fn remove(&mut self, removal: Removal, wait: Wait) -> i64 {
-        let timeout = format!("{}ms", settings::PARTITION_LOCK_TIMEOUT_MS.get());
+        let timeout = lock_timeout();
         let (action, batched) = (self.policy.expired_partitions, self.batched);
         let done = in_subtransaction(AssertUnwindSafe(|| {
-            with_settings(&[(c"lock_timeout", &timeout)], || {
+            with_settings(&[(c"lock_timeout", timeout.as_c_str())], || {
                 if wait == Wait::UpToTimeout {
-                    execute(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", removal.parent), Vec::new);
-                    execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", removal.name), Vec::new);
+                    lock(&removal, "");
                 }
                 let counts: Vec<(i64, bool)> = if batched { Vec::new() } else { removal.leaves.iter().map(count_rows).collect() };
                 let archived_as = if action == ExpiredPartitions::Drop && !batched {
@@ -131,6 +129,13 @@ impl Members {
     }
 }
 
+/// The locks a removal takes: ACCESS EXCLUSIVE on the parent alone, then on the partition (and
+/// what it holds), in the order `DROP TABLE` takes them. `nowait`: "" or " NOWAIT".
+fn lock(removal: &Removal, nowait: &str) {
+    execute(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE{nowait}", removal.parent), Vec::new);
+    execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE{nowait}", removal.name), Vec::new);
+}
+
 /// Why a partition could not be removed; an error that must stop the run (a cancel, a
 /// shutdown, the server out of resources) goes on instead.
 fn why_not_removed(failure: Box<CaughtError>) -> String {
@@ -173,13 +178,13 @@ fn count_rows(leaf: &Member) -> (i64, bool) {
     }
 }
 
-
 /// A table's schema-qualified name as it is now, quoted by Postgres.
 fn qualified_name(relid: pg_sys::Oid) -> String {
     one::<String>(
-        "SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname)
-           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-          WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &format!(
+            "SELECT {QUALIFIED_NAME} FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE c.oid OPERATOR(pg_catalog.=) $1"
+        ),
         || vec![relid.into()],
     )
     .unwrap_or_default()

@@ -5,7 +5,7 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
-use super::{Member, Removal, Work};
+use super::{Member, Removal, Work, QUALIFIED_NAME};
 use crate::bounds::{self, Bound};
 use crate::engine::xact::with_settings;
 use crate::error::spi;
@@ -39,9 +39,9 @@ pub(super) fn walk(nodes: &[Node], proofs: &[(bool, bool)], at: usize, removable
         if live {
             continue;
         }
-        let leaves: Vec<Member> = leaves_under(nodes, i).map(member).collect();
-        let triggered = leaves.iter().any(|leaf| nodes.iter().any(|n| n.relid == leaf.relid && n.delete_trigger));
+        let triggered = leaves_under(nodes, i).any(|leaf| leaf.delete_trigger);
         if expired && removable && !triggered {
+            let leaves = leaves_under(nodes, i).map(member).collect();
             work.push(Work::Remove(Removal { relid: child.relid, name: child.name.clone(), parent: nodes[at].name.clone(), leaves }));
         } else if child.partitioned {
             walk(nodes, proofs, i, removable, work);
@@ -108,7 +108,7 @@ pub(super) fn read_tree(policy: &Policy, target: &Target) -> Option<Vec<Node>> {
            UNION ALL
              SELECT i.inhrelid, i.inhparent, tree.depth OPERATOR(pg_catalog.+) 1
                FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.relid)
-         SELECT c.oid, pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname),
+         SELECT c.oid, {QUALIFIED_NAME},
                 tree.parent, c.relkind::pg_catalog.text,
                 c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}') AND c.relowner OPERATOR(pg_catalog.=) $3 AND NOT c.relrowsecurity
                   AND NOT {statement_trigger},
@@ -152,5 +152,5 @@ pub(super) fn read_tree(policy: &Policy, target: &Target) -> Option<Vec<Node>> {
             Ok::<_, pgrx::spi::Error>(Some(nodes))
         }))
     };
-    with_settings(&[(c"DateStyle", "ISO, YMD")], read).filter(|nodes| !nodes.is_empty())
+    with_settings(&[(c"DateStyle", c"ISO, YMD")], read).filter(|nodes| !nodes.is_empty())
 }
