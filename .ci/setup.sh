@@ -31,4 +31,6 @@ fi
 if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
     cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
 fi
+# Citus, for the Citus tests (built from ../shared/citus/ when it is there and Citus is not).
+.ci/citus.sh
 echo "setup: ready (PostgreSQL $PG_MAJOR, cargo-pgrx $PGRX_VERSION)"

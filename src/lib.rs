@@ -4,6 +4,7 @@ use pgrx::prelude::*;
 
 mod api;
 mod bounds;
+mod citus;
 mod engine;
 mod error;
 mod history;

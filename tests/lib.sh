@@ -3,6 +3,8 @@
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 TEST_DIR=${PG_RETENTION_TEST_DIR:-/tmp/pg_retention-test}
 TEST_PORT=${PG_RETENTION_TEST_PORT:-54329}
+# The Citus integration tests start their own three-node cluster here (tests/citus/cluster.sh).
+CITUS_DIR=/tmp/pg_retention-citus
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -34,6 +36,8 @@ start_cluster() {
     pgrx-config/cluster.sh stop "$TEST_DIR"
     rm -rf "$TEST_DIR"
     pgrx-config/cluster.sh start "$TEST_DIR" "$TEST_PORT"
-    trap 'pgrx-config/cluster.sh stop "$TEST_DIR"' EXIT
+    tests/citus/cluster.sh stop "$CITUS_DIR"
+    rm -rf "$CITUS_DIR"
+    trap 'pgrx-config/cluster.sh stop "$TEST_DIR"; tests/citus/cluster.sh stop "$CITUS_DIR"' EXIT
     export PGHOST=$TEST_DIR PGPORT=$TEST_PORT
 }

@@ -4,7 +4,7 @@
 #   tests/one.sh pg [NAME]                    unit tests and #[pg_test]s (NAME filters, e.g. soft_delete)
 #   tests/one.sh regress [FILE ...]           SQL regression files by name (e.g. 03_batched); all without FILE
 #   tests/one.sh integration [SUITE [NAME]]   integration tests: a suite (sessions, recordings, worker,
-#                                             pg_cron) and a test name filter; all without SUITE
+#                                             pg_cron, citus ...) and a test name filter; all without SUITE
 # regress and integration build and install the extension and start a throwaway cluster first.
 set -euo pipefail
 cd "$(dirname "$0")/.."

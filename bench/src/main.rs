@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
 
+mod citus;
 mod partitioned;
 mod traffic;
 use postgres::{Client, Config, NoTls};
@@ -31,6 +32,8 @@ struct Scale {
     traffic_rate: u64,
     /// Rows of the partitioned scenario's table.
     partitioned_rows: i64,
+    /// Rows of the Citus scenario's distributed table.
+    citus_rows: i64,
     out: String,
     /// Run only the scenarios whose name starts with this.
     only: Option<String>,
@@ -47,6 +50,7 @@ impl Scale {
             traffic_seconds: 40,
             traffic_rate: 200,
             partitioned_rows: 1_000_000,
+            citus_rows: 1_000_000,
             out: "bench/results.md".into(),
             only: None,
         };
@@ -64,6 +68,7 @@ impl Scale {
                 "--traffic-seconds" => scale.traffic_seconds = number() as u64,
                 "--traffic-rate" => scale.traffic_rate = number() as u64,
                 "--partitioned-rows" => scale.partitioned_rows = number(),
+                "--citus-rows" => scale.citus_rows = number(),
                 "--out" => scale.out = value(),
                 "--only" => scale.only = Some(value()),
                 "--smoke" => {
@@ -76,6 +81,7 @@ impl Scale {
                         traffic_seconds: 3,
                         traffic_rate: 20,
                         partitioned_rows: 20_000,
+                        citus_rows: 20_000,
                         out: "target/bench-smoke.md".into(),
                         only: None,
                     };
@@ -406,6 +412,7 @@ fn main() {
         ("recordings", recordings),
         ("live traffic", live_traffic),
         ("partitioned", partitioned::scenario),
+        ("citus", citus::scenario),
     ] {
         if scale.only.as_deref().is_some_and(|only| !name.starts_with(only)) {
             continue;

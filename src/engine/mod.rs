@@ -17,6 +17,7 @@ mod plan;
 mod recordings;
 mod run;
 mod sql;
+mod stride;
 pub mod xact;
 
 pub use run::{run, Committer};

@@ -5,7 +5,9 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 
 use super::partitions::Members;
-use super::sql::{self, BlockRange, CtidBatch, Parts, RecordingStatements, TimeRanges};
+use super::sql::{self, BlockRange, CtidBatch, Parts, RecordingStatements, TimeRanges, TimeSlices};
+use super::stride;
+use crate::citus::{self, CitusTable};
 use crate::error::spi;
 use crate::policy::{Action, Policy, Target, TimeType};
 
@@ -27,6 +29,9 @@ pub enum BatchPlan {
     /// A partitioned table or an inheritance parent: wholly expired partitions removed, each
     /// other member purged on its own with one of these plans.
     Members(Box<Members>),
+    /// A Citus table: slices of time, each pushed down to every shard (see `TimeSlices`).
+    /// None: nothing was past the cutoff when the run began.
+    TimeSlices { statements: TimeSlices, cursor: Option<SliceCursor> },
     /// Anything else (a date column without an index; a tree whose members cannot be purged
     /// apart from it): the next rows by ctid.
     Ctid(CtidBatch),
@@ -43,6 +48,20 @@ pub struct BlockCursor {
     end: i64,
     relid: pg_sys::Oid,
     file: TableFile,
+}
+
+/// Where the next slice of time starts, how long it is, and the cutoff, in microseconds since
+/// the epoch; the rows a slice should hold.
+pub struct SliceCursor {
+    /// The lower bound of the next slice: None for the first (no row is older than it).
+    lower: Option<i64>,
+    /// Where the next slice's length counts from: its lower bound, or the first row after it.
+    from: i64,
+    step: i64,
+    end: i64,
+    /// The shortest slice: a day for a date column (shorter ones would hold nothing).
+    min_step: i64,
+    wanted: i64,
 }
 
 /// A table's current file (`relfilenode`; a rewrite such as VACUUM FULL, CLUSTER or ALTER
@@ -74,6 +93,9 @@ impl BatchPlan {
                 return BatchPlan::Members(Box::new(members));
             }
         }
+        if let Some(table) = target.citus {
+            return time_slices(policy, target, parts, cutoff, table);
+        }
         let ranges = target.time_indexed && target.time_type != TimeType::Date;
         if !target.has_children {
             if let Some(cursor) = block_cursor(policy, target, parts, cutoff, ranges) {
@@ -104,6 +126,10 @@ impl BatchPlan {
             }
             BatchPlan::TimeRanges { statements, after, tie } => time_range_batch(statements, after, tie, cutoff, batch_size, reason),
             BatchPlan::Members(members) => members.batch(cutoff, batch_size, reason),
+            BatchPlan::TimeSlices { statements, cursor } => match cursor {
+                Some(cursor) => citus::with_one_connection_per_node(|| cursor.batch(statements, cutoff, reason)),
+                None => (0, false),
+            },
             BatchPlan::Ctid(statement) => {
                 let processed = statement.run(cutoff, batch_size, reason) as i64;
                 (processed, processed >= batch_size)
@@ -136,6 +162,27 @@ impl BatchPlan {
     }
 }
 
+impl SliceCursor {
+    /// Acts on the next slice; sizes the one after it from the rows this one held.
+    fn batch(&mut self, statements: &TimeSlices, cutoff: TimestampWithTimeZone, reason: Option<&str>) -> (i64, bool) {
+        // The last slice reaches the cutoff: rows written meanwhile at its edge go with it.
+        let upper = self.from.checked_add(self.step).filter(|upper| *upper < self.end);
+        let processed = statements.run(cutoff, self.lower, upper, reason) as i64;
+        let Some(upper) = upper else { return (processed, false) };
+        self.lower = Some(upper);
+        self.from = upper;
+        self.step = stride::next(self.step, processed, self.wanted, self.min_step);
+        if processed == 0 {
+            // An empty stretch of time: the next slice starts at the next row, not a step on.
+            match statements.seek(cutoff, upper) {
+                Some(next) => self.from = next.max(upper),
+                None => return (0, false),
+            }
+        }
+        (processed, true)
+    }
+}
+
 impl BlockCursor {
     /// A rewrite between two batches moved every row to a new file, packed towards its start:
     /// the block numbers done so far mean nothing there, so the cursor starts over in it.
@@ -154,11 +201,25 @@ impl BlockCursor {
     /// range says (an empty range keeps the step: the next row is sought instead).
     fn advance(&mut self, processed: i64, wanted: i64) {
         self.next += self.step;
-        if processed > 0 {
-            self.step = ((self.step as f64 * wanted as f64 / processed as f64) as i64).clamp(1, self.step * 2);
-        }
-        self.step = self.step.clamp(1, self.end.max(1));
+        self.step = stride::next(self.step, processed, wanted, 1).clamp(1, self.end.max(1));
     }
+}
+
+/// A Citus table's plan. A batch holds `batch_size` rows on each shard: each shard's share of
+/// it is as large as one batch on a single node, and the shards work on theirs side by side.
+fn time_slices(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone, table: CitusTable) -> BatchPlan {
+    let statements = TimeSlices::new(parts);
+    let wanted = i64::from(policy.batch_size).saturating_mul(table.shards());
+    let min_step = if target.time_type == TimeType::Date { 86_400_000_000 } else { 1 };
+    let cursor = citus::with_one_connection_per_node(|| statements.start(cutoff)).map(|(first, rows, end)| SliceCursor {
+        lower: None,
+        from: first,
+        step: stride::first(end.saturating_sub(first), rows, wanted, min_step),
+        end,
+        min_step,
+        wanted,
+    });
+    BatchPlan::TimeSlices { statements, cursor }
 }
 
 /// Block ranges when the table has no usable index, or when much of it is past the cutoff:
@@ -183,8 +244,7 @@ fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: Timesta
     if blocks == 0 || (indexed && (tuples < 0.0 || expired < BLOCK_RANGE_SHARE * tuples.max(1.0))) {
         return None;
     }
-    let batch = f64::from(policy.batch_size);
-    let step = ((batch * blocks as f64 / expired.max(1.0)).ceil() as i64).clamp(1, blocks);
+    let step = stride::first(blocks, expired as i64, i64::from(policy.batch_size), 1);
     Some(BlockCursor { next: 0, step, end: blocks, relid: target.relid, file })
 }
 

@@ -17,6 +17,7 @@ use super::recordings::{self, Halt};
 use super::sql::Parts;
 use super::xact::{in_subtransaction, pause, shutdown_requested, with_interrupts_held, with_snapshot};
 use super::{lock, timestamp_text};
+use crate::citus;
 use crate::error::{self, say, spi};
 use crate::history::store::{self, History};
 use crate::history::{recorder, Mode, RunRecord, Status, Tally, Trigger};
@@ -226,6 +227,14 @@ impl Run {
         // Credentials are checked before any row is read.
         let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config())));
         let target = policy.check_target(true, true);
+        if target.citus.is_some() && citus::on_worker_node() {
+            lock.release();
+            let message = format!(
+                "retention policy \"{name}\": {} is a Citus table and this is a Citus worker node; the coordinator runs its policies (a run here would reach the same shards); this run was skipped",
+                policy.qualified_table()
+            );
+            return Begun::Skipped(Box::new(skip(record, message, &history)));
+        }
         let parts = Parts::new(&policy, &target);
         history.prune();
         history.mark_interrupted(name);

@@ -202,6 +202,64 @@ impl TimeRanges {
     }
 }
 
+/// Slices of time, for Citus tables: each batch one statement that Citus pushes down to every
+/// shard, the rows past the cutoff in `[lower, upper)`. The slice boundaries are microseconds
+/// since the epoch in UTC, converted to the column's type by one expression, so that the upper
+/// bound of a slice and the lower bound of the next are the same value and no row falls
+/// between them (a NULL bound: unbounded). Only aggregates (`min`, `count`) are asked for
+/// besides, which Citus computes on each shard.
+pub struct TimeSlices {
+    start: String,
+    seek: String,
+    act: String,
+}
+
+impl TimeSlices {
+    pub fn new(parts: &Parts) -> TimeSlices {
+        let (from, time_column, predicate) = (&parts.from, &parts.time_column, &parts.predicate);
+        let micros = |expr: &str| format!("(pg_catalog.extract('epoch', {expr}) OPERATOR(pg_catalog.*) 1000000::pg_catalog.numeric)::pg_catalog.int8");
+        let bound = |param: &str| {
+            parts.time_type.from_timestamptz(&format!("pg_catalog.to_timestamp({param}::pg_catalog.float8 OPERATOR(pg_catalog./) 1000000::pg_catalog.float8)"))
+        };
+        let first = micros(&format!("pg_catalog.min({time_column})"));
+        let (lower, upper) = (bound("$2"), bound("$3"));
+        TimeSlices {
+            // $1 cutoff: the first row's time, the rows, the cutoff, in the column's type.
+            start: format!("SELECT {first}, pg_catalog.count(*), {} FROM {from} WHERE {predicate}", micros(parts.cutoff)),
+            // $1 cutoff, $2 from: the time of the first row at or after it.
+            seek: format!("SELECT {first} FROM {from} WHERE {predicate} AND {time_column} OPERATOR(pg_catalog.>=) {lower}"),
+            // $1 cutoff, $2 lower bound (inclusive), $3 upper bound (exclusive), $4 reason.
+            act: parts.act(
+                &format!(
+                    "{predicate} AND ($2::pg_catalog.int8 IS NULL OR {time_column} OPERATOR(pg_catalog.>=) {lower})
+                                 AND ($3::pg_catalog.int8 IS NULL OR {time_column} OPERATOR(pg_catalog.<) {upper})"
+                ),
+                "$4",
+            ),
+        }
+    }
+
+    /// The first row's time, how many rows are past the cutoff, and the cutoff; None if none are.
+    pub fn start(&self, cutoff: TimestampWithTimeZone) -> Option<(i64, i64, i64)> {
+        let (first, rows, end) = spi(Spi::connect(|client| {
+            let rows = client.select(&self.start, Some(1), &[cutoff.into()])?;
+            let row = rows.first();
+            Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?, row.get::<i64>(2)?, row.get::<i64>(3)?))
+        }));
+        Some((first?, rows.filter(|rows| *rows > 0)?, end?))
+    }
+
+    /// The time of the first row past the cutoff at or after `from`.
+    pub fn seek(&self, cutoff: TimestampWithTimeZone, from: i64) -> Option<i64> {
+        one::<i64>(&self.seek, || vec![cutoff.into(), from.into()])
+    }
+
+    /// Acts on the rows past the cutoff from `lower` (inclusive) to `upper` (exclusive).
+    pub fn run(&self, cutoff: TimestampWithTimeZone, lower: Option<i64>, upper: Option<i64>, reason: Option<&str>) -> usize {
+        execute(&self.act, || vec![cutoff.into(), lower.into(), upper.into(), reason.into()])
+    }
+}
+
 /// twilio_recording: the next rows to send, and the mark of those Twilio confirmed.
 pub struct RecordingStatements {
     fetch: String,

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 
 use super::{Action, Policy};
+use crate::citus::{self, CitusTable};
 use crate::error::{invalid, raise, spi};
 
 /// What a policy's table turned out to be, checked against the live catalog.
@@ -23,6 +24,8 @@ pub struct Target {
     pub time_indexed: bool,
     /// SQL type of the key column (twilio_recording only), from `format_type`.
     pub id_type: Option<String>,
+    /// How Citus holds the table, if it does: then its relation here holds no rows itself.
+    pub citus: Option<CitusTable>,
 }
 
 /// The SQL type of a policy's time column; decides how the cutoff is compared.
@@ -51,6 +54,15 @@ impl TimeType {
             TimeType::Timestamp => "pg_catalog.timestamp",
             TimeType::TimestampTz => "pg_catalog.timestamptz",
             TimeType::Date => "pg_catalog.date",
+        }
+    }
+
+    /// A timestamptz expression in the column's own type, as `cutoff_expr` converts the cutoff.
+    pub fn from_timestamptz(self, expr: &str) -> String {
+        match self {
+            TimeType::TimestampTz => expr.to_string(),
+            TimeType::Timestamp => format!("pg_catalog.timezone('UTC', {expr})"),
+            TimeType::Date => format!("pg_catalog.timezone('UTC', {expr})::pg_catalog.date"),
         }
     }
 
@@ -214,7 +226,7 @@ impl Policy {
             }
             id_type = Some(type_name(oid));
         }
-        Target { relid, owner, has_children: relkind == "p" || has_subclass, time_type, marker_type, time_indexed, id_type }
+        Target { relid, owner, has_children: relkind == "p" || has_subclass, time_type, marker_type, time_indexed, id_type, citus: citus::table(relid) }
     }
 
     /// Nobody, superusers included, may target a system catalog, an `information_schema` or

@@ -53,7 +53,7 @@ impl Members {
                 if wait == Wait::UpToTimeout {
                     lock(&removal, "");
                 }
-                let counts: Vec<(i64, bool)> = if batched { Vec::new() } else { removal.leaves.iter().map(count_rows).collect() };
+                let counts: Vec<(i64, bool)> = if batched { Vec::new() } else { self.count(&removal) };
                 let archived_as = if action == ExpiredPartitions::Drop && !batched {
                     execute(&format!("DROP TABLE {}", removal.name), Vec::new);
                     None
@@ -105,7 +105,7 @@ impl Members {
     pub(super) fn count_detached(&mut self) -> i64 {
         let mut rows = 0;
         for (removal, archived_as) in std::mem::take(&mut self.uncounted) {
-            let counts = removal.leaves.iter().map(count_rows).collect();
+            let counts = self.count(&removal);
             rows += self.removed(&removal, counts, archived_as);
             if self.policy.expired_partitions == ExpiredPartitions::Drop {
                 dropper::ready(removal.relid);
@@ -113,6 +113,13 @@ impl Members {
             }
         }
         rows
+    }
+
+    /// The rows of each leaf of a partition to remove. A Citus table's statistics here are its
+    /// shell's (no rows): its leaves are always counted.
+    fn count(&self, removal: &Removal) -> Vec<(i64, bool)> {
+        let statistics = self.target.citus.is_none();
+        removal.leaves.iter().map(|leaf| count_rows(leaf, statistics)).collect()
     }
 
     /// Records a partition removed whole; returns its rows.
@@ -156,9 +163,9 @@ fn why_not_removed(failure: Box<CaughtError>) -> String {
 
 /// A removed leaf's rows, and whether the count is exact. From the statistics when ANALYZE read
 /// every page of it and no change to it is recorded since (exact, but for writes of the last
-/// second or so not yet in the statistics); counted otherwise.
-fn count_rows(leaf: &Member) -> (i64, bool) {
-    let analyzed = one::<i64>(
+/// second or so not yet in the statistics); counted otherwise, or when `statistics` is false.
+fn count_rows(leaf: &Member, statistics: bool) -> (i64, bool) {
+    let analyzed = statistics.then(|| one::<i64>(
         "SELECT (SELECT c.reltuples::pg_catalog.int8 FROM pg_catalog.pg_class c
           WHERE c.oid OPERATOR(pg_catalog.=) $1 AND c.reltuples OPERATOR(pg_catalog.>=) 0
             AND pg_catalog.pg_stat_get_mod_since_analyze(c.oid) OPERATOR(pg_catalog.=) 0
@@ -171,8 +178,8 @@ fn count_rows(leaf: &Member) -> (i64, bool) {
                   FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)))",
         || vec![leaf.relid.into()],
-    );
-    match analyzed {
+    ));
+    match analyzed.flatten() {
         Some(rows) => (rows, false),
         None => (one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ONLY {}", qualified_name(leaf.relid)), Vec::new).unwrap_or(0), true),
     }
