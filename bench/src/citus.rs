@@ -6,7 +6,7 @@ use std::process::Command;
 
 use postgres::{Client, Config, NoTls};
 
-use super::{exec, line, one, timed, Line, Scale};
+use super::{exec, line, longest_transaction, one, timed, Line, Scale};
 
 const DIR: &str = "/tmp/pg_retention-bench-citus";
 const PORT: u16 = 54340;
@@ -148,13 +148,7 @@ pub fn scenario(scale: &Scale, lines: &mut Vec<Line>) {
         format!("{:.2}x", batched_rate / plain_rate),
         ">= 0.8x",
     ));
-    lines.push(line(
-        "Citus: longest transaction",
-        format!("{:.0} ms (the whole DELETE)", plain * 1000.0),
-        format!("{longest:.0} ms"),
-        String::new(),
-        "< 1000 ms",
-    ));
+    lines.push(longest_transaction("Citus: longest transaction", plain, longest));
     drop(client);
     run(&["stop", DIR]);
 }
