@@ -81,6 +81,24 @@ CREATE TABLE retention.worker_state (
 COMMENT ON TABLE retention.worker_state IS 'The background worker''s memory: which nightly slot it ran last';
 
 
+-- The deletion ledger (see src/history/ledger.rs): one entry per finished run, written in
+-- the run's own transaction into ledger_pending, then sealed into retention.ledger in run
+-- order, each hash = hex(sha256(previous hash || entry::text)). Written by the extension only.
+CREATE TABLE retention.ledger_pending (
+    run_id bigint PRIMARY KEY,
+    entry  jsonb NOT NULL
+);
+COMMENT ON TABLE retention.ledger_pending IS 'Ledger entries of finished runs, waiting to be chained into retention.ledger';
+CREATE TABLE retention.ledger (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    entry     jsonb NOT NULL,
+    prev_hash text, -- NULL for the first entry ever
+    hash      text NOT NULL
+);
+CREATE INDEX ledger_run_id_idx ON retention.ledger (((entry OPERATOR(pg_catalog.->>) 'run_id')::pg_catalog.int8));
+COMMENT ON TABLE retention.ledger IS 'Tamper-evident record of every finished run, hash-chained; kept pg_retention.ledger_retention_days; check with retention.verify_ledger()';
+
 -- Presets removed (or renamed) here, so that a restore, whose CREATE EXTENSION makes every
 -- preset again, removes them again. Written by the triggers on retention.policies.
 CREATE TABLE retention.removed_presets (
@@ -96,3 +114,6 @@ SELECT pg_catalog.pg_extension_config_dump('retention.policies_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.runs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.removed_presets', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.ledger', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.ledger_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.ledger_pending', '');

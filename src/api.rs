@@ -88,6 +88,24 @@ pub mod retention {
         engine::backlog(required(policy_name, "policy_name"))
     }
 
+    /// The deletion ledger: NULL when every entry verifies (its hash over the previous entry's
+    /// hash and its own content, the chain unbroken), or the id of the first that does not.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn verify_ledger() -> Option<i64> {
+        crate::version::check_installed_sql();
+        crate::history::store::History::open().verify_ledger()
+    }
+
+    /// One run's ledger entry, its place in the chain and the chain's head, as a document an
+    /// auditor can keep; NULL for a run with no entry (skipped, still running, or pruned).
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn deletion_certificate(run_id: Option<i64>) -> Option<JsonB> {
+        crate::version::check_installed_sql();
+        crate::history::store::History::open().deletion_certificate(required(run_id, "run_id"))
+    }
+
     /// When the worker runs next; NULL when it is off.
     #[pg_extern(stable, parallel_safe)]
     #[search_path(pg_catalog, pg_temp)]

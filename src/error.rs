@@ -47,6 +47,15 @@ pub fn code(error: &CaughtError) -> PgSqlErrorCode {
     }
 }
 
+/// Whether an error must end the work it interrupted rather than be worked around: a cancel,
+/// a shutdown, the server out of resources (classes 53, 57, 58) or an internal error (XX).
+pub fn stops_work(error: &CaughtError) -> bool {
+    let code = code(error);
+    let class = sqlstate(code);
+    matches!(code, PgSqlErrorCode::ERRCODE_QUERY_CANCELED | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN | PgSqlErrorCode::ERRCODE_CRASH_SHUTDOWN)
+        || ["53", "57", "58", "XX"].contains(&&class[..2])
+}
+
 /// The five-character SQLSTATE of an error code, e.g. `55P03`.
 pub fn sqlstate(code: PgSqlErrorCode) -> String {
     let packed = code as isize;

@@ -16,6 +16,10 @@ const DEFAULT_TIMEZONE: &CStr = c"UTC";
 /// Days of run history to keep in `retention.runs`; older rows are pruned at the start of each run.
 pub static HISTORY_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(90);
 
+/// Days of deletion ledger to keep in `retention.ledger` (six years, HIPAA's period); older
+/// entries are pruned when new ones are sealed.
+pub static LEDGER_RETENTION_DAYS: GucSetting<i32> = GucSetting::<i32>::new(2190);
+
 /// The Twilio account whose recordings are deleted (`AC` + 32 hex digits).
 pub static TWILIO_ACCOUNT_SID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
@@ -81,6 +85,16 @@ pub fn init() {
         c"Days of run history kept in retention.runs.",
         c"Each run deletes history rows that started more than this many days ago.",
         &HISTORY_RETENTION_DAYS,
+        1,
+        MAX_DAYS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_retention.ledger_retention_days",
+        c"Days of deletion ledger kept in retention.ledger.",
+        c"Entries older than this are pruned when new ones are sealed; the first entry kept then names a pruned predecessor.",
+        &LEDGER_RETENTION_DAYS,
         1,
         MAX_DAYS,
         GucContext::Suset,

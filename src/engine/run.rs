@@ -238,6 +238,10 @@ impl Run {
         let parts = Parts::new(&policy, &target);
         history.prune();
         history.mark_interrupted(name);
+        if mode == Mode::Batched {
+            // Committed right after `begin`: the sealing lock is held for milliseconds.
+            history.seal_ledger();
+        }
         let cutoff = policy::cutoff(retain);
         record.cutoff = Some(timestamp_text(cutoff));
         dropper::drop_leftovers(name);
@@ -393,6 +397,11 @@ impl Run {
             with_snapshot(|| self.history.finish(&self.record));
             committer.commit();
         });
+        if committer.mode() == Mode::Batched {
+            // This run's entry is committed: chain it now, in a transaction of its own.
+            with_snapshot(|| self.history.seal_ledger());
+            committer.commit();
+        }
         self.lock.release();
         say!(LOG, "{}", self.record.log_line());
         self.record

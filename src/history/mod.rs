@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::twilio::Answer;
 
+mod ledger;
 mod payload;
 pub mod recorder;
 pub mod store;

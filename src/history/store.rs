@@ -8,7 +8,7 @@ use std::time::UNIX_EPOCH;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use super::{Origin, RunRecord, Status};
+use super::{ledger, Origin, RunRecord, Status};
 use crate::error::spi;
 use crate::rights;
 use crate::settings;
@@ -40,7 +40,13 @@ impl History {
     /// Writes a run's history row and sets its id: a batched run's `running` row at its start,
     /// a finished or skipped run's row, or (from the recorder) a failed run's.
     pub fn insert(&self, record: &mut RunRecord, origin: &Origin) {
-        self.write(|| insert_row(record, origin))
+        self.write(|| {
+            insert_row(record, origin);
+            // A failed run recorded out of band is finished; a running or skipped one is not.
+            if record.status == Status::Failed {
+                ledger::append(record.run_id);
+            }
+        })
     }
 
     /// Records the progress of a run whose row exists; visible to other sessions once committed.
@@ -48,11 +54,34 @@ impl History {
         self.write(|| save_progress(record))
     }
 
-    /// Ends a run whose row exists: its counts, status, error and finish time.
+    /// Ends a run whose row exists: its counts, status, error and finish time, and its ledger
+    /// entry, in the same transaction.
     pub fn finish(&self, record: &RunRecord) {
         self.write(|| {
             save_progress(record);
-            finish(record)
+            finish(record);
+            ledger::append(record.run_id);
+        })
+    }
+
+    /// Chains the ledger's committed pending entries (see `ledger`).
+    pub fn seal_ledger(&self) {
+        self.write(ledger::seal)
+    }
+
+    /// `retention.verify_ledger()`: the first entry that does not verify, once sealed.
+    pub fn verify_ledger(&self) -> Option<i64> {
+        self.write(|| {
+            ledger::seal();
+            ledger::verify()
+        })
+    }
+
+    /// `retention.deletion_certificate(run_id)`, once sealed; None for a run with no entry.
+    pub fn deletion_certificate(&self, run_id: i64) -> Option<JsonB> {
+        self.write(|| {
+            ledger::seal();
+            ledger::certificate(run_id)
         })
     }
 
@@ -63,7 +92,10 @@ impl History {
 
     /// Called with the policy's lock held: any run of it still `running` has lost its session.
     pub fn mark_interrupted(&self, policy: &str) {
-        self.write(|| mark_interrupted(policy))
+        self.write(|| {
+            mark_interrupted(policy);
+            ledger::append_interrupted(Some(policy));
+        })
     }
 
     /// Marks every `running` run whose backend does not hold its policy's lock (a server
@@ -81,10 +113,12 @@ impl History {
                                            AND l.locktype OPERATOR(pg_catalog.=) 'object' AND l.granted
                                            AND l.classid OPERATOR(pg_catalog.=) 'retention.policies'::pg_catalog.regclass
                                            AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d
-                                                WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()))"
+                                                WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()))
+                "
                 ),
                 || vec![Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
             );
+            ledger::append_interrupted(None);
         })
     }
 }

@@ -146,14 +146,11 @@ fn lock(removal: &Removal, nowait: &str) {
 /// Why a partition could not be removed; an error that must stop the run (a cancel, a
 /// shutdown, the server out of resources) goes on instead.
 fn why_not_removed(failure: Box<CaughtError>) -> String {
-    let code = error::code(&failure);
-    let class = error::sqlstate(code);
-    let fatal = matches!(code, PgSqlErrorCode::ERRCODE_QUERY_CANCELED | PgSqlErrorCode::ERRCODE_ADMIN_SHUTDOWN | PgSqlErrorCode::ERRCODE_CRASH_SHUTDOWN)
-        || ["53", "57", "58", "XX"].contains(&&class[..2])
-        || shutdown_requested();
-    if fatal {
+    if error::stops_work(&failure) || shutdown_requested() {
         failure.rethrow()
     }
+    let code = error::code(&failure);
+    let class = error::sqlstate(code);
     if code == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE {
         format!("its locks were not had within pg_retention.partition_lock_timeout ({} ms)", settings::PARTITION_LOCK_TIMEOUT_MS.get())
     } else {

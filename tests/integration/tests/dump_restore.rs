@@ -1,5 +1,5 @@
 //! Issue 10, item 9: `pg_dump -Fc` + `pg_restore`, and `pg_dumpall | psql`, reproduce the
-//! policies (altered presets, removed presets, custom policies) and the run history exactly,
+//! policies (altered presets, removed presets, custom policies), the run history and the ledger exactly,
 //! column by column, with no error from the presets that `CREATE EXTENSION` makes again; also
 //! from a database that came to this release by `ALTER EXTENSION ... UPDATE` from 0.2.0.
 
@@ -17,7 +17,7 @@ fn rows(client: &mut Client, table: &str) -> Vec<String> {
         .collect()
 }
 
-const TABLES: [&str; 3] = ["retention.policies", "retention.runs", "retention.removed_presets"];
+const TABLES: [&str; 4] = ["retention.policies", "retention.runs", "retention.removed_presets", "retention.ledger"];
 
 fn snapshot(client: &mut Client) -> Vec<Vec<String>> {
     TABLES.iter().map(|t| rows(client, t)).collect()
@@ -92,6 +92,15 @@ fn check_restored(source_db: &mut Client, restored_name: &str) {
     assert!(before[0].len() as i32 <= max_policy);
     let runs: i64 = restored.query_one("SELECT count(*) FROM retention.runs", &[]).unwrap().get(0);
     assert_eq!(runs as usize, before[1].len() + 1);
+    // The restored ledger verifies, and the new run's entry continues its chain.
+    let broken: Option<i64> = restored.query_one("SELECT retention.verify_ledger()", &[]).unwrap().get(0);
+    assert_eq!(broken, None);
+    // (Entries still pending at the dump, of runs in a caller's transaction, were restored too.)
+    let last_is_new: bool = restored
+        .query_one("SELECT (SELECT (entry->>'run_id')::bigint FROM retention.ledger ORDER BY id DESC LIMIT 1) = (SELECT max(id) FROM retention.runs)", &[])
+        .unwrap()
+        .get(0);
+    assert!(last_is_new, "the new run's entry heads the restored chain");
 }
 
 fn dump_file(name: &str) -> String {

@@ -220,6 +220,18 @@ fn seeded_faults_never_lose_or_forge_anything() {
             0,
             "{context}: a policy lock held"
         );
+        // Every finished run has its ledger entry, and the chain verifies, whatever ended it.
+        let ledger: Option<i64> = client.query_one("SELECT retention.verify_ledger()", &[]).unwrap().get(0);
+        assert_eq!(ledger, None, "{context}: ledger entry {ledger:?} does not verify");
+        assert_eq!(
+            count(
+                &mut client,
+                "SELECT count(*) FROM retention.runs r WHERE r.policy IN ('it_fault_rec', 'it_fault_del') AND r.status NOT IN ('running', 'skipped')
+                    AND NOT EXISTS (SELECT FROM retention.ledger l WHERE (l.entry->>'run_id')::bigint = r.id)"
+            ),
+            0,
+            "{context}: a finished run without its ledger entry"
+        );
     }
     let log = server_log();
     let log = &log[log_start.min(log.len())..];

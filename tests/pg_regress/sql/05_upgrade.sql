@@ -132,3 +132,20 @@ UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_040) f
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
+
+-- From 0.5.0: the same as a fresh install, policies included; its run history gets no ledger
+-- entries (the ledger starts with the first run after the update), and runs go on.
+CREATE EXTENSION pg_retention VERSION '0.5.0';
+SELECT retention.run_policy('old_agent_usage') IS NULL AS refused_before_update;
+ALTER EXTENSION pg_retention UPDATE;
+SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
+  FROM pg_extension WHERE extname = 'pg_retention';
+SELECT count(*) AS ledger_entries, retention.verify_ledger() IS NULL AS intact FROM retention.ledger;
+CREATE TEMP TABLE from_050 AS SELECT * FROM pg_temp.shape();
+DROP EXTENSION pg_retention;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.5.0' AS side, * FROM (SELECT * FROM from_050 EXCEPT SELECT * FROM pg_temp.shape()) u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_050) f
+ORDER BY 1, 2, 3;
+DROP EXTENSION pg_retention;

@@ -1,0 +1,162 @@
+//! Every statement on the deletion ledger: `retention.ledger_pending` and `retention.ledger`.
+//!
+//! A finished run's entry is written in the run's own transaction (so it exists exactly when
+//! the run's work was committed) into `ledger_pending`, built in SQL from its history row.
+//! Sealing moves committed pending entries into `retention.ledger` in one short transaction at
+//! a time (the table lock below), each entry's `hash` the SHA-256 of the previous entry's hash
+//! and this entry's canonical JSON (jsonb's text form: keys sorted, no insignificant space):
+//! chaining at the run's end would make every run wait for the commit of any `SELECT` run
+//! still inside its caller's transaction. Sealing happens after a batched run's last commit,
+//! at the start of every batched run and worker pass, and in `verify_ledger()` and
+//! `deletion_certificate()`. Everything here runs as the extension owner (see `store`).
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::engine::xact::in_subtransaction;
+use crate::error::{self, say, spi};
+use crate::settings;
+use crate::statement::{execute, one};
+
+/// The hash of an entry: over the previous entry's hash (`$1`, '' for none) and the entry (`$2`).
+const HASH: &str = "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(COALESCE($1::pg_catalog.text, '') OPERATOR(pg_catalog.||) $2::pg_catalog.jsonb::pg_catalog.text, 'UTF8')), 'hex')";
+
+/// The pending entries of the runs `runs r` that the condition picks: each built from its
+/// history row, with its final counts and status.
+const APPEND: &str = "INSERT INTO retention.ledger_pending (run_id, entry)
+     SELECT r.id, pg_catalog.jsonb_build_object(
+                'run_id', r.id, 'policy', r.policy,
+                'table', (SELECT pg_catalog.quote_ident(p.table_schema) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.table_name)
+                            FROM retention.policies p WHERE p.name OPERATOR(pg_catalog.=) r.policy),
+                'status', r.status, 'trigger', r.trigger, 'mode', r.mode,
+                'cutoff', pg_catalog.to_char(pg_catalog.timezone('UTC', r.cutoff), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
+                'started_at', pg_catalog.to_char(pg_catalog.timezone('UTC', r.started_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
+                'finished_at', pg_catalog.to_char(pg_catalog.timezone('UTC', COALESCE(r.finished_at, pg_catalog.clock_timestamp())), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
+                'rows', r.rows_deleted, 'batches', r.batches, 'error', r.error, 'ran_by', r.username,
+                'details', r.details)
+       FROM retention.runs r WHERE ";
+
+/// Whether this database's SQL has the ledger: a run refused because the database is still at
+/// an older release's SQL (which has none) is recorded in the history all the same.
+fn installed() -> bool {
+    one::<bool>("SELECT pg_catalog.to_regclass('retention.ledger_pending') IS NOT NULL", Vec::new) == Some(true)
+}
+
+/// Writes the entry of run `run_id`, whose history row has its final counts and status.
+pub fn append(run_id: Option<i64>) {
+    let Some(run_id) = run_id.filter(|_| installed()) else { return };
+    execute(&format!("{APPEND} r.id OPERATOR(pg_catalog.=) $1 ON CONFLICT (run_id) DO NOTHING"), || vec![run_id.into()]);
+}
+
+/// Writes the entries of runs marked `interrupted` for another session (their own ended
+/// before they could), unless they have one.
+pub fn append_interrupted(policy: Option<&str>) {
+    if !installed() {
+        return;
+    }
+    execute(
+        &format!(
+            "{APPEND} r.status OPERATOR(pg_catalog.=) 'interrupted' AND ($1::pg_catalog.text IS NULL OR r.policy OPERATOR(pg_catalog.=) $1)
+                AND NOT (COALESCE(r.details, '{{}}') OPERATOR(pg_catalog.?) 'ledger_id')
+             ON CONFLICT (run_id) DO NOTHING"
+        ),
+        || vec![policy.into()],
+    );
+}
+
+/// Chains the committed pending entries onto the ledger, oldest first, unless another session
+/// is doing it (then it takes these too, or the next sealing does). Prunes entries older than
+/// `pg_retention.ledger_retention_days`. Logs the new head, an anchor to keep outside.
+pub fn seal() {
+    let sealed = in_subtransaction(|| {
+        // Self-conflicting: one sealer at a time, and the chain order is the id order. Readers
+        // (verify, SELECT) are not blocked.
+        execute("LOCK TABLE retention.ledger IN SHARE ROW EXCLUSIVE MODE NOWAIT", Vec::new);
+        chain_pending()
+    });
+    match sealed {
+        Ok(Some((id, hash))) => say!(LOG, "pg_retention ledger: head is entry {id}, hash {hash}"),
+        Ok(None) => {}
+        // Another session is sealing: it, or the next sealing, takes these entries.
+        Err(busy) if error::code(&busy) == PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE => {}
+        Err(failure) if error::stops_work(&failure) => failure.rethrow(),
+        Err(failure) => say!(LOG, "pg_retention ledger: entries not sealed yet: {}", error::message(&failure)),
+    }
+}
+
+/// Moves every pending entry into the ledger in run order; the last entry written, if any.
+fn chain_pending() -> Option<(i64, String)> {
+    let pending: Vec<(i64, JsonB)> = spi(Spi::connect(|client| {
+        client
+            .select("SELECT run_id, entry FROM retention.ledger_pending ORDER BY run_id", None, &[])?
+            .map(|row| Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<JsonB>(2)?.unwrap_or(JsonB(serde_json::Value::Null)))))
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    }));
+    let mut prev = one::<String>("SELECT (SELECT hash FROM retention.ledger ORDER BY id DESC LIMIT 1)", Vec::new);
+    let mut head = None;
+    for (run_id, entry) in pending {
+        let (id, hash) = spi(Spi::get_two_with_args::<i64, String>(
+            &format!("INSERT INTO retention.ledger (entry, prev_hash, hash) VALUES ($2, $1, {HASH}) RETURNING id, hash"),
+            &[prev.clone().into(), entry.into()],
+        ));
+        execute("DELETE FROM retention.ledger_pending WHERE run_id OPERATOR(pg_catalog.=) $1", || vec![run_id.into()]);
+        // The history row names its entry: an entry removed from the ledger is then missed.
+        execute(
+            "UPDATE retention.runs SET details = COALESCE(details, '{}') OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('ledger_id', $2)
+              WHERE id OPERATOR(pg_catalog.=) $1",
+            || vec![run_id.into(), id.into()],
+        );
+        prev = hash.clone();
+        head = id.zip(hash);
+    }
+    execute(
+        "DELETE FROM retention.ledger
+          WHERE at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+        || vec![settings::LEDGER_RETENTION_DAYS.get().into()],
+    );
+    head
+}
+
+/// The id of the first entry that does not verify, or None when the chain is intact: an entry
+/// whose hash is not that of its content and the previous entry's hash, whose `prev_hash` is not
+/// the previous entry's hash, or (for the first entry kept) that names a predecessor though it
+/// is younger than the retention period; or, for a run still in the history, its entry missing.
+pub fn verify() -> Option<i64> {
+    one::<i64>(
+        &format!(
+            "WITH chain AS (
+                 SELECT l.id, l.at, l.prev_hash, l.hash,
+                        pg_catalog.lag(l.hash) OVER (ORDER BY l.id) AS before,
+                        pg_catalog.row_number() OVER (ORDER BY l.id) AS n,
+                        {} AS recomputed
+                   FROM retention.ledger l),
+             broken AS (
+                 SELECT id FROM chain
+                  WHERE hash IS DISTINCT FROM recomputed
+                     OR (n OPERATOR(pg_catalog.>) 1 AND prev_hash IS DISTINCT FROM before)
+                     OR (n OPERATOR(pg_catalog.=) 1 AND prev_hash IS NOT NULL
+                         AND at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)))
+                 UNION ALL
+                 SELECT (r.details OPERATOR(pg_catalog.->>) 'ledger_id')::pg_catalog.int8 FROM retention.runs r
+                  WHERE r.details OPERATOR(pg_catalog.?) 'ledger_id'
+                    AND NOT EXISTS (SELECT FROM retention.ledger l
+                                     WHERE l.id OPERATOR(pg_catalog.=) (r.details OPERATOR(pg_catalog.->>) 'ledger_id')::pg_catalog.int8))
+             SELECT pg_catalog.min(id) FROM broken",
+            HASH.replace("$1::pg_catalog.text", "l.prev_hash").replace("$2::pg_catalog.jsonb", "l.entry")
+        ),
+        || vec![settings::LEDGER_RETENTION_DAYS.get().into()],
+    )
+}
+
+/// Run `run_id`'s ledger entry with its place in the chain, for an auditor to keep.
+pub fn certificate(run_id: i64) -> Option<JsonB> {
+    one::<JsonB>(
+        "SELECT (SELECT pg_catalog.jsonb_build_object(
+                    'ledger_id', l.id, 'at', l.at, 'entry', l.entry, 'prev_hash', l.prev_hash, 'hash', l.hash,
+                    'hash_rule', 'hash = hex(sha256(prev_hash || entry::text)), prev_hash of the first entry ever empty',
+                    'chain_head', (SELECT pg_catalog.jsonb_build_object('id', h.id, 'hash', h.hash) FROM retention.ledger h ORDER BY h.id DESC LIMIT 1))
+           FROM retention.ledger l
+          WHERE (l.entry OPERATOR(pg_catalog.->>) 'run_id')::pg_catalog.int8 OPERATOR(pg_catalog.=) $1)",
+        || vec![run_id.into()],
+    )
+}
