@@ -81,6 +81,23 @@ CREATE TABLE retention.worker_state (
 COMMENT ON TABLE retention.worker_state IS 'The background worker''s memory: which nightly slot it ran last';
 
 
+-- Legal holds (see src/policy/holds.rs): rows of a policy's table matching an active hold's
+-- condition are kept by every run. Every hold is kept, released ones too. Written through
+-- retention.add_hold() and retention.release_hold() only.
+CREATE TABLE retention.holds (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    policy      text NOT NULL,
+    name        text NOT NULL,
+    condition   text NOT NULL,
+    reason      text NOT NULL,
+    created_by  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    released_by text,
+    released_at timestamptz
+);
+CREATE UNIQUE INDEX holds_active_name_idx ON retention.holds (policy, name) WHERE released_at IS NULL;
+COMMENT ON TABLE retention.holds IS 'Legal holds: rows matching an active hold are never touched by a run; every hold is kept';
+
 -- The deletion ledger (see src/history/ledger.rs): one entry per finished run, written in
 -- the run's own transaction into ledger_pending, then sealed into retention.ledger in run
 -- order, each hash = hex(sha256(previous hash || entry::text)). Written by the extension only.
@@ -114,6 +131,8 @@ SELECT pg_catalog.pg_extension_config_dump('retention.policies_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.runs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.removed_presets', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.holds', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger_pending', '');

@@ -1,8 +1,51 @@
 -- pg_retention 0.5.0 -> 0.6.0
--- Compliance: a tamper-evident deletion ledger. Every finished run writes an entry in its own
+-- Compliance: legal holds (retention.holds, add_hold, release_hold: rows matching an active
+-- hold are left alone by every run) and a tamper-evident deletion ledger. Every finished run writes an entry in its own
 -- transaction (retention.ledger_pending); sealing chains the entries into retention.ledger,
 -- each hash = hex(sha256(previous hash || entry::text)). retention.verify_ledger() checks the
 -- chain; retention.deletion_certificate(run_id) gives one run's entry and its place in it.
+
+-- Legal holds (see src/policy/holds.rs): rows of a policy's table matching an active hold's
+-- condition are kept by every run. Every hold is kept, released ones too. Written through
+-- retention.add_hold() and retention.release_hold() only.
+CREATE TABLE retention.holds (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    policy      text NOT NULL,
+    name        text NOT NULL,
+    condition   text NOT NULL,
+    reason      text NOT NULL,
+    created_by  text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    released_by text,
+    released_at timestamptz
+);
+CREATE UNIQUE INDEX holds_active_name_idx ON retention.holds (policy, name) WHERE released_at IS NULL;
+COMMENT ON TABLE retention.holds IS 'Legal holds: rows matching an active hold are never touched by a run; every hold is kept';
+REVOKE ALL ON retention.holds FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('retention.holds', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.holds_id_seq', '');
+
+CREATE FUNCTION retention."add_hold"(
+	"policy_name" TEXT,
+	"hold_name" TEXT,
+	"condition" TEXT,
+	"reason" TEXT
+) RETURNS jsonb
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'add_hold_wrapper';
+
+CREATE FUNCTION retention."release_hold"(
+	"policy_name" TEXT,
+	"hold_name" TEXT
+) RETURNS jsonb
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'release_hold_wrapper';
+
+REVOKE EXECUTE ON FUNCTION retention.add_hold(text, text, text, text), retention.release_hold(text, text) FROM PUBLIC;
 
 CREATE TABLE retention.ledger_pending (
     run_id bigint PRIMARY KEY,

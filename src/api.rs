@@ -88,6 +88,26 @@ pub mod retention {
         engine::backlog(required(policy_name, "policy_name"))
     }
 
+    /// Adds a legal hold: rows of the policy's table matching `condition` (one boolean
+    /// expression over its columns) are left alone by every run until it is released.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn add_hold(policy_name: Option<&str>, hold_name: Option<&str>, condition: Option<&str>, reason: Option<&str>) -> JsonB {
+        crate::policy::holds::add(
+            required(policy_name, "policy_name"),
+            required(hold_name, "hold_name"),
+            required(condition, "condition"),
+            required(reason, "reason"),
+        )
+    }
+
+    /// Ends an active hold; it stays in `retention.holds`, released.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    fn release_hold(policy_name: Option<&str>, hold_name: Option<&str>) -> JsonB {
+        crate::policy::holds::release(required(policy_name, "policy_name"), required(hold_name, "hold_name"))
+    }
+
     /// The deletion ledger: NULL when every entry verifies (its hash over the previous entry's
     /// hash and its own content, the chain unbroken), or the id of the first that does not.
     #[pg_extern(volatile, parallel_unsafe)]

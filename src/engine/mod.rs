@@ -27,10 +27,14 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
     let policy = Policy::load(name);
     let retain = policy.retain_for_run(retain);
     let target = policy.check_target(true, false);
-    let parts = sql::Parts::new(&policy, &target);
+    let holds = crate::policy::holds::active(&policy.name);
+    let parts = sql::Parts::new(&policy, &target).with_holds(&holds);
     let cutoff = crate::policy::cutoff(retain);
     let mut result = crate::rights::as_table_owner(target.owner, || {
         let mut counted = sql::preview(&parts, cutoff).map(|j| j.0).unwrap_or_else(|| json!({}));
+        if !holds.is_empty() {
+            counted["held"] = json!(sql::held(&parts, cutoff, None));
+        }
         if target.has_children {
             partitions::preview(&policy, &target, &parts, cutoff, &mut counted);
         }

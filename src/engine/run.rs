@@ -14,14 +14,14 @@ use pgrx::prelude::*;
 use super::partitions::dropper;
 use super::plan::BatchPlan;
 use super::recordings::{self, Halt};
-use super::sql::Parts;
+use super::sql::{self, Parts};
 use super::xact::{in_subtransaction, pause, shutdown_requested, with_interrupts_held, with_snapshot};
 use super::{lock, timestamp_text};
 use crate::citus;
 use crate::error::{self, say, spi};
 use crate::history::store::{self, History};
-use crate::history::{recorder, Mode, RunRecord, Status, Tally, Trigger};
-use crate::policy::{self, Action, Policy};
+use crate::history::{recorder, Held, Mode, RunRecord, Status, Tally, Trigger};
+use crate::policy::{self, holds, Action, Policy};
 use crate::rights::as_table_owner;
 use crate::twilio;
 
@@ -235,7 +235,8 @@ impl Run {
             );
             return Begun::Skipped(Box::new(skip(record, message, &history)));
         }
-        let parts = Parts::new(&policy, &target);
+        let holds = holds::active(&policy.name);
+        let parts = Parts::new(&policy, &target).with_holds(&holds);
         history.prune();
         history.mark_interrupted(name);
         if mode == Mode::Batched {
@@ -245,6 +246,10 @@ impl Run {
         let cutoff = policy::cutoff(retain);
         record.cutoff = Some(timestamp_text(cutoff));
         dropper::drop_leftovers(name);
+        if !holds.is_empty() {
+            let rows = as_table_owner(target.owner, || sql::held(&parts, cutoff, None));
+            record.holds = Some(Held { names: holds.iter().map(|h| h.name.clone()).collect(), rows });
+        }
         let mut plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
         if mode == Mode::Batched {
             plan.set_batched();

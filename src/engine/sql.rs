@@ -10,6 +10,7 @@ use pgrx::JsonB;
 
 use crate::error::spi;
 use crate::statement::{execute, one};
+use crate::policy::holds::{self, Hold};
 use crate::policy::{Action, Policy, Target, TimeType};
 
 /// What every statement of a policy is made of.
@@ -23,8 +24,11 @@ pub struct Parts {
     /// What the marker is set to: now, in the marker column's own type.
     marked_at: &'static str,
     reason: Option<String>,
-    /// The rows a run may touch: past the cutoff (`$1`) and, for marking actions, not yet marked.
+    /// The rows a run may touch: past the cutoff (`$1`), for marking actions not yet marked, and
+    /// kept by no legal hold.
     predicate: String,
+    /// The rows past the cutoff (and unmarked) that active holds keep; None without holds.
+    held: Option<String>,
     /// The cutoff in the time column's own type.
     cutoff: &'static str,
     time_type: TimeType,
@@ -55,10 +59,17 @@ impl Parts {
             },
             reason: quote(&policy.reason_column),
             predicate,
+            held: None,
             cutoff,
             time_type: target.time_type,
             action: policy.action,
         }
+    }
+
+    /// The same statements, leaving the rows that `holds` keep (see `policy::holds`).
+    pub fn with_holds(self, holds: &[Hold]) -> Parts {
+        let Some(kept) = holds::held_rows(holds) else { return self };
+        Parts { predicate: format!("{} AND NOT {kept}", self.predicate), held: Some(format!("{} AND {kept}", self.predicate)), ..self }
     }
 
     /// The same statements on one partition or inheritance member alone (`ONLY`: not its
@@ -315,6 +326,14 @@ impl RecordingStatements {
     pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, reason: Option<&str>) -> usize {
         execute(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
     }
+}
+
+/// How many rows past the cutoff the holds keep now (0 without holds); in `table`, `ONLY`
+/// when it is given (a partition about to be removed).
+pub fn held(parts: &Parts, cutoff: TimestampWithTimeZone, table: Option<&str>) -> i64 {
+    let Some(held) = &parts.held else { return 0 };
+    let from = table.map(|t| format!("ONLY {t}")).unwrap_or_else(|| parts.from.clone());
+    one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {from} WHERE {held}"), || vec![cutoff.into()]).unwrap_or(0)
 }
 
 /// How many rows are past the cutoff now.

@@ -136,6 +136,15 @@ pub struct RunRecord {
     pub longest_transaction_ms: Option<f64>,
     /// Partitioned tables: each partition removed whole, or that could not be and why.
     pub partitions: Vec<Value>,
+    /// The legal holds in force, and the rows past the cutoff they kept when the run began.
+    pub holds: Option<Held>,
+}
+
+/// The legal holds a run kept rows for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub names: Vec<String>,
+    pub rows: i64,
 }
 
 /// The kinds of failure a recording run counts, each a key of its result.
@@ -209,6 +218,7 @@ impl RunRecord {
             tally: None,
             longest_transaction_ms: None,
             partitions: Vec::new(),
+            holds: None,
         }
     }
 
@@ -239,7 +249,7 @@ impl RunRecord {
     pub fn details(&self) -> Option<Value> {
         let mut details = match &self.tally {
             Some(tally) => tally.to_json(),
-            None if self.longest_transaction_ms.is_some() || !self.partitions.is_empty() => Value::Object(Map::new()),
+            None if self.longest_transaction_ms.is_some() || !self.partitions.is_empty() || self.holds.is_some() => Value::Object(Map::new()),
             None => return None,
         };
         if let (Some(ms), Value::Object(map)) = (self.longest_transaction_ms, &mut details) {
@@ -247,6 +257,10 @@ impl RunRecord {
         }
         if let (false, Value::Object(map)) = (self.partitions.is_empty(), &mut details) {
             map.insert("partitions".into(), Value::Array(self.partitions.clone()));
+        }
+        if let (Some(held), Value::Object(map)) = (&self.holds, &mut details) {
+            map.insert("held".into(), json!(held.rows));
+            map.insert("holds".into(), json!(held.names));
         }
         Some(details)
     }
@@ -277,6 +291,7 @@ mod tests {
             tally: None,
             longest_transaction_ms: None,
             partitions: Vec::new(),
+            holds: None,
         }
     }
 

@@ -14,6 +14,7 @@ use pgrx::{AllocatedByRust, FromDatum, IntoDatum};
 use crate::error::{invalid, raise, spi};
 use crate::limits;
 
+pub mod holds;
 mod restore;
 mod target;
 

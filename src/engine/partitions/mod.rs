@@ -11,7 +11,7 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use super::plan::BatchPlan;
-use super::sql::Parts;
+use super::sql::{self, Parts};
 use crate::policy::{Action, ExpiredPartitions, Policy, Target};
 use crate::statement::one;
 
@@ -77,6 +77,8 @@ pub struct Members {
     /// Partitions to drop were counted in the batch just done: the run starts the dropper
     /// after the batch's commit.
     detached: bool,
+    /// The run's cutoff: a partition holding rows a legal hold keeps is not removed whole.
+    cutoff: TimestampWithTimeZone,
 }
 
 impl Members {
@@ -96,7 +98,18 @@ impl Members {
             work.extend(nodes.iter().filter(|n| seen.insert(n.relid)).map(|n| Work::Purge(member(n))));
         }
         work.sort_by_key(|w| matches!(w, Work::Purge(_)));
-        Some(Members { queue: work.into(), current: None, policy: policy.clone(), target: target.clone(), parts: parts.clone(), outcomes: Vec::new(), batched: false, uncounted: Vec::new(), detached: false })
+        Some(Members {
+            queue: work.into(),
+            current: None,
+            policy: policy.clone(),
+            target: target.clone(),
+            parts: parts.clone(),
+            outcomes: Vec::new(),
+            batched: false,
+            uncounted: Vec::new(),
+            detached: false,
+            cutoff,
+        })
     }
 
     /// One batch: the next removal, or the next batch of the member being purged. Returns the
@@ -153,14 +166,16 @@ impl Members {
         std::mem::take(&mut self.outcomes)
     }
 
-    /// The partitions a run would remove, each with its exact row count (for `preview`).
+    /// The partitions a run would remove, each with its exact row count (for `preview`); not
+    /// those holding rows a legal hold keeps, whose rows go by row.
     pub fn removals(&self) -> Vec<(String, i64)> {
         let count = |leaf: &Member| one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ONLY {}", leaf.name), Vec::new).unwrap_or(0);
+        let held = |removal: &Removal| removal.leaves.iter().any(|leaf| sql::held(&self.parts, self.cutoff, Some(&leaf.name)) > 0);
         self.queue
             .iter()
             .filter_map(|w| match w {
-                Work::Remove(r) => Some((r.name.clone(), r.leaves.iter().map(count).sum())),
-                Work::Purge(_) => None,
+                Work::Remove(r) if !held(r) => Some((r.name.clone(), r.leaves.iter().map(count).sum())),
+                Work::Remove(_) | Work::Purge(_) => None,
             })
             .collect()
     }

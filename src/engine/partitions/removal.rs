@@ -10,7 +10,8 @@ use serde_json::json;
 
 use super::{dropper, lock_timeout, Member, Members, Removal, Work, QUALIFIED_NAME};
 use crate::engine::xact::{in_subtransaction, shutdown_requested, with_settings};
-use crate::error::{self, say};
+use crate::engine::sql;
+use crate::error::{self, raise, say};
 use crate::policy::ExpiredPartitions;
 use crate::settings;
 use crate::statement::{execute, one};
@@ -52,6 +53,15 @@ impl Members {
             with_settings(&[(c"lock_timeout", timeout.as_c_str())], || {
                 if wait == Wait::UpToTimeout {
                     lock(&removal, "");
+                }
+                // Under its lock, so no held row can arrive before it goes.
+                let held: i64 = removal.leaves.iter().map(|leaf| sql::held(&self.parts, self.cutoff, Some(&leaf.name))).sum();
+                if held > 0 {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+                        format!("it holds {held} rows kept by a legal hold of policy \"{}\"", self.policy.name),
+                        None,
+                    )
                 }
                 let counts: Vec<(i64, bool)> = if batched { Vec::new() } else { self.count(&removal) };
                 let archived_as = if action == ExpiredPartitions::Drop && !batched {

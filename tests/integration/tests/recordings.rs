@@ -127,6 +127,35 @@ fn a_normal_run_deletes_at_twilio_then_marks_the_rows() {
 }
 
 #[test]
+fn held_recordings_are_never_sent_to_twilio_until_the_hold_is_released() {
+    let fake = fake();
+    let mut client = session(&fake);
+    let rows = recordings(&mut client, "it_rec_hold", 30, 2, 8, |i| Some(sid(i)));
+    fake.add_recordings(rows.iter().filter_map(|(_, s)| s.clone()));
+    client.batch_execute("SELECT retention.add_hold('it_rec_hold', 'case-9', 'id % 3 = 0', 'litigation 9')").unwrap();
+    let held: BTreeSet<String> = (1..=30).filter(|i| i % 3 == 0).map(sid).collect();
+
+    let preview = json(&mut client, "retention.preview('it_rec_hold')");
+    assert_eq!((n(&preview, "rows"), n(&preview, "held")), (20, 10), "{preview}");
+    client.batch_execute("CALL retention.run_batched('it_rec_hold')").unwrap();
+    let sent: BTreeSet<String> = fake.requests().iter().map(|r| r.path.rsplit('/').next().unwrap_or("").trim_end_matches(".json").to_string()).collect();
+    assert_eq!(sent.len(), 20);
+    assert!(sent.is_disjoint(&held), "a held recording was sent to Twilio");
+    assert!(marked(&mut client, "it_rec_hold").is_disjoint(&held));
+    let details = json(&mut client, "(SELECT details FROM retention.runs WHERE policy = 'it_rec_hold' ORDER BY id DESC LIMIT 1)");
+    assert_eq!((n(&details, "held"), details["holds"].clone()), (10, serde_json::json!(["case-9"])), "{details}");
+
+    // Released: the next run takes them.
+    fake.clear_requests();
+    client.batch_execute("SELECT retention.release_hold('it_rec_hold', 'case-9')").unwrap();
+    let result = json(&mut client, "retention.run_policy('it_rec_hold')");
+    assert_eq!(n(&result, "deleted"), 10, "{result}");
+    let sent: BTreeSet<String> = fake.requests().iter().map(|r| r.path.rsplit('/').next().unwrap_or("").trim_end_matches(".json").to_string()).collect();
+    assert_eq!(sent, held);
+    client.batch_execute("DROP TABLE it_rec_hold; SELECT retention.drop_policy('it_rec_hold');").unwrap();
+}
+
+#[test]
 fn the_contract_function_runs_the_preset_on_voice_recordings() {
     let fake = fake();
     let mut client = session(&fake);

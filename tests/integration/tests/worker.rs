@@ -129,6 +129,32 @@ fn run_now_runs_every_enabled_policy_and_a_failing_one_stops_no_other() {
 }
 
 #[test]
+fn a_legal_hold_keeps_its_rows_through_the_worker() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
+    table_with_policy(&mut client, "it_worker_hold", 40, 3, 7, None);
+    only_enable(&mut client, "it_worker_hold");
+    client.batch_execute("SELECT retention.add_hold('it_worker_hold', 'keep-even', 'id % 2 = 0', 'case 5')").unwrap();
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    client.batch_execute("SELECT retention.run_worker_now()").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_hold", "succeeded") == 1));
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_hold WHERE id > 0"), 20, "the even expired rows are held");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_hold WHERE id > 0 AND id % 2 = 1"), 0);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_hold WHERE id < 0"), 3, "live rows kept");
+    let held = count(&mut client, "SELECT (details->>'held')::bigint FROM retention.runs WHERE policy = 'it_worker_hold' AND trigger = 'worker'");
+    assert_eq!(held, 20);
+    // The run's ledger entry names the hold in force.
+    let in_entry = count(
+        &mut client,
+        "SELECT count(*) FROM retention.runs r WHERE r.policy = 'it_worker_hold' AND r.trigger = 'worker'
+            AND EXISTS (SELECT FROM retention.ledger l WHERE (l.entry->>'run_id')::bigint = r.id AND l.entry->'details'->'holds' ? 'keep-even')",
+    );
+    assert_eq!(in_entry, 1);
+    reset_system(&mut client);
+    client.batch_execute("DROP TABLE it_worker_hold; SELECT retention.drop_policy('it_worker_hold');").unwrap();
+}
+
+#[test]
 fn the_worker_runs_at_run_at_set_a_minute_ahead() {
     let mut client = connect();
     set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
