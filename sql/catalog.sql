@@ -81,6 +81,23 @@ CREATE TABLE retention.worker_state (
 COMMENT ON TABLE retention.worker_state IS 'The background worker''s memory: which nightly slot it ran last';
 
 
+-- One row per recording a run touched (src/history/outcomes.rs): written in the transaction
+-- that marks its batch; kept as long as the run history. Written by the extension only.
+CREATE TABLE retention.recording_outcomes (
+    run_id      bigint NOT NULL,
+    policy      text NOT NULL,
+    key         text NOT NULL,
+    sid         text,
+    outcome     text NOT NULL CHECK (outcome IN ('deleted', 'already_gone', 'failed', 'skipped')),
+    http_status integer,
+    request_id  text,
+    reason      text,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX recording_outcomes_run_id_idx ON retention.recording_outcomes (run_id);
+CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
+COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped';
+
 -- Legal holds (see src/policy/holds.rs): rows of a policy's table matching an active hold's
 -- condition are kept by every run. Every hold is kept, released ones too. Written through
 -- retention.add_hold() and retention.release_hold() only.
@@ -131,6 +148,7 @@ SELECT pg_catalog.pg_extension_config_dump('retention.policies_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.runs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.removed_presets', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.recording_outcomes', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger', '');

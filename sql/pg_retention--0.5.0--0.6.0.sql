@@ -1,9 +1,29 @@
 -- pg_retention 0.5.0 -> 0.6.0
 -- Compliance: legal holds (retention.holds, add_hold, release_hold: rows matching an active
--- hold are left alone by every run) and a tamper-evident deletion ledger. Every finished run writes an entry in its own
+-- hold are left alone by every run), per-recording outcomes (retention.recording_outcomes)
+-- and a tamper-evident deletion ledger. Every finished run writes an entry in its own
 -- transaction (retention.ledger_pending); sealing chains the entries into retention.ledger,
 -- each hash = hex(sha256(previous hash || entry::text)). retention.verify_ledger() checks the
 -- chain; retention.deletion_certificate(run_id) gives one run's entry and its place in it.
+
+-- One row per recording a run touched (src/history/outcomes.rs): written in the transaction
+-- that marks its batch; kept as long as the run history. Written by the extension only.
+CREATE TABLE retention.recording_outcomes (
+    run_id      bigint NOT NULL,
+    policy      text NOT NULL,
+    key         text NOT NULL,
+    sid         text,
+    outcome     text NOT NULL CHECK (outcome IN ('deleted', 'already_gone', 'failed', 'skipped')),
+    http_status integer,
+    request_id  text,
+    reason      text,
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+CREATE INDEX recording_outcomes_run_id_idx ON retention.recording_outcomes (run_id);
+CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
+COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped';
+REVOKE ALL ON retention.recording_outcomes FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('retention.recording_outcomes', '');
 
 -- Legal holds (see src/policy/holds.rs): rows of a policy's table matching an active hold's
 -- condition are kept by every run. Every hold is kept, released ones too. Written through

@@ -11,7 +11,8 @@ use crate::error::{invalid, raise, say};
 use crate::history::Tally;
 use crate::rights::as_table_owner;
 use crate::settings;
-use crate::twilio::{self, Answer};
+use crate::history::outcomes::Outcome;
+use crate::twilio::{self, Answer, Reply};
 
 /// Rows of one run whose skip or failure is logged one by one; the rest only in the counts.
 const ROWS_LOGGED_PER_RUN: i64 = 20;
@@ -33,7 +34,7 @@ impl Run {
     /// Step 2: the Twilio calls. Touches no Postgres API: the calls run on
     /// helper threads while this thread waits, watching for a cancel or shutdown request.
     /// Rows with no valid SID are never sent.
-    pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Answer>>, Halt> {
+    pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Reply>>, Halt> {
         let policy = &self.policy.name;
         let tally = self.record.tally.get_or_insert_with(Tally::default);
         let mut to_send = Vec::new();
@@ -58,7 +59,7 @@ impl Run {
         let interrupted =
             || unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 } || shutdown_requested();
         let answers = client.delete_all(to_send, &interrupted).map_err(|_| Halt::Stopped)?;
-        if let Some(Some(Answer::Refused(status))) = answers.iter().find(|a| matches!(a, Some(Answer::Refused(_)))) {
+        if let Some(Some(Reply { answer: Answer::Refused(status), .. })) = answers.iter().find(|a| matches!(a, Some(Reply { answer: Answer::Refused(_), .. }))) {
             return Err(Halt::Refused(*status));
         }
         let mut sent = answers.into_iter();
@@ -68,28 +69,34 @@ impl Run {
                 per_row.push(None);
                 continue;
             }
-            let answer = sent.next().flatten().unwrap_or(Answer::ConnectionError("not sent".into()));
-            if let Answer::BadRequest(status, body) = &answer {
+            let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None });
+            if let Answer::BadRequest(status, body) = &reply.answer {
                 if tally.failures[4] < ROWS_LOGGED_PER_RUN {
                     say!(LOG, "pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
                 }
             }
-            tally.count(&answer);
-            per_row.push(Some(answer));
+            tally.count(&reply.answer);
+            if !reply.answer.confirms_deletion() {
+                tally.note_failed_sid(sid.as_deref().unwrap_or_default());
+            }
+            per_row.push(Some(reply));
         }
         Ok(per_row)
     }
 
-    /// Step 3: marks the rows whose SID Twilio confirmed (204 or 404).
-    pub(super) fn mark(&mut self, fetched: &Fetched, answers: &[Option<Answer>]) {
+    /// Step 3: marks the rows whose SID Twilio confirmed (204 or 404), and records every row's
+    /// outcome, in one transaction.
+    pub(super) fn mark(&mut self, fetched: &Fetched, replies: &[Option<Reply>]) {
         let (keys, sids): (Vec<String>, Vec<String>) = fetched
             .keys
             .iter()
             .zip(&fetched.sids)
-            .zip(answers)
-            .filter(|(_, answer)| answer.as_ref().is_some_and(Answer::confirms_deletion))
+            .zip(replies)
+            .filter(|(_, reply)| reply.as_ref().is_some_and(|r| r.answer.confirms_deletion()))
             .map(|((key, sid), _)| (key.clone(), sid.clone().unwrap_or_default()))
             .unzip();
+        let outcomes = fetched.keys.iter().zip(&fetched.sids).zip(replies).map(|((key, sid), reply)| row_outcome(key, sid, reply.as_ref())).collect();
+        self.history.record_outcomes(&self.record, outcomes);
         if !keys.is_empty() {
             let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
                 unreachable!("a recording batch needs the recordings plan")
@@ -99,6 +106,19 @@ impl Run {
         }
         self.record.batches += 1;
     }
+}
+
+/// One fetched row's outcome: what Twilio answered for its SID, or why it was not sent.
+fn row_outcome(key: &str, sid: &Option<String>, reply: Option<&Reply>) -> Outcome {
+    let (outcome, http_status, reason, request_id) = match reply {
+        Some(reply) => {
+            let (outcome, status, reason) = twilio::outcome(&reply.answer);
+            (outcome, status.map(i32::from), reason, reply.request_id.clone())
+        }
+        None if sid.is_none() => ("skipped", None, Some("no recording SID".to_string()), None),
+        None => ("skipped", None, Some("the SID is not RE + 32 hex digits".to_string()), None),
+    };
+    Outcome { key: key.to_string(), sid: sid.clone(), outcome, http_status, request_id, reason }
 }
 
 /// Why a batch's Twilio calls ended early.

@@ -111,7 +111,7 @@ pub(super) struct Run {
     pub(super) record: RunRecord,
     pub(super) twilio: Option<Arc<twilio::Client>>,
     lock: lock::PolicyLock,
-    history: History,
+    pub(super) history: History,
     started: Instant,
 }
 

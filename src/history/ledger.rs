@@ -15,6 +15,7 @@ use pgrx::JsonB;
 
 use crate::engine::xact::in_subtransaction;
 use crate::error::{self, say, spi};
+use super::outcomes::DIGEST;
 use crate::settings;
 use crate::statement::{execute, one};
 
@@ -23,7 +24,9 @@ const HASH: &str = "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(CO
 
 /// The pending entries of the runs `runs r` that the condition picks: each built from its
 /// history row, with its final counts and status.
-const APPEND: &str = "INSERT INTO retention.ledger_pending (run_id, entry)
+fn append_sql() -> String {
+    format!(
+        "INSERT INTO retention.ledger_pending (run_id, entry)
      SELECT r.id, pg_catalog.jsonb_build_object(
                 'run_id', r.id, 'policy', r.policy,
                 'table', (SELECT pg_catalog.quote_ident(p.table_schema) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.table_name)
@@ -33,8 +36,10 @@ const APPEND: &str = "INSERT INTO retention.ledger_pending (run_id, entry)
                 'started_at', pg_catalog.to_char(pg_catalog.timezone('UTC', r.started_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
                 'finished_at', pg_catalog.to_char(pg_catalog.timezone('UTC', COALESCE(r.finished_at, pg_catalog.clock_timestamp())), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
                 'rows', r.rows_deleted, 'batches', r.batches, 'error', r.error, 'ran_by', r.username,
-                'details', r.details)
-       FROM retention.runs r WHERE ";
+                'details', r.details, 'recording_outcomes', {DIGEST})
+       FROM retention.runs r WHERE "
+    )
+}
 
 /// Whether this database's SQL has the ledger: a run refused because the database is still at
 /// an older release's SQL (which has none) is recorded in the history all the same.
@@ -45,7 +50,7 @@ fn installed() -> bool {
 /// Writes the entry of run `run_id`, whose history row has its final counts and status.
 pub fn append(run_id: Option<i64>) {
     let Some(run_id) = run_id.filter(|_| installed()) else { return };
-    execute(&format!("{APPEND} r.id OPERATOR(pg_catalog.=) $1 ON CONFLICT (run_id) DO NOTHING"), || vec![run_id.into()]);
+    execute(&format!("{} r.id OPERATOR(pg_catalog.=) $1 ON CONFLICT (run_id) DO NOTHING", append_sql()), || vec![run_id.into()]);
 }
 
 /// Writes the entries of runs marked `interrupted` for another session (their own ended
@@ -56,9 +61,10 @@ pub fn append_interrupted(policy: Option<&str>) {
     }
     execute(
         &format!(
-            "{APPEND} r.status OPERATOR(pg_catalog.=) 'interrupted' AND ($1::pg_catalog.text IS NULL OR r.policy OPERATOR(pg_catalog.=) $1)
+            "{} r.status OPERATOR(pg_catalog.=) 'interrupted' AND ($1::pg_catalog.text IS NULL OR r.policy OPERATOR(pg_catalog.=) $1)
                 AND NOT (COALESCE(r.details, '{{}}') OPERATOR(pg_catalog.?) 'ledger_id')
-             ON CONFLICT (run_id) DO NOTHING"
+             ON CONFLICT (run_id) DO NOTHING",
+            append_sql()
         ),
         || vec![policy.into()],
     );
@@ -154,7 +160,9 @@ pub fn certificate(run_id: i64) -> Option<JsonB> {
         "SELECT (SELECT pg_catalog.jsonb_build_object(
                     'ledger_id', l.id, 'at', l.at, 'entry', l.entry, 'prev_hash', l.prev_hash, 'hash', l.hash,
                     'hash_rule', 'hash = hex(sha256(prev_hash || entry::text)), prev_hash of the first entry ever empty',
-                    'chain_head', (SELECT pg_catalog.jsonb_build_object('id', h.id, 'hash', h.hash) FROM retention.ledger h ORDER BY h.id DESC LIMIT 1))
+                    'chain_head', (SELECT pg_catalog.jsonb_build_object('id', h.id, 'hash', h.hash) FROM retention.ledger h ORDER BY h.id DESC LIMIT 1),
+                    'recording_outcomes', (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) OPERATOR(pg_catalog.-) 'run_id' OPERATOR(pg_catalog.-) 'policy' ORDER BY o.key)
+                                             FROM retention.recording_outcomes o WHERE o.run_id OPERATOR(pg_catalog.=) $1))
            FROM retention.ledger l
           WHERE (l.entry OPERATOR(pg_catalog.->>) 'run_id')::pg_catalog.int8 OPERATOR(pg_catalog.=) $1)",
         || vec![run_id.into()],

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::twilio::Answer;
 
 mod ledger;
+pub mod outcomes;
 mod payload;
 pub mod recorder;
 pub mod store;
@@ -163,7 +164,12 @@ pub struct Tally {
     pub skipped: i64,
     /// `failed`, by kind (keys from `FAILURE_KINDS`).
     pub failures: [i64; 5],
+    /// The SIDs of the first `FAILED_SIDS_KEPT` failed recordings.
+    pub failed_sids: Vec<String>,
 }
+
+/// How many failed SIDs a run's result names.
+pub const FAILED_SIDS_KEPT: usize = 100;
 
 impl Tally {
     pub fn count(&mut self, answer: &Answer) {
@@ -178,6 +184,13 @@ impl Tally {
             if let Some(i) = answer.failure_kind().and_then(|k| FAILURE_KINDS.iter().position(|f| *f == k)) {
                 self.failures[i] += 1;
             }
+        }
+    }
+
+    /// Keeps a failed recording's SID for the run's result, up to `FAILED_SIDS_KEPT`.
+    pub fn note_failed_sid(&mut self, sid: &str) {
+        if self.failed_sids.len() < FAILED_SIDS_KEPT {
+            self.failed_sids.push(sid.to_string());
         }
     }
 
@@ -196,6 +209,7 @@ impl Tally {
         for (kind, n) in FAILURE_KINDS.iter().zip(self.failures) {
             map.insert((*kind).into(), json!(n));
         }
+        map.insert("failed_sids".into(), json!(self.failed_sids));
         Value::Object(map)
     }
 }

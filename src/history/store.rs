@@ -8,6 +8,7 @@ use std::time::UNIX_EPOCH;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use super::outcomes::{self, Outcome};
 use super::{ledger, Origin, RunRecord, Status};
 use crate::error::spi;
 use crate::rights;
@@ -85,9 +86,19 @@ impl History {
         })
     }
 
-    /// Deletes history older than `pg_retention.history_retention_days`.
+    /// Deletes history (runs and recording outcomes) older than `pg_retention.history_retention_days`.
     pub fn prune(&self) {
-        self.write(prune)
+        self.write(|| {
+            prune();
+            outcomes::prune();
+        })
+    }
+
+    /// Writes a recording batch's outcomes for this run.
+    pub fn record_outcomes(&self, record: &RunRecord, batch: Vec<Outcome>) {
+        if let Some(run_id) = record.run_id {
+            self.write(|| outcomes::record(run_id, &record.policy, batch))
+        }
     }
 
     /// Called with the policy's lock held: any run of it still `running` has lost its session.

@@ -67,6 +67,29 @@ impl Answer {
     }
 }
 
+/// One recording's answer, with Twilio's id of the request that got it (`Twilio-Request-Id`,
+/// when Twilio sent one: support can find the call by it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub answer: Answer,
+    pub request_id: Option<String>,
+}
+
+/// A recording's outcome as `retention.recording_outcomes` records it: `deleted`,
+/// `already_gone` or `failed`, the HTTP status if there was one, and why it failed.
+pub fn outcome(answer: &Answer) -> (&'static str, Option<u16>, Option<String>) {
+    match answer {
+        Answer::Deleted => ("deleted", Some(204), None),
+        Answer::AlreadyGone => ("already_gone", Some(404), None),
+        Answer::Refused(status) => ("failed", Some(*status), Some("Twilio refused the credentials".into())),
+        Answer::RateLimited => ("failed", Some(429), Some("rate_limited: still 429 after the attempts allowed".into())),
+        Answer::ServerError(status) => ("failed", Some(*status), Some(format!("server_error: HTTP {status}"))),
+        Answer::Timeout => ("failed", None, Some("timeout".into())),
+        Answer::ConnectionError(message) => ("failed", None, Some(format!("connection_error: {message}"))),
+        Answer::BadRequest(status, body) => ("failed", Some(*status), Some(format!("bad_request: HTTP {status}: {body}"))),
+    }
+}
+
 /// What to do with an HTTP answer: a final answer, or wait and ask again (429).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -184,18 +207,20 @@ impl Client {
     }
 
     /// Deletes one recording, retrying 429s as the retry policy allows.
-    pub fn delete_recording(&self, recording_sid: &str) -> Answer {
+    pub fn delete_recording(&self, recording_sid: &str) -> Reply {
         let url = format!(
             "{}{}",
             self.config.base_url.trim_end_matches('/'),
             recording_path(&self.config.credentials.account_sid, recording_sid)
         );
         let mut attempt = 1;
+        let mut request_id = None;
         loop {
             let response = self.agent.delete(&url).header("Authorization", &self.authorization).call();
             let decision = match response {
                 Ok(mut response) => {
                     let status = response.status().as_u16();
+                    request_id = response.headers().get("Twilio-Request-Id").and_then(|v| v.to_str().ok()).map(|v| v.chars().take(64).collect());
                     let retry_after = response.headers().get("Retry-After").and_then(|v| v.to_str().ok()).map(str::to_string);
                     let body = response.body_mut().read_to_string().unwrap_or_default();
                     decide(status, retry_after.as_deref(), &body, &self.config.retry)
@@ -205,8 +230,8 @@ impl Client {
                 Err(e) => Decision::Final(Answer::ConnectionError(e.to_string())),
             };
             match decision {
-                Decision::Final(answer) => return answer,
-                Decision::RetryAfter(_) if attempt >= self.config.retry.attempts => return Answer::RateLimited,
+                Decision::Final(answer) => return Reply { answer, request_id },
+                Decision::RetryAfter(_) if attempt >= self.config.retry.attempts => return Reply { answer: Answer::RateLimited, request_id },
                 Decision::RetryAfter(wait) => {
                     std::thread::sleep(wait);
                     attempt += 1;
@@ -219,7 +244,7 @@ impl Client {
     /// order. Stops starting new calls once Twilio refuses the credentials. The caller's thread
     /// only waits, asking `should_stop` every 20 ms; when it says stop, this returns at once
     /// (`Err(Stopped)`) and the calls still in flight finish on their own, answers unused.
-    pub fn delete_all(self: &Arc<Self>, sids: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<Option<Answer>>, Stopped> {
+    pub fn delete_all(self: &Arc<Self>, sids: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<Option<Reply>>, Stopped> {
         let total = sids.len();
         let work = Arc::new(Work {
             sids,
@@ -240,11 +265,11 @@ impl Client {
                     if i >= work.sids.len() || work.stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let answer = client.delete_recording(&work.sids[i]);
-                    if matches!(answer, Answer::Refused(_)) {
+                    let reply = client.delete_recording(&work.sids[i]);
+                    if matches!(reply.answer, Answer::Refused(_)) {
                         work.stop.store(true, Ordering::Relaxed);
                     }
-                    work.answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(answer);
+                    work.answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(reply);
                 }
             }));
         }
@@ -267,7 +292,7 @@ pub struct Stopped;
 /// The calls of one `delete_all`, shared with its threads.
 struct Work {
     sids: Vec<String>,
-    answers: Mutex<Vec<Option<Answer>>>,
+    answers: Mutex<Vec<Option<Reply>>>,
     next: AtomicUsize,
     stop: AtomicBool,
 }

@@ -143,7 +143,7 @@ fn requests_match_twilio_delete_recording_spec() {
     // Both credential kinds: the auth token, and an API key with its secret.
     for (username, password) in [("AC0123456789abcdef0123456789abcdef", "token"), ("SK0123456789abcdef0123456789abcdef", "secret")] {
         let (url, server) = one_request("204 No Content");
-        assert_eq!(client(url, username, password).delete_recording(recording), Answer::Deleted);
+        assert_eq!(client(url, username, password).delete_recording(recording).answer, Answer::Deleted);
         let head = server.join().unwrap();
         let request_line = head.lines().next().unwrap();
         let mut parts = request_line.split(' ');
@@ -172,6 +172,17 @@ fn requests_match_twilio_delete_recording_spec() {
 }
 
 #[test]
+fn each_answer_has_its_outcome_status_and_reason() {
+    assert_eq!(outcome(&Answer::Deleted), ("deleted", Some(204), None));
+    assert_eq!(outcome(&Answer::AlreadyGone), ("already_gone", Some(404), None));
+    assert_eq!(outcome(&Answer::ServerError(503)), ("failed", Some(503), Some("server_error: HTTP 503".into())));
+    assert_eq!(outcome(&Answer::Timeout), ("failed", None, Some("timeout".into())));
+    assert_eq!(outcome(&Answer::RateLimited).1, Some(429));
+    assert_eq!(outcome(&Answer::BadRequest(400, "bad".into())).2, Some("bad_request: HTTP 400: bad".into()));
+    assert_eq!(outcome(&Answer::ConnectionError("reset".into())).0, "failed");
+}
+
+#[test]
 fn status_answers_over_http() {
     for (status, answer) in [
         ("404 Not Found", Answer::AlreadyGone),
@@ -179,7 +190,7 @@ fn status_answers_over_http() {
         ("503 Service Unavailable", Answer::ServerError(503)),
     ] {
         let (url, server) = one_request(status);
-        assert_eq!(client(url, "AC0123456789abcdef0123456789abcdef", "t").delete_recording("RE0123456789abcdef0123456789abcdef"), answer);
+        assert_eq!(client(url, "AC0123456789abcdef0123456789abcdef", "t").delete_recording("RE0123456789abcdef0123456789abcdef").answer, answer);
         server.join().unwrap();
     }
 }
@@ -188,7 +199,8 @@ fn status_answers_over_http() {
 fn a_refused_connection_is_a_connection_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let answer = client(format!("http://127.0.0.1:{port}"), "AC0123456789abcdef0123456789abcdef", "t")
-        .delete_recording("RE0123456789abcdef0123456789abcdef");
+        .delete_recording("RE0123456789abcdef0123456789abcdef")
+        .answer;
     assert!(matches!(answer, Answer::ConnectionError(_)), "{answer:?}");
 }
 
@@ -229,5 +241,6 @@ fn delete_all_finishes_when_twilio_asks_for_an_absurd_wait() {
         let _ = done.send(answers);
     });
     let answers = finished.recv_timeout(Duration::from_secs(10)).expect("delete_all must finish, not hang on a dead thread");
+    let answers = answers.map(|replies| replies.into_iter().map(|r| r.map(|r| r.answer)).collect::<Vec<_>>());
     assert_eq!(answers, Ok(vec![Some(Answer::RateLimited), Some(Answer::RateLimited)]));
 }

@@ -55,6 +55,8 @@ pub struct Request {
     pub authenticated_as: Option<String>,
     /// The status the fake answered (0: no answer, a hang or a reset).
     pub status: u16,
+    /// The `Twilio-Request-Id` it answered with (none without an answer).
+    pub request_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -288,10 +290,16 @@ impl Server {
             Some(Fault::Status(status)) => Some(Answer { status, headers: vec![], body: error_body(status as u32 * 10, "Injected fault", status) }),
             None => Some(self.answer(method, path, user.is_some())),
         };
+        let mut answer = answer;
         let status = answer.as_ref().map(|a| a.status).unwrap_or(0);
         let mut state = self.state();
         state.in_flight -= 1;
-        state.requests.push(Request { method: method.to_string(), path: path.to_string(), authenticated_as: user, status });
+        // Twilio names every request it answers, as real Twilio does in this header.
+        let request_id = answer.as_ref().map(|_| format!("RQ{:032x}", state.requests.len() + 1));
+        if let (Some(answer), Some(id)) = (answer.as_mut(), &request_id) {
+            answer.headers.push(("Twilio-Request-Id".to_string(), id.clone()));
+        }
+        state.requests.push(Request { method: method.to_string(), path: path.to_string(), authenticated_as: user, status, request_id });
         answer
     }
 

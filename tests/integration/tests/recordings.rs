@@ -290,6 +290,34 @@ fn server_errors_timeouts_and_resets_fail_the_row_and_the_next_run_retries() {
     assert_eq!(n(&result, "bad_request"), 1);
     assert_eq!(marked(&mut client, "it_rec_5xx").len(), 1);
 
+    // One outcome per recording: the failed ones name their SID, HTTP status and reason, and
+    // Twilio's request id when it answered; the result names the failed SIDs.
+    let run_id = n(&result, "run_id");
+    let outcomes: Vec<(String, String, Option<i32>, Option<String>, Option<String>)> = client
+        .query(
+            "SELECT sid, outcome, http_status, reason, request_id FROM retention.recording_outcomes WHERE run_id = $1 ORDER BY key",
+            &[&run_id],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(outcomes.len(), 6, "{outcomes:?}");
+    let failed: BTreeSet<String> = outcomes.iter().filter(|o| o.1 == "failed").map(|o| o.0.clone()).collect();
+    assert_eq!(failed.len(), 5);
+    assert!(outcomes.iter().filter(|o| o.1 == "failed").all(|o| o.3.is_some()), "{outcomes:?}");
+    let reasons: BTreeSet<String> = outcomes.iter().filter_map(|o| o.3.clone()).map(|r| r.split(':').next().unwrap_or("").to_string()).collect();
+    assert_eq!(reasons, ["bad_request", "connection_error", "server_error", "timeout"].map(String::from).into_iter().collect());
+    let deleted: Vec<&(String, String, Option<i32>, Option<String>, Option<String>)> = outcomes.iter().filter(|o| o.1 == "deleted").collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].2, Some(204));
+    assert_eq!(marked(&mut client, "it_rec_5xx"), [deleted[0].0.clone()].into_iter().collect());
+    let ids: BTreeSet<String> = fake.requests().iter().filter_map(|r| r.request_id.clone()).collect();
+    assert!(outcomes.iter().filter_map(|o| o.4.clone()).all(|id| ids.contains(&id)), "request ids are Twilio's");
+    assert_eq!(outcomes.iter().filter(|o| o.4.is_some()).count(), 4, "the four that got an answer carry its request id");
+    let failed_sids: BTreeSet<String> = result["failed_sids"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+    assert_eq!(failed_sids, failed);
+
     let retry = json(&mut client, "retention.run_policy('it_rec_5xx')");
     assert_eq!((n(&retry, "checked"), n(&retry, "deleted")), (5, 5));
     assert_eq!(marked(&mut client, "it_rec_5xx").len(), 6);
@@ -406,6 +434,14 @@ fn a_crash_mid_flight_marks_nothing_unconfirmed_and_the_next_run_converges() {
     assert!(!marked_now.is_empty(), "some batches should have committed before the kill");
     assert!(marked_now.is_subset(&confirmed), "marked rows must all be confirmed by Twilio");
     assert!(marked_now.len() < 40);
+    // Outcomes and marks were committed together: a `deleted` outcome for exactly the marked rows.
+    let outcomes: BTreeSet<String> = client
+        .query("SELECT sid FROM retention.recording_outcomes WHERE policy = 'it_rec_crash' AND outcome IN ('deleted', 'already_gone')", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(outcomes, marked_now, "after the kill, outcomes and marks agree");
 
     fake.set_latency(Duration::ZERO);
     client.batch_execute("CALL retention.run_batched('it_rec_crash')").unwrap();
