@@ -27,13 +27,16 @@ CREATE TABLE retention.policies (
     -- row past the cutoff (drop, detach, rows), and where detach moves it (NULL: nowhere).
     expired_partitions text NOT NULL DEFAULT 'drop',
     archive_schema     text,
+    -- Recordings: a row with no valid SID is skipped, or marked without a Twilio call.
+    missing_sid        text NOT NULL DEFAULT 'skip',
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
     CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),
     CONSTRAINT policies_retain_check CHECK ((rule = 'older_than') = (retain IS NOT NULL)),
     CONSTRAINT policies_batch_size_check CHECK (batch_size BETWEEN 1 AND 1000000),
     CONSTRAINT policies_max_rows_per_second_check CHECK (max_rows_per_second > 0),
-    CONSTRAINT policies_expired_partitions_check CHECK (expired_partitions IN ('drop', 'detach', 'rows'))
+    CONSTRAINT policies_expired_partitions_check CHECK (expired_partitions IN ('drop', 'detach', 'rows')),
+    CONSTRAINT policies_missing_sid_check CHECK (missing_sid IN ('skip', 'mark'))
 );
 COMMENT ON TABLE retention.policies IS 'One row per retention policy: which rows of which table expire, and what happens to them';
 

@@ -66,15 +66,16 @@ CREATE FUNCTION retention.add_policy(
     id_column          text DEFAULT NULL,
     max_rows_per_second integer DEFAULT NULL,
     expired_partitions text DEFAULT 'drop',
-    archive_schema     text DEFAULT NULL
+    archive_schema     text DEFAULT NULL,
+    missing_sid        text DEFAULT 'skip'
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
                                     soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-                                    sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema)
+                                    sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
             soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-            sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema)
+            sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid)
     RETURNING *;
 $$;
 
@@ -97,7 +98,8 @@ CREATE FUNCTION retention.alter_policy(
     id_column          text DEFAULT NULL,
     max_rows_per_second integer DEFAULT NULL,
     expired_partitions text DEFAULT NULL,
-    archive_schema     text DEFAULT NULL
+    archive_schema     text DEFAULT NULL,
+    missing_sid        text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -122,7 +124,8 @@ BEGIN
                                    ELSE coalesce(alter_policy.max_rows_per_second, p.max_rows_per_second) END,
         expired_partitions = coalesce(alter_policy.expired_partitions, p.expired_partitions),
         archive_schema     = CASE WHEN alter_policy.archive_schema = '' THEN NULL
-                                  ELSE coalesce(alter_policy.archive_schema, p.archive_schema) END
+                                  ELSE coalesce(alter_policy.archive_schema, p.archive_schema) END,
+        missing_sid        = coalesce(alter_policy.missing_sid, p.missing_sid)
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN

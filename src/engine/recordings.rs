@@ -12,6 +12,7 @@ use crate::history::Tally;
 use crate::rights::as_table_owner;
 use crate::settings;
 use crate::history::outcomes::Outcome;
+use crate::policy::MissingSid;
 use crate::twilio::{self, Answer, Reply};
 
 /// Rows of one run whose skip or failure is logged one by one; the rest only in the counts.
@@ -95,8 +96,32 @@ impl Run {
             .filter(|(_, reply)| reply.as_ref().is_some_and(|r| r.answer.confirms_deletion()))
             .map(|((key, sid), _)| (key.clone(), sid.clone().unwrap_or_default()))
             .unzip();
-        let outcomes = fetched.keys.iter().zip(&fetched.sids).zip(replies).map(|((key, sid), reply)| row_outcome(key, sid, reply.as_ref())).collect();
+        let mark_missing = self.policy.missing_sid == MissingSid::Mark;
+        let outcomes = fetched
+            .keys
+            .iter()
+            .zip(&fetched.sids)
+            .zip(replies)
+            .map(|((key, sid), reply)| row_outcome(key, sid, reply.as_ref(), mark_missing))
+            .collect();
         self.history.record_outcomes(&self.record, outcomes);
+        if mark_missing {
+            let (keys, sids): (Vec<String>, Vec<Option<String>>) = fetched
+                .keys
+                .iter()
+                .zip(&fetched.sids)
+                .zip(replies)
+                .filter(|(_, reply)| reply.is_none())
+                .map(|((key, sid), _)| (key.clone(), sid.clone()))
+                .unzip();
+            if !keys.is_empty() {
+                let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
+                    unreachable!("a recording batch needs the recordings plan")
+                };
+                let (cutoff, reason) = (self.cutoff, self.policy.reason_column.as_ref().map(|_| NO_SID_REASON));
+                self.record.rows_deleted += as_table_owner(self.owner, || statements.mark_missing(cutoff, keys, sids, reason)) as i64;
+            }
+        }
         if !keys.is_empty() {
             let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
                 unreachable!("a recording batch needs the recordings plan")
@@ -108,15 +133,19 @@ impl Run {
     }
 }
 
+/// The reason written on a row marked without a Twilio call (`missing_sid => 'mark'`).
+const NO_SID_REASON: &str = "no_recording_sid";
+
 /// One fetched row's outcome: what Twilio answered for its SID, or why it was not sent.
-fn row_outcome(key: &str, sid: &Option<String>, reply: Option<&Reply>) -> Outcome {
+fn row_outcome(key: &str, sid: &Option<String>, reply: Option<&Reply>, mark_missing: bool) -> Outcome {
+    let marked = if mark_missing { "; marked without a Twilio call (missing_sid = mark)" } else { "" };
     let (outcome, http_status, reason, request_id) = match reply {
         Some(reply) => {
             let (outcome, status, reason) = twilio::outcome(&reply.answer);
             (outcome, status.map(i32::from), reason, reply.request_id.clone())
         }
-        None if sid.is_none() => ("skipped", None, Some("no recording SID".to_string()), None),
-        None => ("skipped", None, Some("the SID is not RE + 32 hex digits".to_string()), None),
+        None if sid.is_none() => ("skipped", None, Some(format!("no recording SID{marked}")), None),
+        None => ("skipped", None, Some(format!("the SID is not RE + 32 hex digits{marked}")), None),
     };
     Outcome { key: key.to_string(), sid: sid.clone(), outcome, http_status, request_id, reason }
 }

@@ -275,6 +275,7 @@ impl TimeSlices {
 pub struct RecordingStatements {
     fetch: String,
     mark: String,
+    mark_missing: String,
 }
 
 /// One batch of recordings as read before any Twilio call: keys as text, SIDs as stored.
@@ -306,6 +307,14 @@ impl RecordingStatements {
                     AND t.{time_column} OPERATOR(pg_catalog.<) {cutoff} AND t.{marker} IS NULL",
                 parts.set_marker("$4"),
             ),
+            // $1 cutoff, $2 keys (text[]), $3 their SIDs as fetched (text[], NULLs included),
+            // $4 reason. Rows with no valid SID (missing_sid => 'mark'), while it is still the one read.
+            mark_missing: format!(
+                "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[])) AS fetched(key, sid)
+                  WHERE t.{id} OPERATOR(pg_catalog.=) fetched.key AND t.{sid}::pg_catalog.text IS NOT DISTINCT FROM fetched.sid
+                    AND t.{time_column} OPERATOR(pg_catalog.<) {cutoff} AND t.{marker} IS NULL",
+                parts.set_marker("$4"),
+            ),
         }
     }
 
@@ -322,6 +331,11 @@ impl RecordingStatements {
         }))
     }
 
+    /// Marks the rows with these keys that have no valid SID (still the SID read), with `reason`.
+    pub fn mark_missing(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<Option<String>>, reason: Option<&str>) -> usize {
+        execute(&self.mark_missing, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
+    }
+
     /// Marks the rows with these keys whose SID is still the one Twilio confirmed.
     pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, reason: Option<&str>) -> usize {
         execute(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
@@ -334,6 +348,24 @@ pub fn held(parts: &Parts, cutoff: TimestampWithTimeZone, table: Option<&str>) -
     let Some(held) = &parts.held else { return 0 };
     let from = table.map(|t| format!("ONLY {t}")).unwrap_or_else(|| parts.from.clone());
     one::<i64>(&format!("SELECT pg_catalog.count(*) FROM {from} WHERE {held}"), || vec![cutoff.into()]).unwrap_or(0)
+}
+
+/// A recordings policy's dry run: of the rows a run would read now (holds applied), how many
+/// would be sent to Twilio and how many skipped, by reason. The SID shape is the client's
+/// (`twilio::is_recording_sid`): `RE` + 32 hex digits.
+pub fn recordings_preview(parts: &Parts, sid_column: &str, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
+    let sid = quote_identifier(sid_column);
+    let valid = format!("{sid}::pg_catalog.text OPERATOR(pg_catalog.~) '^RE[0-9a-fA-F]{{32}}$'");
+    let sql = format!(
+        "SELECT pg_catalog.jsonb_build_object(
+                    'would_send', pg_catalog.count(*) FILTER (WHERE {valid}),
+                    'would_skip', pg_catalog.jsonb_build_object(
+                        'no_sid', pg_catalog.count(*) FILTER (WHERE {sid} IS NULL),
+                        'malformed_sid', pg_catalog.count(*) FILTER (WHERE {sid} IS NOT NULL AND NOT ({valid}))))
+           FROM {} WHERE {}",
+        parts.from, parts.predicate
+    );
+    one::<JsonB>(&sql, || vec![cutoff.into()])
 }
 
 /// How many rows are past the cutoff now.

@@ -125,6 +125,30 @@ pub struct Policy {
     pub expired_partitions: ExpiredPartitions,
     /// Where `detach` moves a detached partition; None: it stays in its schema.
     pub archive_schema: Option<String>,
+    /// Recordings: what happens to a row with no valid SID.
+    pub missing_sid: MissingSid,
+}
+
+/// What a recordings policy does with a row past the cutoff that has no valid recording SID
+/// (NULL, or not `RE` + 32 hex digits): there is no media to delete at Twilio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingSid {
+    /// Leave it unmarked, counted `skipped` at every run (the behaviour before 0.6.0).
+    Skip,
+    /// Soft-delete it without a Twilio call, with the reason `no_recording_sid`.
+    Mark,
+}
+
+impl FromStr for MissingSid {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<MissingSid, String> {
+        match text {
+            "skip" => Ok(MissingSid::Skip),
+            "mark" => Ok(MissingSid::Mark),
+            other => Err(format!("missing_sid must be 'skip' or 'mark', not '{other}'")),
+        }
+    }
 }
 
 /// A value of a policy column: text, interval, integer or boolean.
@@ -185,6 +209,19 @@ impl Policy {
                 })
             })
             .unwrap_or(ExpiredPartitions::Drop);
+        // Added in 0.6.0: absent while an upgrade script from an older release runs.
+        let missing_sid = row
+            .column::<String>("missing_sid")
+            .unwrap_or(None)
+            .map(|text| {
+                text.parse::<MissingSid>().unwrap_or_else(|problem| {
+                    invalid(
+                        format!("retention policy \"{name}\": {problem}"),
+                        Some("skip leaves a recording row without a valid SID as it is; mark soft-deletes it without a Twilio call."),
+                    )
+                })
+            })
+            .unwrap_or(MissingSid::Skip);
         Policy {
             id: get(row, "id").unwrap_or_default(),
             table_schema: required("table_schema"),
@@ -206,6 +243,7 @@ impl Policy {
             enabled: get(row, "enabled").unwrap_or(false),
             expired_partitions,
             archive_schema: row.column("archive_schema").unwrap_or(None),
+            missing_sid,
             name,
         }
     }
@@ -259,6 +297,12 @@ impl Policy {
             invalid(
                 format!("retention policy \"{}\": max_rows_per_second must be a positive number of rows a second", self.name),
                 Some("Leave it NULL for no limit (alter_policy(..., max_rows_per_second => 0) lifts one)."),
+            );
+        }
+        if self.missing_sid == MissingSid::Mark && self.action != Action::TwilioRecording {
+            invalid(
+                format!("retention policy \"{}\": missing_sid => 'mark' is for twilio_recording policies", self.name),
+                Some("Other actions never look at a recording SID; leave missing_sid at 'skip'."),
             );
         }
         if let Some(schema) = &self.archive_schema {

@@ -45,6 +45,15 @@ fn pg_cron_jobs_run_and_are_recorded() {
     });
     client.batch_execute("SELECT cron.unschedule(jobname) FROM cron.job WHERE jobname LIKE 'it_cron_%'").unwrap();
     assert!(all_ran, "the three pg_cron jobs should run within two minutes and be recorded with trigger pg_cron");
+    // pg_cron's runs (a SELECT one among them) have their ledger entries, and the chain verifies.
+    let broken: Option<i64> = client.query_one("SELECT retention.verify_ledger()", &[]).unwrap().get(0);
+    assert_eq!(broken, None);
+    let unrecorded = count(
+        &mut client,
+        "SELECT count(*) FROM retention.runs r WHERE r.policy LIKE 'it_cron_%' AND r.trigger = 'pg_cron' AND r.status NOT IN ('running', 'skipped')
+            AND NOT EXISTS (SELECT FROM retention.ledger l WHERE (l.entry->>'run_id')::bigint = r.id)",
+    );
+    assert_eq!(unrecorded, 0, "every finished pg_cron run has its ledger entry");
 
     let rows: Vec<(String, String, i64)> = client
         .query(

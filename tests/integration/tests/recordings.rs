@@ -136,7 +136,7 @@ fn held_recordings_are_never_sent_to_twilio_until_the_hold_is_released() {
     let held: BTreeSet<String> = (1..=30).filter(|i| i % 3 == 0).map(sid).collect();
 
     let preview = json(&mut client, "retention.preview('it_rec_hold')");
-    assert_eq!((n(&preview, "rows"), n(&preview, "held")), (20, 10), "{preview}");
+    assert_eq!((n(&preview, "rows"), n(&preview, "held"), n(&preview, "would_send")), (20, 10, 20), "{preview}");
     client.batch_execute("CALL retention.run_batched('it_rec_hold')").unwrap();
     let sent: BTreeSet<String> = fake.requests().iter().map(|r| r.path.rsplit('/').next().unwrap_or("").trim_end_matches(".json").to_string()).collect();
     assert_eq!(sent.len(), 20);
@@ -355,12 +355,45 @@ fn rows_without_a_valid_sid_are_skipped_and_never_sent() {
     // One row is already soft-deleted: it is never sent again.
     client.batch_execute("UPDATE it_rec_skip SET deleted_at = now() - interval '1 day', deletion_reason = 'manual' WHERE id = 6").unwrap();
 
+    // The dry run says the same, sending nothing.
+    let preview = json(&mut client, "retention.preview('it_rec_skip')");
+    assert_eq!(n(&preview, "would_send"), 1, "{preview}");
+    assert_eq!((preview["would_skip"]["no_sid"].as_i64(), preview["would_skip"]["malformed_sid"].as_i64()), (Some(1), Some(3)), "{preview}");
+    assert!(fake.requests().is_empty());
     let result = json(&mut client, "retention.run_policy('it_rec_skip')");
     assert_eq!((n(&result, "checked"), n(&result, "skipped"), n(&result, "deleted")), (5, 4, 1));
     assert_adds_up(&result);
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, vec![format!("/2010-04-01/Accounts/{ACCOUNT}/Recordings/{}.json", sid(7005))]);
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_rec_skip WHERE deletion_reason = 'manual'"), 1);
+}
+
+#[test]
+fn rows_without_a_valid_sid_are_marked_without_a_call_when_missing_sid_is_mark() {
+    let fake = fake();
+    let mut client = session(&fake);
+    let bad = |i: u32| match i {
+        1 => None,
+        2 => Some("RE123".to_string()),
+        _ => Some(sid(7100 + i)),
+    };
+    recordings(&mut client, "it_rec_nosid", 4, 0, 100, bad);
+    fake.add_recordings([sid(7103), sid(7104)]);
+    client.batch_execute("SELECT retention.alter_policy('it_rec_nosid', missing_sid => 'mark')").unwrap();
+
+    let result = json(&mut client, "retention.run_policy('it_rec_nosid')");
+    assert_eq!((n(&result, "checked"), n(&result, "skipped"), n(&result, "deleted"), n(&result, "rows_deleted")), (4, 2, 2, 4), "{result}");
+    assert_eq!(fake.requests().len(), 2, "no call for the rows without a valid SID");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_rec_nosid WHERE deletion_reason = 'no_recording_sid' AND deleted_at IS NOT NULL AND id IN (1, 2)"), 2);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_rec_nosid WHERE deletion_reason = 'retention_policy'"), 2);
+    assert_eq!(
+        count(&mut client, "SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'it_rec_nosid' AND outcome = 'skipped' AND reason LIKE '%marked without a Twilio call%'"),
+        2
+    );
+    let preview = json(&mut client, "retention.preview('it_rec_nosid')");
+    assert_eq!(n(&preview, "rows"), 0, "the backlog reaches 0: {preview}");
+    assert_eq!(n(&preview, "would_send"), 0);
+    client.batch_execute("DROP TABLE it_rec_nosid; SELECT retention.drop_policy('it_rec_nosid');").unwrap();
 }
 
 /// SIGKILL of the backend while calls are in flight: no row is marked whose DELETE Twilio did

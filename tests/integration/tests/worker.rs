@@ -150,6 +150,8 @@ fn a_legal_hold_keeps_its_rows_through_the_worker() {
             AND EXISTS (SELECT FROM retention.ledger l WHERE (l.entry->>'run_id')::bigint = r.id AND l.entry->'details'->'holds' ? 'keep-even')",
     );
     assert_eq!(in_entry, 1);
+    let broken: Option<i64> = client.query_one("SELECT retention.verify_ledger()", &[]).unwrap().get(0);
+    assert_eq!(broken, None, "the worker's runs chain like any other");
     reset_system(&mut client);
     client.batch_execute("DROP TABLE it_worker_hold; SELECT retention.drop_policy('it_worker_hold');").unwrap();
 }

@@ -58,3 +58,10 @@ SELECT max_rows_per_second FROM retention.policies WHERE name = 'expired_traces'
 UPDATE retention.policies SET max_rows_per_second = -1 WHERE name = 'expired_traces';
 SELECT (retention.alter_policy('expired_traces', max_rows_per_second => 0)).name AS lifted;
 SELECT max_rows_per_second FROM retention.policies WHERE name = 'expired_traces';
+
+-- missing_sid (0.6.0): what a recordings policy does with a row that has no valid SID.
+\set VERBOSITY terse
+SELECT retention.alter_policy('old_recordings', missing_sid => 'delete');
+SELECT retention.alter_policy('expired_traces', missing_sid => 'mark');
+\set VERBOSITY default
+SELECT name, missing_sid FROM retention.policies ORDER BY name;

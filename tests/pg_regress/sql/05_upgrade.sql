@@ -97,8 +97,8 @@ DROP ROLE IF EXISTS upgrade_admin;
 CREATE ROLE upgrade_admin;
 GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
-SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text)', 'EXECUTE') AS admin_keeps_add_policy,
-       has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text)', 'EXECUTE') AS admin_got_alter_policy;
+SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_add_policy,
+       has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_got_alter_policy;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
 DROP ROLE upgrade_admin;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
@@ -120,7 +120,7 @@ GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
   FROM pg_extension WHERE extname = 'pg_retention';
-SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text)', 'EXECUTE') AS admin_keeps_add_policy;
+SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_add_policy;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
 DROP ROLE upgrade_admin;
 SELECT name, expired_partitions, archive_schema FROM retention.policies ORDER BY name;
@@ -137,7 +137,14 @@ DROP EXTENSION pg_retention;
 -- entries (the ledger starts with the first run after the update), and runs go on.
 CREATE EXTENSION pg_retention VERSION '0.5.0';
 SELECT retention.run_policy('old_agent_usage') IS NULL AS refused_before_update;
+-- add_policy and alter_policy are made again (missing_sid): a DBA's grant survives.
+CREATE ROLE upgrade_admin;
+GRANT EXECUTE ON FUNCTION retention.alter_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
+SELECT has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_alter_policy;
+REVOKE EXECUTE ON FUNCTION retention.alter_policy FROM upgrade_admin;
+DROP ROLE upgrade_admin;
+SELECT name, missing_sid FROM retention.policies ORDER BY name;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
   FROM pg_extension WHERE extname = 'pg_retention';
 SELECT count(*) AS ledger_entries, retention.verify_ledger() IS NULL AS intact FROM retention.ledger;
