@@ -225,6 +225,8 @@ unsafe fn single_expression(statements: *mut pg_sys::List) -> Result<(), String>
 
 /// Whether a raw expression tree holds a subquery.
 fn has_subquery(node: *mut pg_sys::Node) -> bool {
+    /// # Safety
+    /// `node` is null or a node of a raw parse tree, as `raw_expression_tree_walker` hands it.
     #[pg_guard]
     unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, context: *mut std::ffi::c_void) -> bool {
         if node.is_null() {
