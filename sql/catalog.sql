@@ -97,7 +97,7 @@ CREATE TABLE retention.recording_outcomes (
     reason      text,
     at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
-CREATE INDEX recording_outcomes_run_id_idx ON retention.recording_outcomes (run_id);
+CREATE INDEX recording_outcomes_run_id_key_idx ON retention.recording_outcomes (run_id, key COLLATE "C");
 CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
 COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped';
 
@@ -134,6 +134,7 @@ CREATE TABLE retention.ledger (
     hash      text NOT NULL
 );
 CREATE INDEX ledger_run_id_idx ON retention.ledger (((entry OPERATOR(pg_catalog.->>) 'run_id')::pg_catalog.int8));
+CREATE INDEX ledger_at_idx ON retention.ledger (at);
 COMMENT ON TABLE retention.ledger IS 'Tamper-evident record of every finished run, hash-chained; kept pg_retention.ledger_retention_days; check with retention.verify_ledger()';
 
 -- Presets removed (or renamed) here, so that a restore, whose CREATE EXTENSION makes every

@@ -136,7 +136,7 @@ CREATE TABLE retention.recording_outcomes (
     reason      text,
     at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
-CREATE INDEX recording_outcomes_run_id_idx ON retention.recording_outcomes (run_id);
+CREATE INDEX recording_outcomes_run_id_key_idx ON retention.recording_outcomes (run_id, key COLLATE "C");
 CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
 COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped';
 REVOKE ALL ON retention.recording_outcomes FROM PUBLIC;
@@ -197,6 +197,7 @@ CREATE TABLE retention.ledger (
     hash      text NOT NULL
 );
 CREATE INDEX ledger_run_id_idx ON retention.ledger (((entry OPERATOR(pg_catalog.->>) 'run_id')::pg_catalog.int8));
+CREATE INDEX ledger_at_idx ON retention.ledger (at);
 COMMENT ON TABLE retention.ledger IS 'Tamper-evident record of every finished run, hash-chained; kept pg_retention.ledger_retention_days; check with retention.verify_ledger()';
 REVOKE ALL ON retention.ledger_pending, retention.ledger FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger', '');

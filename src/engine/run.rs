@@ -398,15 +398,21 @@ impl Run {
         self.record.status = status;
         self.record.error = error;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let batched = committer.mode() == Mode::Batched;
         with_interrupts_held(|| {
-            with_snapshot(|| self.history.finish(&self.record));
+            with_snapshot(|| {
+                if self.record.tally.is_some() {
+                    self.record.outcomes_digest = self.history.outcomes_digest(&self.record);
+                }
+                self.history.finish(&self.record);
+                if batched {
+                    // Chained in this last transaction, which commits at once; a `SELECT` run's
+                    // entry waits for the next sealing (its caller's transaction may go on).
+                    self.history.seal_ledger();
+                }
+            });
             committer.commit();
         });
-        if committer.mode() == Mode::Batched {
-            // This run's entry is committed: chain it now, in a transaction of its own.
-            with_snapshot(|| self.history.seal_ledger());
-            committer.commit();
-        }
         self.lock.release();
         say!(LOG, "{}", self.record.log_line());
         self.record

@@ -15,7 +15,6 @@ use pgrx::JsonB;
 
 use crate::engine::xact::in_subtransaction;
 use crate::error::{self, say, spi};
-use super::outcomes::DIGEST;
 use crate::settings;
 use crate::statement::{execute, one};
 
@@ -36,7 +35,7 @@ fn append_sql() -> String {
                 'started_at', pg_catalog.to_char(pg_catalog.timezone('UTC', r.started_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
                 'finished_at', pg_catalog.to_char(pg_catalog.timezone('UTC', COALESCE(r.finished_at, pg_catalog.clock_timestamp())), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
                 'rows', r.rows_deleted, 'batches', r.batches, 'error', r.error, 'ran_by', r.username,
-                'details', r.details, 'recording_outcomes', {DIGEST})
+                'details', r.details)
        FROM retention.runs r WHERE "
     )
 }
@@ -74,6 +73,10 @@ pub fn append_interrupted(policy: Option<&str>) {
 /// is doing it (then it takes these too, or the next sealing does). Prunes entries older than
 /// `pg_retention.ledger_retention_days`. Logs the new head, an anchor to keep outside.
 pub fn seal() {
+    // Most calls find nothing to chain: then no subtransaction and no lock.
+    if one::<bool>("SELECT EXISTS (SELECT FROM retention.ledger_pending)", Vec::new) != Some(true) {
+        return;
+    }
     let sealed = in_subtransaction(|| {
         // Self-conflicting: one sealer at a time, and the chain order is the id order. Readers
         // (verify, SELECT) are not blocked.

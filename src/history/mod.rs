@@ -139,6 +139,8 @@ pub struct RunRecord {
     pub partitions: Vec<Value>,
     /// The legal holds in force, and the rows past the cutoff they kept when the run began.
     pub holds: Option<Held>,
+    /// Recording runs, at their end: how many outcomes they wrote, and their digest.
+    pub outcomes_digest: Option<(i64, String)>,
 }
 
 /// The legal holds a run kept rows for.
@@ -233,6 +235,7 @@ impl RunRecord {
             longest_transaction_ms: None,
             partitions: Vec::new(),
             holds: None,
+            outcomes_digest: None,
         }
     }
 
@@ -272,6 +275,9 @@ impl RunRecord {
         if let (false, Value::Object(map)) = (self.partitions.is_empty(), &mut details) {
             map.insert("partitions".into(), Value::Array(self.partitions.clone()));
         }
+        if let (Some((count, sha256)), Value::Object(map)) = (&self.outcomes_digest, &mut details) {
+            map.insert("recording_outcomes".into(), json!({ "count": count, "sha256": sha256 }));
+        }
         if let (Some(held), Value::Object(map)) = (&self.holds, &mut details) {
             map.insert("held".into(), json!(held.rows));
             map.insert("holds".into(), json!(held.names));
@@ -306,6 +312,7 @@ mod tests {
             longest_transaction_ms: None,
             partitions: Vec::new(),
             holds: None,
+            outcomes_digest: None,
         }
     }
 

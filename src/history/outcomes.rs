@@ -3,8 +3,11 @@
 //! committed together or not at all. Kept as long as the run history. Runs as the extension
 //! owner (see `store`).
 
+use pgrx::prelude::*;
+
+use crate::error::spi;
 use crate::settings;
-use crate::statement::execute;
+use crate::statement::{execute, one};
 
 /// What happened to one recording of a batch.
 pub struct Outcome {
@@ -50,12 +53,47 @@ pub fn prune() {
     );
 }
 
-/// A run's outcomes for its ledger entry: how many, and the SHA-256 of one line per outcome in
-/// key order (`key sid outcome http_status`), which anyone holding the rows can recompute.
-/// SQL over `runs r`, for `ledger`'s entry.
-pub const DIGEST: &str = "(SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.>) 0 THEN pg_catalog.jsonb_build_object(
-                'count', pg_catalog.count(*),
-                'sha256', pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.string_agg(
-                    o.key OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) COALESCE(o.sid, '') OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.outcome
-                    OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) COALESCE(o.http_status::pg_catalog.text, ''), E'\\n' ORDER BY o.key), 'UTF8')), 'hex')) END
-           FROM retention.recording_outcomes o WHERE o.run_id OPERATOR(pg_catalog.=) r.id)";
+/// Outcomes per chunk of a run's digest.
+const CHUNK: i64 = 1000;
+
+/// A run's outcomes for its record and ledger entry: how many, and their digest, computed a
+/// chunk at a time so that memory does not grow with the run. Each outcome is one line
+/// `key sid outcome http_status`; in key order (collation "C"), every 1,000 lines joined by
+/// newlines are hashed (SHA-256, hex), and the run's digest is the SHA-256 of those chunk
+/// hashes joined by newlines: anyone holding the rows can recompute it. None without outcomes.
+pub fn digest(run_id: i64) -> Option<(i64, String)> {
+    let mut chunks = Vec::new();
+    let (mut total, mut after) = (0, None::<String>);
+    loop {
+        let (rows, last, hash) = spi(Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT pg_catalog.count(*)::pg_catalog.int8, pg_catalog.max(c.key),
+                        pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.string_agg(c.line, E'\\n' ORDER BY c.key), 'UTF8')), 'hex')
+                   FROM (SELECT o.key COLLATE \"C\" AS key,
+                                o.key OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) COALESCE(o.sid, '') OPERATOR(pg_catalog.||) ' '
+                                OPERATOR(pg_catalog.||) o.outcome OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) COALESCE(o.http_status::pg_catalog.text, '') AS line
+                           FROM retention.recording_outcomes o
+                          WHERE o.run_id OPERATOR(pg_catalog.=) $1 AND ($2::pg_catalog.text IS NULL OR o.key COLLATE \"C\" OPERATOR(pg_catalog.>) $2::pg_catalog.text)
+                          ORDER BY o.key COLLATE \"C\" LIMIT $3) c",
+                Some(1),
+                &[run_id.into(), after.clone().into(), CHUNK.into()],
+            )?;
+            let row = rows.first();
+            Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<String>(2)?, row.get::<String>(3)?))
+        }));
+        if let Some(hash) = hash {
+            chunks.push(hash);
+        }
+        total += rows;
+        after = last;
+        if rows < CHUNK {
+            break;
+        }
+    }
+    if total == 0 {
+        return None;
+    }
+    let joined = chunks.join("\n");
+    let digest = one::<String>("SELECT pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to($1, 'UTF8')), 'hex')", || vec![joined.as_str().into()]);
+    digest.map(|digest| (total, digest))
+}

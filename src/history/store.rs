@@ -94,6 +94,12 @@ impl History {
         })
     }
 
+    /// The count and digest of a run's recording outcomes (see `outcomes::digest`).
+    pub fn outcomes_digest(&self, record: &RunRecord) -> Option<(i64, String)> {
+        let run_id = record.run_id?;
+        self.write(|| outcomes::digest(run_id))
+    }
+
     /// Writes a recording batch's outcomes for this run.
     pub fn record_outcomes(&self, record: &RunRecord, batch: Vec<Outcome>) {
         if let Some(run_id) = record.run_id {
