@@ -223,6 +223,14 @@ impl Run {
             let holder = lock::holder(policy.id).map(|pid| format!(" by backend pid {pid}")).unwrap_or_default();
             return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped"), &history)));
         };
+        if trigger == Trigger::Worker && policy.is_preset_without_its_table() {
+            lock.release();
+            let message = format!(
+                "retention policy \"{name}\": table {} does not exist in this database; the worker skips a preset whose table is not here",
+                policy.qualified_table()
+            );
+            return Begun::Skipped(Box::new(skip(record, message, &history)));
+        }
         let retain = policy.retain_for_run(retain);
         // Credentials are checked before any row is read.
         let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config())));

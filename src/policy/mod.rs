@@ -264,6 +264,15 @@ impl Policy {
         })
     }
 
+    /// A preset still pointing at its own table, in a database that does not have that table
+    /// (the Prisma tables in the voice engine's database, say): the worker skips it.
+    pub fn is_preset_without_its_table(&self) -> bool {
+        const PRESETS: [(&str, &str); 3] = [("expired_traces", "ConversationTrace"), ("old_agent_usage", "AgentUsage"), ("old_recordings", "voice_recordings")];
+        let own_table = PRESETS.iter().any(|(name, table)| self.name == *name && self.table_schema == "public" && self.table_name == *table);
+        own_table
+            && spi(Spi::get_one_with_args::<bool>("SELECT pg_catalog.to_regclass($1) IS NULL", &[self.qualified_table().as_str().into()])) == Some(true)
+    }
+
     /// The value for the reason column, when the policy marks rows and names one. The batch
     /// statements take it always (unused, and NULL, otherwise).
     pub fn reason(&self) -> Option<&str> {

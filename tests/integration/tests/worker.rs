@@ -129,6 +129,34 @@ fn run_now_runs_every_enabled_policy_and_a_failing_one_stops_no_other() {
 }
 
 #[test]
+fn a_preset_whose_table_is_not_in_this_database_is_skipped_without_a_warning() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
+    client
+        .batch_execute(
+            r#"DROP TABLE IF EXISTS "AgentUsage";
+               DELETE FROM retention.runs WHERE policy = 'old_agent_usage';
+               UPDATE retention.policies SET enabled = (name = 'old_agent_usage');"#,
+        )
+        .unwrap();
+    let log_start = server_log().len();
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    client.batch_execute("SELECT retention.run_worker_now()").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "old_agent_usage", "skipped") == 1));
+    assert_eq!(worker_runs(&mut client, "old_agent_usage", "failed"), 0, "not a failure");
+    let reason = count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'old_agent_usage' AND error LIKE '%does not exist in this database%'");
+    assert_eq!(reason, 1);
+    let log = server_log();
+    let warnings: Vec<&str> = log[log_start.min(log.len())..].lines().filter(|l| l.contains("WARNING") && l.contains("old_agent_usage")).collect();
+    assert!(warnings.is_empty(), "no WARNING for the skipped preset: {warnings:?}");
+    // Called by hand, the same preset still fails with the clear error: only the worker skips it.
+    let error = client.query_one("SELECT cleanup_old_agent_usage(90)", &[]).unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("does not exist"), "{error}");
+    reset_system(&mut client);
+    client.batch_execute("UPDATE retention.policies SET enabled = true").unwrap();
+}
+
+#[test]
 fn a_legal_hold_keeps_its_rows_through_the_worker() {
     let mut client = connect();
     set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
