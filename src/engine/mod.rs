@@ -66,7 +66,7 @@ pub fn backlog(name: &str) -> JsonB {
 /// `fromisoformat` rejects), whatever the session's DateStyle and TimeZone.
 fn timestamp_text(ts: TimestampWithTimeZone) -> String {
     spi(Spi::get_one_with_args::<String>(
-        "SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', $1), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')",
+        &format!("SELECT pg_catalog.to_char(pg_catalog.timezone('UTC', $1), {})", crate::history::UTC_TEXT),
         &[ts.into()],
     ))
     .unwrap_or_default()

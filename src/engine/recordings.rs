@@ -88,46 +88,36 @@ impl Run {
     /// Step 3: marks the rows whose SID Twilio confirmed (204 or 404), and records every row's
     /// outcome, in one transaction.
     pub(super) fn mark(&mut self, fetched: &Fetched, replies: &[Option<Reply>]) {
-        let (keys, sids): (Vec<String>, Vec<String>) = fetched
-            .keys
-            .iter()
-            .zip(&fetched.sids)
-            .zip(replies)
-            .filter(|(_, reply)| reply.as_ref().is_some_and(|r| r.answer.confirms_deletion()))
-            .map(|((key, sid), _)| (key.clone(), sid.clone().unwrap_or_default()))
-            .unzip();
         let mark_missing = self.policy.missing_sid == MissingSid::Mark;
-        let outcomes = fetched
-            .keys
-            .iter()
-            .zip(&fetched.sids)
-            .zip(replies)
-            .map(|((key, sid), reply)| row_outcome(key, sid, reply.as_ref(), mark_missing))
-            .collect();
-        self.history.record_outcomes(&self.record, outcomes);
-        if mark_missing {
-            let (keys, sids): (Vec<String>, Vec<Option<String>>) = fetched
-                .keys
-                .iter()
-                .zip(&fetched.sids)
-                .zip(replies)
-                .filter(|(_, reply)| reply.is_none())
-                .map(|((key, sid), _)| (key.clone(), sid.clone()))
-                .unzip();
-            if !keys.is_empty() {
-                let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
-                    unreachable!("a recording batch needs the recordings plan")
-                };
-                let (cutoff, reason) = (self.cutoff, self.policy.reason_column.as_ref().map(|_| NO_SID_REASON));
-                self.record.rows_deleted += as_table_owner(self.owner, || statements.mark_missing(cutoff, keys, sids, reason)) as i64;
+        let (mut confirmed_keys, mut confirmed_sids, mut missing_keys, mut missing_sids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut outcomes = Vec::with_capacity(fetched.keys.len());
+        for ((key, sid), reply) in fetched.keys.iter().zip(&fetched.sids).zip(replies) {
+            match reply {
+                Some(reply) if reply.answer.confirms_deletion() => {
+                    confirmed_keys.push(key.clone());
+                    confirmed_sids.push(sid.clone().unwrap_or_default());
+                }
+                // Never sent: no valid SID.
+                None if mark_missing => {
+                    missing_keys.push(key.clone());
+                    missing_sids.push(sid.clone());
+                }
+                _ => {}
             }
+            outcomes.push(row_outcome(key, sid, reply.as_ref(), mark_missing));
         }
-        if !keys.is_empty() {
-            let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
-                unreachable!("a recording batch needs the recordings plan")
-            };
-            let (cutoff, reason) = (self.cutoff, self.policy.reason());
-            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark(cutoff, keys, sids, reason)) as i64;
+        self.history.record_outcomes(&self.record, outcomes);
+        let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
+            unreachable!("a recording batch needs the recordings plan")
+        };
+        let cutoff = self.cutoff;
+        if !missing_keys.is_empty() {
+            let reason = self.policy.reason_column.as_ref().map(|_| NO_SID_REASON);
+            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark_missing(cutoff, missing_keys, missing_sids, reason)) as i64;
+        }
+        if !confirmed_keys.is_empty() {
+            let reason = self.policy.reason();
+            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark(cutoff, confirmed_keys, confirmed_sids, reason)) as i64;
         }
         self.record.batches += 1;
     }

@@ -224,24 +224,22 @@ impl Run {
             return Begun::Skipped(Box::new(skip(record, format!("retention policy \"{name}\" is already running{holder}; this run was skipped"), &history)));
         };
         if trigger == Trigger::Worker && policy.is_preset_without_its_table() {
-            lock.release();
             let message = format!(
                 "retention policy \"{name}\": table {} does not exist in this database; the worker skips a preset whose table is not here",
                 policy.qualified_table()
             );
-            return Begun::Skipped(Box::new(skip(record, message, &history)));
+            return skip_locked(lock, record, message, &history);
         }
         let retain = policy.retain_for_run(retain);
         // Credentials are checked before any row is read.
         let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config())));
         let target = policy.check_target(true, true);
         if target.citus.is_some() && citus::on_worker_node() {
-            lock.release();
             let message = format!(
                 "retention policy \"{name}\": {} is a Citus table and this is a Citus worker node; the coordinator runs its policies (a run here would reach the same shards); this run was skipped",
                 policy.qualified_table()
             );
-            return Begun::Skipped(Box::new(skip(record, message, &history)));
+            return skip_locked(lock, record, message, &history);
         }
         let holds = holds::active(&policy.name);
         let parts = Parts::new(&policy, &target).with_holds(&holds);
@@ -435,6 +433,12 @@ fn skip(mut record: RunRecord, message: String, history: &History) -> RunRecord 
     history.insert(&mut record, &store::this_backend());
     say!(LOG, "{}", record.log_line());
     record
+}
+
+/// Skips a run that already took its policy's lock: the lock goes first.
+fn skip_locked(lock: lock::PolicyLock, record: RunRecord, message: String, history: &History) -> Begun {
+    lock.release();
+    Begun::Skipped(Box::new(skip(record, message, history)))
 }
 
 /// Whether the policy is still there and enabled, as committed now.

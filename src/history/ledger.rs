@@ -6,8 +6,8 @@
 //! a time (the table lock below), each entry's `hash` the SHA-256 of the previous entry's hash
 //! and this entry's canonical JSON (jsonb's text form: keys sorted, no insignificant space):
 //! chaining at the run's end would make every run wait for the commit of any `SELECT` run
-//! still inside its caller's transaction. Sealing happens after a batched run's last commit,
-//! at the start of every batched run and worker pass, and in `verify_ledger()` and
+//! still inside its caller's transaction. Sealing happens in a batched run's last transaction
+//! (which commits at once), at the start of every batched run, and in `verify_ledger()` and
 //! `deletion_certificate()`. Everything here runs as the extension owner (see `store`).
 
 use pgrx::prelude::*;
@@ -15,6 +15,7 @@ use pgrx::JsonB;
 
 use crate::engine::xact::in_subtransaction;
 use crate::error::{self, say, spi};
+use super::UTC_TEXT;
 use crate::settings;
 use crate::statement::{execute, one};
 
@@ -24,6 +25,7 @@ const HASH: &str = "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(CO
 /// The pending entries of the runs `runs r` that the condition picks: each built from its
 /// history row, with its final counts and status.
 fn append_sql() -> String {
+    let utc = |time: &str| format!("pg_catalog.to_char(pg_catalog.timezone('UTC', {time}), {UTC_TEXT})");
     format!(
         "INSERT INTO retention.ledger_pending (run_id, entry)
      SELECT r.id, pg_catalog.jsonb_build_object(
@@ -31,33 +33,32 @@ fn append_sql() -> String {
                 'table', (SELECT pg_catalog.quote_ident(p.table_schema) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.table_name)
                             FROM retention.policies p WHERE p.name OPERATOR(pg_catalog.=) r.policy),
                 'status', r.status, 'trigger', r.trigger, 'mode', r.mode,
-                'cutoff', pg_catalog.to_char(pg_catalog.timezone('UTC', r.cutoff), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
-                'started_at', pg_catalog.to_char(pg_catalog.timezone('UTC', r.started_at), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
-                'finished_at', pg_catalog.to_char(pg_catalog.timezone('UTC', COALESCE(r.finished_at, pg_catalog.clock_timestamp())), 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'),
+                'cutoff', {}, 'started_at', {}, 'finished_at', {},
                 'rows', r.rows_deleted, 'batches', r.batches, 'error', r.error, 'ran_by', r.username,
                 'details', r.details)
-       FROM retention.runs r WHERE "
+       FROM retention.runs r WHERE ",
+        utc("r.cutoff"),
+        utc("r.started_at"),
+        utc("COALESCE(r.finished_at, pg_catalog.clock_timestamp())")
     )
 }
 
-/// Whether this database's SQL has the ledger: a run refused because the database is still at
-/// an older release's SQL (which has none) is recorded in the history all the same.
-fn installed() -> bool {
+/// Whether this database's SQL has the ledger. Every run passed the check that the SQL is this
+/// release's; only a run refused by it (recorded all the same) and the worker's start, which
+/// comes before it, can meet an older release's SQL, which has none.
+pub fn installed() -> bool {
     one::<bool>("SELECT pg_catalog.to_regclass('retention.ledger_pending') IS NOT NULL", Vec::new) == Some(true)
 }
 
 /// Writes the entry of run `run_id`, whose history row has its final counts and status.
 pub fn append(run_id: Option<i64>) {
-    let Some(run_id) = run_id.filter(|_| installed()) else { return };
+    let Some(run_id) = run_id else { return };
     execute(&format!("{} r.id OPERATOR(pg_catalog.=) $1 ON CONFLICT (run_id) DO NOTHING", append_sql()), || vec![run_id.into()]);
 }
 
 /// Writes the entries of runs marked `interrupted` for another session (their own ended
 /// before they could), unless they have one.
 pub fn append_interrupted(policy: Option<&str>) {
-    if !installed() {
-        return;
-    }
     execute(
         &format!(
             "{} r.status OPERATOR(pg_catalog.=) 'interrupted' AND ($1::pg_catalog.text IS NULL OR r.policy OPERATOR(pg_catalog.=) $1)

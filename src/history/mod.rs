@@ -23,6 +23,10 @@ pub struct Origin {
     pub application_name: Option<String>,
 }
 
+/// `to_char` format of a UTC time as the history and the ledger write it: ISO 8601, six
+/// fraction digits, `+00:00` (not `Z`, which Python 3.10's `fromisoformat` rejects).
+pub const UTC_TEXT: &str = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'";
+
 /// The worker's `backend_type` in `pg_stat_activity`.
 pub const WORKER_TYPE: &str = "pg_retention worker";
 

@@ -44,7 +44,7 @@ impl History {
         self.write(|| {
             insert_row(record, origin);
             // A failed run recorded out of band is finished; a running or skipped one is not.
-            if record.status == Status::Failed {
+            if record.status == Status::Failed && ledger::installed() {
                 ledger::append(record.run_id);
             }
         })
@@ -135,7 +135,9 @@ impl History {
                 ),
                 || vec![Status::Running.as_str().into(), Status::Interrupted.as_str().into()],
             );
-            ledger::append_interrupted(None);
+            if ledger::installed() {
+                ledger::append_interrupted(None);
+            }
         })
     }
 }
