@@ -169,3 +169,50 @@ pub fn server_log() -> String {
     let dir = std::env::var("PGHOST").expect("PGHOST must name the test server (run `make test`)");
     std::fs::read_to_string(format!("{dir}/server.log")).unwrap_or_default()
 }
+
+/// Another throwaway cluster beside the test server (`pgrx-config/cluster.sh`, same settings,
+/// a free port), stopped and removed when dropped.
+pub struct OtherCluster {
+    pub dir: String,
+    pub port: String,
+}
+
+const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pgrx-config/cluster.sh");
+
+impl OtherCluster {
+    /// A fresh cluster in the test server's directory + `-suffix`.
+    pub fn start(suffix: &str) -> OtherCluster {
+        let host = std::env::var("PGHOST").expect("PGHOST must name the test server (run `make test`)");
+        let dir = format!("{host}-{suffix}");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+        let _ = std::process::Command::new(CLUSTER_SCRIPT).args(["stop", &dir]).status();
+        let _ = std::fs::remove_dir_all(&dir);
+        let started = std::process::Command::new(CLUSTER_SCRIPT).args(["start", &dir, &port]).output().unwrap();
+        assert!(started.status.success(), "cluster in {dir}: {}", String::from_utf8_lossy(&started.stderr));
+        OtherCluster { dir, port }
+    }
+
+    /// A session to `dbname` of this cluster.
+    pub fn connect(&self, dbname: &str) -> Client {
+        let mut config = Config::new();
+        config.host(&self.dir).port(self.port.parse().unwrap()).user("postgres").dbname(dbname);
+        config.connect(NoTls).unwrap_or_else(|e| panic!("connect to {dbname} in {}: {e}", self.dir))
+    }
+
+    /// Its server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(format!("{}/server.log", self.dir)).unwrap_or_default()
+    }
+
+    /// Stops it (a fast shutdown); the directory stays until the value is dropped.
+    pub fn stop(&self) {
+        let _ = std::process::Command::new(CLUSTER_SCRIPT).args(["stop", &self.dir]).status();
+    }
+}
+
+impl Drop for OtherCluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

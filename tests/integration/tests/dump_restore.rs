@@ -3,7 +3,7 @@
 //! column by column, with no error from the presets that `CREATE EXTENSION` makes again; also
 //! from a database that came to this release by `ALTER EXTENSION ... UPDATE` from 0.2.0.
 
-use pg_retention_it::{as_server_owner, connect, connect_to, PG_BIN};
+use pg_retention_it::{as_server_owner, connect, connect_to, OtherCluster, PG_BIN};
 use postgres::Client;
 
 /// Every row of a retention table as JSON text, in id order (name order for removed presets).
@@ -154,22 +154,8 @@ fn pg_dumpall_into_a_new_cluster_reproduces_policies_and_history() {
     let dump = as_server_owner(&format!("{PG_BIN}/pg_dumpall"), &["-h", &host, "-p", &port, "-U", "postgres", "-f", &file]);
     assert!(dump.status.success(), "pg_dumpall: {}", String::from_utf8_lossy(&dump.stderr));
 
-    let other_dir = format!("{host}-dumpall");
-    let other_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let cluster = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pgrx-config/cluster.sh");
-    let _ = std::process::Command::new(cluster).args(["stop", &other_dir]).status();
-    let _ = std::fs::remove_dir_all(&other_dir);
-    let started = std::process::Command::new(cluster).args(["start", &other_dir, &other_port]).output().unwrap();
-    assert!(started.status.success(), "second cluster: {}", String::from_utf8_lossy(&started.stderr));
-    struct Stop(String, &'static str);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new(self.1).args(["stop", &self.0]).status();
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _stop = Stop(other_dir.clone(), cluster);
-    let load = as_server_owner(&format!("{PG_BIN}/psql"), &["-h", &other_dir, "-p", &other_port, "-U", "postgres", "-X", "-q", "-d", "postgres", "-f", &file]);
+    let other = OtherCluster::start("dumpall");
+    let load = as_server_owner(&format!("{PG_BIN}/psql"), &["-h", &other.dir, "-p", &other.port, "-U", "postgres", "-X", "-q", "-d", "postgres", "-f", &file]);
     let _ = std::fs::remove_file(&file);
     let errors: Vec<String> = String::from_utf8_lossy(&load.stderr)
         .lines()
@@ -179,9 +165,7 @@ fn pg_dumpall_into_a_new_cluster_reproduces_policies_and_history() {
         .collect();
     assert!(errors.iter().all(|e| !e.contains("retention")), "errors about retention: {errors:?}");
 
-    let mut config = postgres::Config::new();
-    config.host(&other_dir).port(other_port.parse().unwrap()).user("postgres").dbname("it_dumpall");
-    let mut restored = config.connect(postgres::NoTls).unwrap();
+    let mut restored = other.connect("it_dumpall");
     let (before, after) = (snapshot(&mut db), snapshot(&mut restored));
     for (i, table) in TABLES.iter().enumerate() {
         assert_eq!(before[i], after[i], "{table} after pg_dumpall | psql");
