@@ -6,6 +6,7 @@ use std::ffi::{CStr, CString};
 use pgrx::{pg_sys, GucContext, GucFlags, GucRegistry, GucSetting};
 
 use crate::limits::MAX_DAYS;
+use crate::worker::database_list;
 use crate::{schedule, twilio};
 
 /// Defaults of the string settings that are never unset: also what an empty value means.
@@ -55,7 +56,7 @@ pub static TWILIO_MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(3);
 /// Whether the background worker runs the enabled policies once a day. Off until a DBA says so.
 pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(false);
 
-/// The database whose policies the worker runs (one database per server).
+/// The databases whose policies the worker runs, comma-separated: one worker each.
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_DATABASE));
 
 /// The worker's time of day, `HH:MM`, in `pg_retention.timezone`.
@@ -159,13 +160,13 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
+    define_checked_string(
         c"pg_retention.database",
-        c"The database whose retention policies the background worker runs.",
-        c"The worker restarts to connect to a new value.",
+        c"The databases whose retention policies the background worker runs (comma-separated).",
+        c"One worker per database, started and stopped as the list changes on reload.",
         &DATABASE,
         GucContext::Sighup,
-        GucFlags::default(),
+        check_database_list,
     );
     define_checked_string(
         c"pg_retention.run_at",
@@ -368,6 +369,18 @@ unsafe extern "C-unwind" fn check_timezone(
     }
 }
 
+/// # Safety
+/// Called by Postgres as a string setting's check hook.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn check_database_list(
+    newval: *mut *mut std::ffi::c_char,
+    _extra: *mut *mut std::ffi::c_void,
+    _source: pg_sys::GucSource::Type,
+) -> bool {
+    // SAFETY: `newval` comes from Postgres' GUC machinery.
+    unsafe { check_with(newval, |v| if v.trim().is_empty() { Ok(()) } else { database_list::parse(v).map(|_| ()) }) }
+}
+
 /// A string setting as Rust text; empty counts as unset.
 pub fn text(setting: &GucSetting<Option<CString>>) -> Option<String> {
     setting.get().and_then(|s| s.into_string().ok()).filter(|s| !s.trim().is_empty())
@@ -382,9 +395,10 @@ pub fn twilio_base_url() -> String {
     text_or_default(&TWILIO_BASE_URL, DEFAULT_TWILIO_BASE_URL)
 }
 
-/// `pg_retention.database`.
-pub fn database() -> String {
-    text_or_default(&DATABASE, DEFAULT_DATABASE)
+/// `pg_retention.database`: the databases the worker serves, in the order listed. Its check
+/// hook refuses a list that does not parse.
+pub fn databases() -> Vec<String> {
+    database_list::parse(&text_or_default(&DATABASE, DEFAULT_DATABASE)).unwrap_or_default()
 }
 
 /// `pg_retention.timezone`.

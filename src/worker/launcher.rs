@@ -1,9 +1,11 @@
-//! The launcher: a background worker bound to no database. It starts the worker of
-//! `pg_retention.database` only while `pg_retention.worker_enabled` is on and that database
-//! exists, and starts it again when it exits. So a disabled worker never connects, and a
-//! missing database (dropped, or a typo) is said once in the log, not in a FATAL every few
-//! seconds.
+//! The launcher: a background worker bound to no database. It starts one worker for each
+//! database of `pg_retention.database` only while `pg_retention.worker_enabled` is on and that
+//! database exists, and starts it again when it exits. So a disabled worker never connects, and
+//! a missing database (dropped, or a typo) is said once in the log, not in a FATAL every few
+//! seconds. A worker whose database leaves the list (or that is disabled) stops itself at the
+//! reload, after the policy run it is in; until it has, no second worker starts for it.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker};
@@ -41,49 +43,66 @@ pub extern "C-unwind" fn pg_retention_launcher_main(_arg: pg_sys::Datum) {
     signals::install();
     // No database: the shared catalogs only, enough to look up pg_database.
     BackgroundWorker::connect_worker_to_spi(None, None);
-    let mut worker: Option<DynamicBackgroundWorker> = None;
-    let mut last_start: Option<Instant> = None;
-    let mut said_missing: Option<String> = None;
+    let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     while !shutdown_requested() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: what the postmaster's children do on SIGHUP, on the main thread.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        let running = worker.as_ref().is_some_and(|w| !matches!(w.pid(), Err(BackgroundWorkerStatus::Stopped)));
+        let wanted = if settings::WORKER_ENABLED.get() { settings::databases() } else { Vec::new() };
         let mut wait = MISSING_DATABASE_WAIT;
-        if !running && settings::WORKER_ENABLED.get() {
-            let database = settings::database();
-            match database_oid(&database) {
-                None => {
-                    if said_missing.as_deref() != Some(database.as_str()) {
-                        say!(LOG, "pg_retention launcher: database \"{database}\" does not exist; the worker starts when it does (or set pg_retention.database)");
-                        said_missing = Some(database);
-                    }
-                }
-                Some(oid) => {
-                    said_missing = None;
-                    let since = last_start.map_or(RESTART_DELAY, |t| t.elapsed());
-                    if since < RESTART_DELAY {
-                        wait = RESTART_DELAY - since;
-                    } else {
-                        worker = start_worker(oid, &database);
-                        last_start = Some(Instant::now());
-                        wait = RESTART_DELAY;
-                    }
-                }
-            }
+        for database in &wanted {
+            wait = wait.min(workers.entry(database.clone()).or_default().look_after(database));
         }
+        workers.retain(|database, worker| wanted.contains(database) || worker.running());
         if shutdown_requested() || !BackgroundWorker::wait_latch(Some(wait)) {
             break;
         }
     }
-    // The worker goes with its launcher, or a restarted launcher would start a second one.
-    if let Some(worker) = worker {
+    // The workers go with their launcher, or a restarted launcher would start second ones.
+    for worker in workers.into_values().filter_map(|w| w.handle) {
         let _ = worker.terminate().wait_for_shutdown();
     }
     // SAFETY: ends this background worker; non-zero so that the postmaster starts it again
     // after pg_terminate_backend (it does not during its own shutdown).
     unsafe { pg_sys::proc_exit(1) };
+}
+
+/// The launcher's view of one database's worker.
+#[derive(Default)]
+struct Worker {
+    handle: Option<DynamicBackgroundWorker>,
+    last_start: Option<Instant>,
+    said_missing: bool,
+}
+
+impl Worker {
+    fn running(&self) -> bool {
+        self.handle.as_ref().is_some_and(|w| !matches!(w.pid(), Err(BackgroundWorkerStatus::Stopped)))
+    }
+
+    /// Starts the worker of listed `database` if it is not running and may start; returns how
+    /// long until it should be looked at again.
+    fn look_after(&mut self, database: &str) -> Duration {
+        if self.running() {
+            return MISSING_DATABASE_WAIT;
+        }
+        let Some(oid) = database_oid(database) else {
+            if !self.said_missing {
+                say!(LOG, "pg_retention launcher: database \"{database}\" does not exist; its worker starts when it does (or set pg_retention.database)");
+                self.said_missing = true;
+            }
+            return MISSING_DATABASE_WAIT;
+        };
+        self.said_missing = false;
+        let since = self.last_start.map_or(RESTART_DELAY, |t| t.elapsed());
+        if since < RESTART_DELAY {
+            return RESTART_DELAY - since;
+        }
+        self.handle = start_worker(oid, database);
+        self.last_start = Some(Instant::now());
+        RESTART_DELAY
+    }
 }
 
 /// The database's oid, if it exists. A heap scan of pg_database, as the autovacuum launcher

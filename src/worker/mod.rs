@@ -1,9 +1,11 @@
 //! The background worker: once a day at `pg_retention.run_at` (in `pg_retention.timezone`) it
-//! runs every enabled policy of `pg_retention.database`, each as `run_batched` does, committing
-//! per batch. Never during recovery. The slot it last ran is kept in `retention.worker_state`,
+//! runs every enabled policy of its database (one worker per database of the
+//! `pg_retention.database` list), each as `run_batched` does, committing per batch. Never
+//! during recovery. The slot it last ran is kept in `retention.worker_state`,
 //! so a restart neither skips a night nor runs one twice. The launcher (`launcher.rs`) starts
 //! it; `signals.rs` makes a SIGTERM stop it promptly.
 
+pub(crate) mod database_list;
 mod launcher;
 mod requests;
 mod signals;
@@ -53,8 +55,8 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
                 say!(LOG, "pg_retention worker: pg_retention.worker_enabled is off; stopping");
                 break;
             }
-            if settings::database() != database {
-                say!(LOG, "pg_retention worker: pg_retention.database changed; the launcher starts a worker for it");
+            if !settings::databases().contains(&database) {
+                say!(LOG, "pg_retention worker: database \"{database}\" is no longer in pg_retention.database; stopping");
                 break;
             }
         }

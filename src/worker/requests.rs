@@ -8,9 +8,17 @@ use crate::error::{raise, say, spi};
 use crate::schedule;
 use crate::settings;
 
-/// The worker's next scheduled run, or None when it is off.
+/// This database's name, and whether the worker serves it.
+fn this_database() -> (String, bool) {
+    let here = spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")).unwrap_or_default();
+    let listed = settings::databases().contains(&here);
+    (here, listed)
+}
+
+/// The worker's next scheduled run in this database, or None when it is off or does not
+/// serve this database.
 pub fn next_run() -> Option<pgrx::datum::TimestampWithTimeZone> {
-    if !settings::WORKER_ENABLED.get() {
+    if !settings::WORKER_ENABLED.get() || !this_database().1 {
         return None;
     }
     let run_at = settings::run_at()?;
@@ -45,27 +53,29 @@ pub fn request_run_now() -> Option<i32> {
             Some("ALTER SYSTEM SET pg_retention.worker_enabled = on; SELECT pg_reload_conf();".into()),
         )
     }
-    let database = settings::database();
-    let here = spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")).unwrap_or_default();
-    if here != database {
+    let (here, listed) = this_database();
+    if !listed {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("the pg_retention worker runs the policies of database \"{database}\", not \"{here}\""),
-            Some("Call it there, or set pg_retention.database.".into()),
+            format!("database \"{here}\" is not in pg_retention.database, the databases whose policies the pg_retention worker runs"),
+            Some(format!("Add it: ALTER SYSTEM SET pg_retention.database = '{}, {here}'; SELECT pg_reload_conf();", settings::databases().join(", "))),
         )
     }
     // The worker's row and its bookkeeping table are the extension's: looked up and written with
-    // its owner's rights, so an operator needs only EXECUTE on this function.
-    let process = |backend_type: &str| {
+    // its owner's rights, so an operator needs only EXECUTE on this function. This database's
+    // worker; the launcher has no database.
+    let process = |backend_type: &str, in_this_database: bool| {
         crate::rights::as_extension_owner(|| {
             spi(Spi::get_one_with_args::<i32>(
-                "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity WHERE backend_type OPERATOR(pg_catalog.=) $1 LIMIT 1)",
-                &[backend_type.into()],
+                "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity
+                          WHERE backend_type OPERATOR(pg_catalog.=) $1
+                            AND (NOT $2 OR datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) LIMIT 1)",
+                &[backend_type.into(), in_this_database.into()],
             ))
         })
     };
-    let pid = process(WORKER_TYPE);
-    if pid.is_none() && process(LAUNCHER_TYPE).is_none() {
+    let pid = process(WORKER_TYPE, true);
+    if pid.is_none() && process(LAUNCHER_TYPE, false).is_none() {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "the pg_retention worker is not running".into(),

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{as_server_owner, connect, count, server_log, PG_BIN, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_for};
+use pg_retention_it::{as_server_owner, connect, count, server_log, OtherCluster, PG_BIN, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_for};
 use postgres::Client;
 
 /// ALTER SYSTEM each setting, reload, and wait until this session sees the change.
@@ -660,4 +660,102 @@ fn the_worker_removes_expired_partitions_and_the_dropper_drops_them() {
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_part"), 10, "the live rows kept");
     client.batch_execute("DROP TABLE it_worker_part; DELETE FROM retention.policies WHERE name = 'it_worker_part';").unwrap();
     reset_system(&mut client);
+}
+
+/// The worker of database `dbname`, if one runs.
+fn worker_pid_in(client: &mut Client, dbname: &str) -> Option<i32> {
+    client
+        .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_retention worker' AND datname = $1", &[&dbname])
+        .unwrap()
+        .map(|r| r.get(0))
+}
+
+/// Issue 14, items 1 and 2: `pg_retention.database` lists two databases (an app's and a voice
+/// engine's); each gets its own worker, which runs that database's policies on
+/// `run_worker_now()` and at `run_at`, and skips the presets whose tables that database does
+/// not have, with no failure and no WARNING. Taking a database off the list stops its worker.
+#[test]
+fn two_databases_each_get_a_worker_and_leaving_the_list_stops_one() {
+    let mut client = connect();
+    let databases = ["it_db_app", "it_db_voice"];
+    let mut sessions: Vec<Client> = databases
+        .iter()
+        .map(|db| {
+            client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+            client.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+            let mut session = pg_retention_it::connect_to(db);
+            session.batch_execute("CREATE EXTENSION pg_retention").unwrap();
+            table_with_policy(&mut session, "it_db_rows", 40, 2, 100, None);
+            session
+        })
+        .collect();
+    let log_start = server_log().len();
+    set_system(&mut client, &[("pg_retention.database", "it_db_app, it_db_voice"), ("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    assert!(wait_for(Duration::from_secs(15), || databases.iter().all(|db| worker_pid_in(&mut client, db).is_some())), "a worker in each database");
+    assert_eq!(worker_pid_in(&mut client, "postgres"), None, "none in a database not listed");
+
+    for (db, session) in databases.iter().zip(sessions.iter_mut()) {
+        let asked: i32 = session.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+        assert_eq!(Some(asked), worker_pid_in(&mut client, db), "run_worker_now() in {db} asks {db}'s worker");
+        assert!(wait_for(Duration::from_secs(20), || worker_runs(session, "it_db_rows", "succeeded") == 1), "{db}: the run");
+        assert_eq!(count(session, "SELECT count(*) FROM it_db_rows"), 2, "{db}: the expired rows went, the live stayed");
+        // The presets' tables are not in these databases: skipped, never failed.
+        assert!(wait_for(Duration::from_secs(10), || worker_runs(session, "old_agent_usage", "skipped") == 1), "{db}: preset skipped");
+        assert_eq!(count(session, "SELECT count(*) FROM retention.runs WHERE status = 'failed'"), 0, "{db}: no failed run");
+        let next: bool = session.query_one("SELECT bool_and(next_worker_run > now()) FROM retention.status", &[]).unwrap().get(0);
+        assert!(next, "{db}: next_worker_run is the worker's next slot");
+    }
+    let unlisted: i64 = count(&mut client, "SELECT count(next_worker_run) FROM retention.status");
+    assert_eq!(unlisted, 0, "a database not in the list has no next_worker_run");
+    let error = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("database \"postgres\" is not in pg_retention.database"), "{error}");
+
+    // At run_at: a minute ahead, both workers run their databases' new expired rows.
+    for session in sessions.iter_mut() {
+        session.batch_execute("INSERT INTO it_db_rows SELECT g, now() - interval '1 day' FROM generate_series(100, 129) g").unwrap();
+        assert!(wait_for(Duration::from_secs(10), || count(session, "SELECT count(*) FROM retention.worker_state WHERE last_slot IS NOT NULL") == 1));
+    }
+    let next_minute: String = client.query_one("SELECT to_char(timezone('UTC', now()) + interval '1 minute', 'HH24:MI')", &[]).unwrap().get(0);
+    set_system(&mut client, &[("pg_retention.run_at", &next_minute)]);
+    for (db, session) in databases.iter().zip(sessions.iter_mut()) {
+        assert!(wait_for(Duration::from_secs(130), || worker_runs(session, "it_db_rows", "succeeded") == 2), "{db}: the run at {next_minute} UTC");
+        assert_eq!(count(session, "SELECT count(*) FROM it_db_rows"), 2, "{db}: the new expired rows went at run_at");
+    }
+
+    // Off the list (reload): the voice database's worker stops; the app's runs on.
+    let app_worker = worker_pid_in(&mut client, "it_db_app");
+    set_system(&mut client, &[("pg_retention.database", "it_db_app")]);
+    assert!(wait_for(Duration::from_secs(15), || worker_pid_in(&mut client, "it_db_voice").is_none()), "the voice worker stops");
+    assert_eq!(worker_pid_in(&mut client, "it_db_app"), app_worker, "the app's worker is not restarted");
+    let voice = &mut sessions[1];
+    let error = voice.query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
+    assert!(error.as_db_error().unwrap().message().contains("\"it_db_voice\" is not in pg_retention.database"), "{error}");
+    assert_eq!(count(voice, "SELECT count(next_worker_run) FROM retention.status"), 0);
+
+    let log = server_log();
+    let warnings: Vec<&str> = log[log_start.min(log.len())..].lines().filter(|l| l.contains("WARNING")).collect();
+    assert!(warnings.is_empty(), "no WARNING from either worker: {warnings:?}");
+    drop(sessions);
+    reset_system(&mut client);
+    for db in databases {
+        client.batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)")).unwrap();
+    }
+}
+
+/// Issue 14, item 2: preloaded with the worker disabled (the default), a server starts, serves
+/// a database with the extension and stops without a single WARNING from pg_retention, and
+/// starts no worker.
+#[test]
+fn a_disabled_worker_says_nothing_at_start_up() {
+    let other = OtherCluster::start("quiet");
+    let mut session = other.connect("postgres");
+    session.batch_execute("CREATE EXTENSION pg_retention").unwrap();
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(worker_pid(&mut session), None, "disabled: no worker");
+    drop(session);
+    other.stop();
+    let log = other.log();
+    assert!(log.contains("database system is shut down"), "a whole start and stop: {log}");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING") || l.contains("FATAL") || l.contains("ERROR")).collect();
+    assert!(warnings.is_empty(), "nothing to warn about: {warnings:?}");
 }
