@@ -2,7 +2,7 @@
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 SUDO_FLAG := $(if $(filter 0,$(shell id -u)),,--sudo)
 
-.PHONY: setup install demo test unit pgtest regress integration bench
+.PHONY: setup install package demo test unit pgtest regress integration bench
 
 setup:
 	.ci/setup.sh
@@ -10,6 +10,10 @@ setup:
 # A release build into the PostgreSQL that PG_CONFIG names.
 install: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+
+# The Debian package: target/deb/postgresql-15-pg-retention_<version>_amd64.deb (see packaging/deb.sh).
+package: setup
+	packaging/deb.sh
 
 # Builds, installs, starts a throwaway cluster, loads sample data, runs the cleanups.
 demo:

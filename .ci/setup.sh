@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 
 PG_MAJOR=15
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+# Beyond the build: pg_cron and pg_partman, which the tests meet; dpkg-dev (in build-essential)
+# for `make package`; postgres_exporter and python3-venv for the tests of what the README
+# offers monitoring and applications.
 APT_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron postgresql-$PG_MAJOR-partman
-              libclang-dev clang pkg-config build-essential sudo)
+              libclang-dev clang pkg-config build-essential sudo prometheus-postgres-exporter python3-venv)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -5,6 +5,8 @@
 #   tests/one.sh regress [FILE ...]           SQL regression files by name (e.g. 03_batched); all without FILE
 #   tests/one.sh integration [SUITE [NAME]]   integration tests: a suite (sessions, recordings, worker,
 #                                             pg_cron, citus ...) and a test name filter; all without SUITE
+#   tests/one.sh package                      the Debian package: build, dpkg -i, CREATE EXTENSION, dpkg -r
+#                                             (leaves pg_retention uninstalled; the others reinstall it)
 # regress and integration build and install the extension and start a throwaway cluster first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +36,11 @@ integration)
         cargo test -p pg_retention_it -- --test-threads=1
     fi
     ;;
+package)
+    tests/package.sh
+    ;;
 *)
-    echo "tests/one.sh: unknown kind '$kind' (unit, pg, regress or integration)" >&2
+    echo "tests/one.sh: unknown kind '$kind' (unit, pg, regress, integration or package)" >&2
     exit 2
     ;;
 esac

@@ -15,6 +15,9 @@ exec > >(tee "$LOG") 2>&1
 
 echo "== unit tests and #[pg_test] (cargo pgrx test)"
 run_pg_tests
+
+echo "== the Debian package (make package, dpkg -i, CREATE EXTENSION, dpkg -r)"
+tests/package.sh
 install_extension
 start_cluster
 
