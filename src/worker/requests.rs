@@ -55,10 +55,11 @@ pub fn request_run_now() -> Option<i32> {
     }
     let (here, listed) = this_database();
     if !listed {
+        let with_here = format!("{}, {here}", settings::databases().join(", ")).replace('\'', "''");
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("database \"{here}\" is not in pg_retention.database, the databases whose policies the pg_retention worker runs"),
-            Some(format!("Add it: ALTER SYSTEM SET pg_retention.database = '{}, {here}'; SELECT pg_reload_conf();", settings::databases().join(", "))),
+            Some(format!("Add it: ALTER SYSTEM SET pg_retention.database = '{with_here}'; SELECT pg_reload_conf();")),
         )
     }
     // The worker's row and its bookkeeping table are the extension's: looked up and written with

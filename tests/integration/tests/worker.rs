@@ -709,6 +709,10 @@ fn two_databases_each_get_a_worker_and_leaving_the_list_stops_one() {
     assert_eq!(unlisted, 0, "a database not in the list has no next_worker_run");
     let error = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
     assert!(error.as_db_error().unwrap().message().contains("database \"postgres\" is not in pg_retention.database"), "{error}");
+    assert_eq!(
+        error.as_db_error().unwrap().hint(),
+        Some("Add it: ALTER SYSTEM SET pg_retention.database = 'it_db_app, it_db_voice, postgres'; SELECT pg_reload_conf();")
+    );
 
     // At run_at: a minute ahead, both workers run their databases' new expired rows.
     for session in sessions.iter_mut() {
