@@ -15,12 +15,14 @@ mod lock;
 mod partitions;
 mod plan;
 mod recordings;
+mod committer;
 mod run;
 mod sql;
 mod stride;
 pub mod xact;
 
-pub use run::{run, Committer};
+pub use committer::Committer;
+pub use run::run;
 
 /// Counts what a run would touch now: same predicate and cutoff rule, nothing changed.
 pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
