@@ -15,6 +15,7 @@ DEB=$(ls target/deb/postgresql-15-pg-retention_"$VERSION"_*.deb)
 LIBDIR=$($PG_CONFIG --pkglibdir)
 EXTDIR=$($PG_CONFIG --sharedir)/extension
 fail() { echo "package test: $*" >&2; exit 1; }
+no_files_left() { [ -z "$(ls "$LIBDIR" "$EXTDIR" | grep pg_retention || true)" ] || fail "$1"; }
 
 echo "== the package's contents"
 dpkg-deb -f "$DEB" Package Version Depends
@@ -30,7 +31,7 @@ if dpkg-query -W -f='${Status}' postgresql-15-pg-retention 2>/dev/null | grep -q
     as_root dpkg -r postgresql-15-pg-retention >/dev/null
 fi
 as_root rm -f "$LIBDIR/pg_retention.so" "$EXTDIR"/pg_retention.control "$EXTDIR"/pg_retention--*.sql
-[ -z "$(ls "$LIBDIR" "$EXTDIR" | grep pg_retention || true)" ] || fail "pg_retention files are left in $LIBDIR or $EXTDIR"
+no_files_left "pg_retention files are left in $LIBDIR or $EXTDIR"
 
 echo "== dpkg -i"
 as_root dpkg -i "$DEB"
@@ -59,5 +60,5 @@ pgrx-config/cluster.sh stop "$DIR"
 
 echo "== dpkg -r"
 as_root dpkg -r postgresql-15-pg-retention >/dev/null
-[ -z "$(ls "$LIBDIR" "$EXTDIR" | grep pg_retention || true)" ] || fail "dpkg -r left pg_retention files behind"
+no_files_left "dpkg -r left pg_retention files behind"
 echo "package test: passed"

@@ -26,6 +26,14 @@ pub fn connect_to(dbname: &str) -> Client {
     config.connect(NoTls).unwrap_or_else(|e| panic!("connect to database {dbname}: {e}"))
 }
 
+/// A session to database `name`, made anew (dropped first if a run left it), without the extension.
+pub fn fresh_database(name: &str) -> Client {
+    let mut admin = connect();
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    connect_to(name)
+}
+
 /// A new session; the extension exists once it returns.
 pub fn connect() -> Client {
     let mut client = config().connect(NoTls).expect("connect to the test server");
@@ -177,7 +185,8 @@ pub struct OtherCluster {
     pub port: String,
 }
 
-const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pgrx-config/cluster.sh");
+/// `pgrx-config/cluster.sh`: starts and stops the throwaway clusters.
+pub const CLUSTER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pgrx-config/cluster.sh");
 
 impl OtherCluster {
     /// A fresh cluster in the test server's directory + `-suffix`.

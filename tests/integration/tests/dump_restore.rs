@@ -3,7 +3,7 @@
 //! column by column, with no error from the presets that `CREATE EXTENSION` makes again; also
 //! from a database that came to this release by `ALTER EXTENSION ... UPDATE` from 0.2.0.
 
-use pg_retention_it::{as_server_owner, connect, connect_to, OtherCluster, PG_BIN};
+use pg_retention_it::{as_server_owner, connect, connect_to, fresh_database, OtherCluster, PG_BIN};
 use postgres::Client;
 
 /// Every row of a retention table as JSON text, in id order (name order for removed presets).
@@ -21,13 +21,6 @@ const TABLES: [&str; 4] = ["retention.policies", "retention.runs", "retention.re
 
 fn snapshot(client: &mut Client) -> Vec<Vec<String>> {
     TABLES.iter().map(|t| rows(client, t)).collect()
-}
-
-fn fresh_database(name: &str) -> Client {
-    let mut admin = connect();
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    connect_to(name)
 }
 
 /// A source database with an altered preset, a removed one, an untouched one, a custom policy

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use pg_retention_it::{connect, connect_to, count};
+use pg_retention_it::{connect, count, fresh_database};
 use postgres::Client;
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
 
@@ -71,10 +71,7 @@ fn a_commonmark_renderer_finds_every_heading() {
 /// A database like the apps' (the Prisma tables, indexed as the README says), with 10 expired
 /// and 4 live traces and 8 old and 3 recent usage rows.
 fn app_database(name: &str) -> Client {
-    let mut admin = connect();
-    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).unwrap();
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-    let mut db = connect_to(name);
+    let mut db = fresh_database(name);
     db.batch_execute(
         r#"CREATE EXTENSION pg_retention;
            CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, "conversationId" text NOT NULL,

@@ -513,8 +513,7 @@ fn a_fast_shutdown_during_a_worker_batch_is_prompt() {
     let asked = Instant::now();
     let stop = as_server_owner(&format!("{PG_BIN}/pg_ctl"), &["-D", &dir, "-m", "fast", "-t", "15", "-w", "stop"]);
     let took = asked.elapsed();
-    let cluster = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pgrx-config/cluster.sh");
-    let start = std::process::Command::new(cluster).args(["start", &dir, &port]).output().unwrap();
+    let start = std::process::Command::new(pg_retention_it::CLUSTER_SCRIPT).args(["start", &dir, &port]).output().unwrap();
     assert!(start.status.success(), "restart: {}", String::from_utf8_lossy(&start.stderr));
     assert!(stop.status.success(), "pg_ctl stop -m fast failed: {}", String::from_utf8_lossy(&stop.stdout));
     assert!(took < Duration::from_secs(10), "the fast shutdown took {took:?}");
@@ -681,9 +680,7 @@ fn two_databases_each_get_a_worker_and_leaving_the_list_stops_one() {
     let mut sessions: Vec<Client> = databases
         .iter()
         .map(|db| {
-            client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
-            client.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-            let mut session = pg_retention_it::connect_to(db);
+            let mut session = pg_retention_it::fresh_database(db);
             session.batch_execute("CREATE EXTENSION pg_retention").unwrap();
             table_with_policy(&mut session, "it_db_rows", 40, 2, 100, None);
             session
