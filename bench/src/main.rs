@@ -30,6 +30,8 @@ struct Scale {
     latency_ms: u64,
     traffic_seconds: u64,
     traffic_rate: u64,
+    /// Purges of the partitioned scenario under live traffic, their windows pooled.
+    traffic_rounds: u64,
     /// Rows of the partitioned scenario's table.
     partitioned_rows: i64,
     /// Rows of the Citus scenario's distributed table.
@@ -49,6 +51,7 @@ impl Scale {
             latency_ms: 50,
             traffic_seconds: 40,
             traffic_rate: 200,
+            traffic_rounds: 5,
             partitioned_rows: 1_000_000,
             citus_rows: 1_000_000,
             out: "bench/results.md".into(),
@@ -67,6 +70,7 @@ impl Scale {
                 "--latency-ms" => scale.latency_ms = number() as u64,
                 "--traffic-seconds" => scale.traffic_seconds = number() as u64,
                 "--traffic-rate" => scale.traffic_rate = number() as u64,
+                "--traffic-rounds" => scale.traffic_rounds = number().max(1) as u64,
                 "--partitioned-rows" => scale.partitioned_rows = number(),
                 "--citus-rows" => scale.citus_rows = number(),
                 "--out" => scale.out = value(),
@@ -80,6 +84,7 @@ impl Scale {
                         latency_ms: 5,
                         traffic_seconds: 3,
                         traffic_rate: 20,
+                        traffic_rounds: 2,
                         partitioned_rows: 20_000,
                         citus_rows: 20_000,
                         out: "target/bench-smoke.md".into(),
@@ -370,9 +375,9 @@ fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
     let traffic = "\\set g random(1, 100000)\n\
          INSERT INTO bench_live (id, payload, \"expiresAt\") VALUES (md5(random()::text), 'new trace', timezone('UTC', now()) + interval '90 days');\n\
          UPDATE bench_live SET payload = payload || '' WHERE id = 'ct_' || (:g * 2 + 1);\n";
-    let alone = traffic::pgbench(scale, "alone", traffic, None);
+    let alone = traffic::pgbench(scale, "alone", traffic, scale.traffic_seconds, None);
 
-    let (during, purge_seconds) = traffic::during_purge(scale, "during", traffic, "bench_live", 0.0);
+    let (during, purge_seconds) = traffic::during_purge(scale, "during", traffic, "CALL retention.run_batched('bench_live')", 0.0, scale.traffic_seconds);
     let deleted: i64 = one(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'bench_live' ORDER BY id DESC LIMIT 1");
     let new_deadlocks = deadlocks(&mut client) - deadlocks_before;
     let second_median = alone.second_p99(0.5);

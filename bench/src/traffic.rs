@@ -14,6 +14,8 @@ pub struct Traffic {
     pub p99: f64,
     pub count: usize,
     pub failed: i64,
+    /// Those latencies, sorted: purges' windows are pooled from them.
+    latencies: Vec<f64>,
     /// The p99 of each whole second of the run (all transactions), for comparing a window of
     /// about a second with windows of the same size.
     second_p99s: Vec<f64>,
@@ -23,9 +25,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted.get(((sorted.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
-/// A pgbench run of `traffic` at the scale's rate; with `window` (epoch seconds), its
-/// latencies are those of the transactions that started inside it.
-pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, window: Option<&dyn Fn() -> (f64, f64)>) -> Traffic {
+/// A pgbench run of `traffic` at the scale's rate for `seconds`; with `window` (epoch seconds),
+/// its latencies are those of the transactions that started inside it.
+pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, seconds: u64, window: Option<&dyn Fn() -> (f64, f64)>) -> Traffic {
     let dir = std::env::temp_dir().join(format!("pg_retention_bench_{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -34,7 +36,7 @@ pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, window: Option<&dyn Fn()
     let output = Command::new("/usr/lib/postgresql/15/bin/pgbench")
         .current_dir(&dir)
         .args(["-n", "-U", "postgres", "-c", "4", "-j", "2", "-l", "--log-prefix", "tx"])
-        .args(["-R", &scale.traffic_rate.to_string(), "-T", &scale.traffic_seconds.to_string(), "-f"])
+        .args(["-R", &scale.traffic_rate.to_string(), "-T", &seconds.to_string(), "-f"])
         .arg(&script)
         .arg(DATABASE)
         .output()
@@ -81,11 +83,25 @@ pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, window: Option<&dyn Fn()
             percentile(&second, 0.99)
         })
         .collect();
-    Traffic { p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99), count: latencies.len(), failed, second_p99s }
+    Traffic::of(latencies, failed, second_p99s)
 }
 
 
 impl Traffic {
+    fn of(latencies: Vec<f64>, failed: i64, second_p99s: Vec<f64>) -> Traffic {
+        let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+        Traffic { p50, p99, count: latencies.len(), failed, latencies, second_p99s }
+    }
+
+    /// The windows of several runs as one sample: a p99 of ~200 transactions is their third
+    /// worst, which a single stall of this machine moves; several purges give it a sample of
+    /// the size a p99 needs.
+    pub fn pooled(runs: &[Traffic]) -> Traffic {
+        let mut latencies: Vec<f64> = runs.iter().flat_map(|r| r.latencies.iter().copied()).collect();
+        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Traffic::of(latencies, runs.iter().map(|r| r.failed).sum(), Vec::new())
+    }
+
     /// The `q` quantile of the per-second p99s, and how many seconds there were.
     pub fn second_p99(&self, q: f64) -> f64 {
         let mut seconds = self.second_p99s.clone();
@@ -98,14 +114,14 @@ impl Traffic {
     }
 }
 
-/// pgbench while `CALL retention.run_batched(policy)` runs two seconds into it. The latencies
-/// are those of the transactions that started during the purge or in the `after` seconds that
-/// follow it. Returns them and the purge's duration in seconds.
-pub fn during_purge(scale: &Scale, tag: &str, traffic: &str, policy: &str, after: f64) -> (Traffic, f64) {
+/// pgbench for `seconds` while `purge` (SQL) runs two seconds into it. The latencies are those
+/// of the transactions that started during the purge or in the `after` seconds that follow it.
+/// Returns them and the purge's duration in seconds.
+pub fn during_purge(scale: &Scale, tag: &str, traffic: &str, purge: &str, after: f64, seconds: u64) -> (Traffic, f64) {
     let epoch = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let purge_window = Arc::new(Mutex::new((0.0, 0.0)));
     let recorded = purge_window.clone();
-    let call = format!("CALL retention.run_batched('{policy}')");
+    let call = purge.to_string();
     let purge = thread::spawn(move || {
         thread::sleep(Duration::from_secs(2));
         let mut purger = connect();
@@ -115,6 +131,6 @@ pub fn during_purge(scale: &Scale, tag: &str, traffic: &str, policy: &str, after
         seconds
     });
     let window = || *purge_window.lock().unwrap();
-    let during = pgbench(scale, tag, traffic, Some(&window));
+    let during = pgbench(scale, tag, traffic, seconds, Some(&window));
     (during, purge.join().unwrap())
 }

@@ -145,7 +145,7 @@ impl BatchPlan {
         }
     }
 
-    /// Whether the batch just done detached partitions for the dropper to drop.
+    /// Whether the run counted detached partitions for the dropper to drop; asking clears it.
     pub fn take_detached(&mut self) -> bool {
         match self {
             BatchPlan::Members(members) => members.take_detached(),

@@ -258,10 +258,6 @@ impl Run {
             }
         };
         committer.commit();
-        if self.plan.take_detached() {
-            // Between the commits of the worker no snapshot is active; starting the dropper reads.
-            with_snapshot(dropper::start);
-        }
         Ok(next)
     }
 
@@ -364,6 +360,12 @@ impl Run {
                 }
             });
             committer.commit();
+            if self.plan.take_detached() {
+                // Once the run is over, so that the dropper's file deletions do not compete with
+                // the run's own last batches (two busy processes stall live traffic on a small
+                // machine). Between the worker's commits no snapshot is active; starting it reads.
+                with_snapshot(dropper::start);
+            }
         });
         self.lock.release();
         say!(LOG, "{}", self.record.log_line());

@@ -1,6 +1,6 @@
 //! Dropping the partitions a batched run detached. The run notes each in
 //! `retention.detached_partitions` in the transaction that detaches it, marks the note ready
-//! once it has counted the partition's rows, and after that commit starts a short-lived
+//! once it has counted the partition's rows, and after the run's last commit starts a short-lived
 //! background worker, the dropper, which drops the ready ones one transaction each, as each
 //! table's owner, forgetting each note with its drop. A note outlives a crash: the next run of
 //! the same policy drops what its predecessor left, counted or not (it holds the policy's
@@ -34,8 +34,8 @@ pub fn ready(relid: pg_sys::Oid) {
     });
 }
 
-/// After the commit of a batch that counted detached partitions: starts the dropper for this database.
-/// With no background worker slot free, drops them here, in the run's next transaction.
+/// After the last commit of a run that counted detached partitions: starts the dropper for this
+/// database. With no background worker slot free, drops them here, in the transaction that follows.
 pub fn start() {
     // SAFETY: a plain read of this backend's database.
     let database = u32::from(unsafe { pg_sys::MyDatabaseId });

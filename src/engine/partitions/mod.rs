@@ -2,7 +2,7 @@
 //! per run (`tree`): a partition whose bounds prove every row past the cutoff is removed whole
 //! (`removal`, all of a run's removals in one short transaction); a partition whose bounds prove
 //! none is skipped; every other member is purged on its own, `ONLY` it, with the plan a plain
-//! table would get. `dropper` drops, after the commit, what a batched run detached.
+//! table would get. `dropper` drops, after the run, what a batched run detached.
 
 use std::collections::VecDeque;
 
@@ -69,13 +69,12 @@ pub struct Members {
     outcomes: Vec<Value>,
     /// A batched run only detaches partitions while it holds their parent's lock; it counts
     /// them in its next transaction and leaves their `DROP` (which frees their files: tens of
-    /// milliseconds for a few hundred megabytes) to the dropper, after that commit. In one
+    /// milliseconds for a few hundred megabytes) to the dropper, after the run. In one
     /// transaction they are counted and dropped at once.
     batched: bool,
     /// Partitions the last batch detached, not yet counted (and where `detach` archived them).
     uncounted: Vec<(Removal, Option<String>)>,
-    /// Partitions to drop were counted in the batch just done: the run starts the dropper
-    /// after the batch's commit.
+    /// Partitions to drop were counted: the run starts the dropper after its last commit.
     detached: bool,
     /// The run's cutoff: a partition holding rows a legal hold keeps is not removed whole.
     cutoff: TimestampWithTimeZone,
@@ -151,12 +150,12 @@ impl Members {
         }
     }
 
-    /// A batched run's plan: partitions are detached, then counted, then dropped after the commit.
+    /// A batched run's plan: partitions are detached, then counted, then dropped after the run.
     pub fn set_batched(&mut self) {
         self.batched = true;
     }
 
-    /// Whether the batch just done detached partitions for the dropper; asking clears it.
+    /// Whether the run counted detached partitions for the dropper; asking clears it.
     pub fn take_detached(&mut self) -> bool {
         std::mem::take(&mut self.detached)
     }

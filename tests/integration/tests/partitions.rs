@@ -239,3 +239,30 @@ fn what_a_crash_left_detached_is_dropped_by_the_next_run_and_nothing_else_is() {
         )
         .unwrap();
 }
+
+#[test]
+fn the_dropper_starts_once_the_run_is_over_not_while_it_goes_on() {
+    let mut setup = connect();
+    yearly_table(&mut setup, "it_part_after");
+    // 200 rows counted from the removed partitions, then the 10 expired rows of `later` one a
+    // batch at 50 rows/s: the run paces itself for four seconds after it counted them.
+    setup.batch_execute("SELECT retention.alter_policy('it_part_after', batch_size => 1, max_rows_per_second => 50)").unwrap();
+    let runner = std::thread::spawn(|| connect().batch_execute("CALL retention.run_batched('it_part_after')").unwrap());
+
+    let counted = "SELECT count(*) FROM retention.runs WHERE policy = 'it_part_after' AND status = 'running' AND rows_deleted >= 200";
+    assert!(wait_for(Duration::from_secs(10), || count(&mut setup, counted) == 1), "the run detached and counted both partitions");
+    std::thread::sleep(Duration::from_secs(1));
+    let running = "SELECT count(*) FROM retention.runs WHERE policy = 'it_part_after' AND status = 'running'";
+    assert_eq!(count(&mut setup, running), 1, "the run is still pacing its row batches");
+    let detached = "SELECT count(*) FROM pg_class WHERE relname IN ('it_part_after_2019', 'it_part_after_2020')";
+    assert_eq!(count(&mut setup, detached), 2, "nothing dropped while the run goes on");
+    let ready = "SELECT count(*) FROM retention.detached_partitions WHERE policy = 'it_part_after' AND ready";
+    assert_eq!(count(&mut setup, ready), 2, "both noted for the dropper, counted");
+    assert_eq!(count(&mut setup, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention dropper'"), 0, "no dropper yet");
+
+    runner.join().unwrap();
+    dropped_detached(&mut setup, "it_part_after");
+    assert_eq!(count(&mut setup, detached), 0, "dropped after the run");
+    assert_eq!(count(&mut setup, "SELECT rows_deleted FROM retention.runs WHERE policy = 'it_part_after' ORDER BY id DESC LIMIT 1"), 210);
+    assert_eq!(count(&mut setup, "SELECT count(*) FROM it_part_after"), 10, "every live row kept");
+}
