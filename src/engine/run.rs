@@ -339,7 +339,8 @@ impl Run {
     }
 
     /// Ends the run: the history row, committed, then the lock of a batched run (released
-    /// after the commit: while the lock is held, a `running` row is a live run), the log line.
+    /// after the commit: while the lock is held, a `running` row is a live run), the log line,
+    /// then the dropper for what the run detached.
     /// A cancel or shutdown that is pending (it may be what ended the run) waits until the end
     /// is recorded; otherwise the first statement that records it would raise it instead.
     fn end(mut self, status: Status, error: Option<String>, committer: &Committer) -> RunRecord {
@@ -360,15 +361,17 @@ impl Run {
                 }
             });
             committer.commit();
-            if self.plan.take_detached() {
-                // Once the run is over, so that the dropper's file deletions do not compete with
-                // the run's own last batches (two busy processes stall live traffic on a small
-                // machine). Between the worker's commits no snapshot is active; starting it reads.
-                with_snapshot(dropper::start);
-            }
         });
         self.lock.release();
         say!(LOG, "{}", self.record.log_line());
+        if self.plan.take_detached() {
+            // Once the run is over, so that the dropper's file deletions do not compete with the
+            // run's own last batches (two busy processes stall live traffic on a small machine).
+            // Not with interrupts held: without a worker slot the drops run here, and a lock
+            // wait must stay cancellable. Between the worker's commits no snapshot is active;
+            // starting it reads.
+            with_snapshot(dropper::start);
+        }
         self.record
     }
 }
