@@ -48,7 +48,9 @@ CREATE TABLE retention.detached_partitions (
     name        text NOT NULL, -- schema-qualified, quoted: dropped only while it still has this name
     policy      text NOT NULL,
     ready       boolean NOT NULL DEFAULT false, -- its rows counted by its run: the dropper may drop it
-    detached_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    detached_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    run_id      bigint, -- the run that detached it
+    kept        boolean NOT NULL DEFAULT false -- expired_partitions = 'detach': counted, never dropped
 );
 COMMENT ON TABLE retention.detached_partitions IS 'Partitions detached by a batched run, to be dropped by the dropper';
 
@@ -67,7 +69,8 @@ CREATE TABLE retention.runs (
     pid              integer NOT NULL DEFAULT pg_catalog.pg_backend_pid(),
     username         text NOT NULL DEFAULT CURRENT_USER,
     application_name text,
-    details          jsonb -- recordings: checked, deleted, failed, skipped, and failures by kind
+    details          jsonb, -- recordings: checked, deleted, failed, skipped, and failures by kind
+    target           text -- the table the run acted on, as its ledger entry names it
 );
 CREATE INDEX runs_policy_started_at_idx ON retention.runs (policy, started_at DESC);
 CREATE INDEX runs_started_at_idx ON retention.runs (started_at);
@@ -78,10 +81,18 @@ CREATE TABLE retention.worker_state (
     last_slot        timestamp,   -- the last scheduled run_at (wall clock, pg_retention.timezone) run
     last_started_at  timestamptz,
     last_finished_at timestamptz,
-    run_requested_at timestamptz, -- set by retention.run_worker_now()
     pid              integer
 );
 COMMENT ON TABLE retention.worker_state IS 'The background worker''s memory: which nightly slot it ran last';
+
+-- Asks of retention.run_worker_now(): rows that the worker takes (and deletes) when it starts
+-- the run they asked for. An insert, not an update of worker_state: a request left open in a
+-- transaction locks nothing the worker needs.
+CREATE TABLE retention.run_requests (
+    requested_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    requested_by text NOT NULL DEFAULT CURRENT_USER
+);
+COMMENT ON TABLE retention.run_requests IS 'Requests of retention.run_worker_now(), until the worker starts the run they ask for';
 
 
 -- One row per recording a run touched (src/history/outcomes.rs): written in the transaction
@@ -101,21 +112,23 @@ CREATE INDEX recording_outcomes_run_id_key_idx ON retention.recording_outcomes (
 CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
 COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped';
 
--- Legal holds (see src/policy/holds.rs): rows of a policy's table matching an active hold's
--- condition are kept by every run. Every hold is kept, released ones too. Written through
--- retention.add_hold() and retention.release_hold() only.
+-- Legal holds (see src/policy/holds.rs): rows of a table matching an active hold's condition
+-- are kept by every run of every policy on that table. Every hold is kept, released ones too.
+-- Written through retention.add_hold() and retention.release_hold() only.
 CREATE TABLE retention.holds (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    policy      text NOT NULL,
+    policy      text NOT NULL, -- the policy it was added through
     name        text NOT NULL,
-    condition   text NOT NULL,
+    condition   text NOT NULL, -- as written
     reason      text NOT NULL,
     created_by  text NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     released_by text,
-    released_at timestamptz
+    released_at timestamptz,
+    target      regclass, -- the table whose rows it keeps (NULL: a 0.6.0 hold whose table was gone at the update)
+    expression  text NOT NULL -- the condition as parsed when added, deparsed in fixed settings: what runs read
 );
-CREATE UNIQUE INDEX holds_active_name_idx ON retention.holds (policy, name) WHERE released_at IS NULL;
+CREATE UNIQUE INDEX holds_active_target_name_idx ON retention.holds (target, name) WHERE released_at IS NULL;
 COMMENT ON TABLE retention.holds IS 'Legal holds: rows matching an active hold are never touched by a run; every hold is kept';
 
 -- The deletion ledger (see src/history/ledger.rs): one entry per finished run, written in

@@ -12,7 +12,7 @@ VALUES ('old_recordings', 'public', 'voice_recordings', 'created_at', 'older_tha
 
 -- A trigger function cannot take a SET clause from pgrx; pin its search_path here.
 ALTER FUNCTION retention.policies_validate() SET search_path = pg_catalog, pg_temp;
-CREATE TRIGGER policies_validate BEFORE INSERT OR UPDATE ON retention.policies
+CREATE TRIGGER policies_validate BEFORE INSERT OR UPDATE OR DELETE ON retention.policies
     FOR EACH ROW EXECUTE FUNCTION retention.policies_validate();
 
 -- The presets' memory for dump and restore (see src/policy/restore.rs). A preset removed or

@@ -142,16 +142,23 @@ pub mod retention {
     }
 
     /// Validates every row written to `retention.policies`, however it is written, and stamps
-    /// `updated_at` on updates. The presets are inserted before this trigger exists (their
-    /// tables may not); an inserted row replaces a pristine preset of its name (a restore).
+    /// `updated_at` on updates; an update or delete needs the right to change the policy as it
+    /// stands (see `Policy::check_may_change`). The presets are inserted before this trigger
+    /// exists (their tables may not); an inserted row replaces a pristine preset of its name (a
+    /// restore).
     #[pg_trigger]
     fn policies_validate<'a>(
         trigger: &'a PgTrigger<'a>,
     ) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
-        let Some(new) = trigger.new() else {
-            return Ok(None);
-        };
         crate::version::check_installed_sql();
+        if let Some(old) = trigger.old() {
+            let verb = if trigger.new().is_some() { "alter" } else { "drop" };
+            Policy::from_row(&old.into_owned()).check_may_change(verb);
+        }
+        let Some(new) = trigger.new() else {
+            // A delete goes on with the row it was given.
+            return Ok(trigger.old().map(|old| old.into_owned()));
+        };
         let mut new = new.into_owned();
         let policy = Policy::from_row(&new);
         // On update, the table is checked again only if what names it changed.

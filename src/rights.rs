@@ -2,8 +2,8 @@
 //! maintenance (VACUUM, ANALYZE, REINDEX) does it, so triggers, row-level security and
 //! privileges apply as they would to the owner and no role gains a right through a run. On the
 //! extension's own tables (the run history): the extension owner's, so that the caller needs
-//! no right to write them. Either way in a security-restricted operation, with `search_path`
-//! pinned to `pg_catalog, pg_temp`.
+//! no right to write them. Either way in a security-restricted operation, in the fixed settings
+//! below, whatever the session (or `ALTER DATABASE ... SET`) chose.
 
 use std::ffi::CStr;
 
@@ -11,6 +11,27 @@ use pgrx::prelude::*;
 
 /// The search path of every statement on a target table: nothing a user can create is found.
 const PINNED_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
+
+/// The settings every statement of a run (and a preview, and a hold's parse) is read and run
+/// in, so that a session's or a database's settings cannot change what a hold's condition, a
+/// literal or a comparison means: how string literals read backslashes, the zone and style of
+/// dates and intervals, whether `x = NULL` means `x IS NULL`, how arrays read `NULL`, the
+/// text-search configuration of one-argument calls.
+pub const FIXED_SETTINGS: [(&CStr, &CStr); 8] = [
+    (c"search_path", PINNED_SEARCH_PATH),
+    (c"standard_conforming_strings", c"on"),
+    (c"TimeZone", c"UTC"),
+    (c"DateStyle", c"ISO, YMD"),
+    (c"IntervalStyle", c"postgres"),
+    (c"transform_null_equals", c"off"),
+    (c"array_nulls", c"on"),
+    (c"default_text_search_config", c"pg_catalog.simple"),
+];
+
+/// Runs `work` in `FIXED_SETTINGS`, restored after it (or by the abort of an error).
+pub fn in_fixed_settings<R>(work: impl FnOnce() -> R) -> R {
+    crate::engine::xact::with_settings(&FIXED_SETTINGS, work)
+}
 
 /// Runs `work` as `owner` of a policy's table.
 pub fn as_table_owner<R>(owner: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
@@ -46,28 +67,34 @@ pub fn as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(role, saved_context | pg_sys::SECURITY_RESTRICTED_OPERATION as i32);
     }
-    // search_path for `work` only, at a GUC nest level of its own.
-    let result = crate::engine::xact::with_settings(&[(c"search_path", PINNED_SEARCH_PATH)], work);
+    // The fixed settings for `work` only, at a GUC nest level of its own.
+    let result = in_fixed_settings(work);
     // SAFETY: restores the user and security context read above.
     unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
     result
 }
 
-/// Pins `search_path` for the rest of the session: the background worker's. (A `CALL` cannot
-/// do the same for its caller's session: a value restored in a transaction that then aborts
-/// would not stay restored. Its statements qualify every operator instead.)
-pub fn pin_session_search_path() {
-    // SAFETY: what `SET search_path` does; its check hook only parses the list.
-    unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            PINNED_SEARCH_PATH.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            0,
-            false,
-        );
+/// Pins the fixed settings for the rest of a background worker's session, and the two that
+/// would stop or change every run a database owner's `ALTER DATABASE ... SET` could otherwise
+/// give it: read-only transactions, and an isolation level other than the read committed each
+/// batch is written for. (A `CALL` cannot do the same for its caller's session: a value
+/// restored in a transaction that then aborts would not stay restored. Its statements qualify
+/// every operator instead, and `as_role` fixes the settings around each.)
+pub fn pin_worker_session() {
+    let session = [(c"default_transaction_read_only", c"off"), (c"default_transaction_isolation", c"read committed")];
+    for (name, value) in FIXED_SETTINGS.iter().chain(session.iter()) {
+        // SAFETY: what `SET name = value` does; the values are ours, checked by each setting's hook.
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SET,
+                true,
+                0,
+                false,
+            );
+        }
     }
 }

@@ -79,6 +79,14 @@ pub static PARTITION_LOCK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(1
 /// a 429 carries no `Retry-After`, at a tenth of it.
 pub static TWILIO_MAX_BACKOFF_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
+/// How many recordings in a row may end rate-limited (still 429 after every attempt) before a
+/// run stops `failed` and leaves the rest for the next run (0: no limit).
+pub static TWILIO_MAX_RATE_LIMITED: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+/// The longest a batched run (`CALL`, the worker) goes on, in seconds, before it stops
+/// `failed` between batches and leaves the rest for the next run (0: no limit).
+pub static MAX_RUN_DURATION_S: GucSetting<i32> = GucSetting::<i32>::new(12 * 3600);
+
 pub fn init() {
     DEFINING.store(true, std::sync::atomic::Ordering::Relaxed);
     GucRegistry::define_int_guc(
@@ -190,6 +198,7 @@ pub fn init() {
         (c"pg_retention.twilio_concurrency", &TWILIO_CONCURRENCY, c"Twilio calls in flight at once.", 1, 64),
         (c"pg_retention.twilio_max_attempts", &TWILIO_MAX_ATTEMPTS, c"Attempts per recording when Twilio answers 429.", 1, 10),
         (c"pg_retention.twilio_max_backoff_ms", &TWILIO_MAX_BACKOFF_MS, c"Cap on a wait after a 429, in milliseconds.", 0, 600_000),
+        (c"pg_retention.twilio_max_rate_limited", &TWILIO_MAX_RATE_LIMITED, c"Recordings in a row still rate-limited after which a run stops (0: no limit).", 0, 1_000_000),
     ] {
         GucRegistry::define_int_guc(name, description, c"", setting, min, max, GucContext::Suset, GucFlags::default());
     }
@@ -212,6 +221,16 @@ pub fn init() {
         600_000,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_retention.max_run_duration",
+        c"How long a batched run may go on before it stops failed and leaves the rest (0: no limit).",
+        c"Checked between batches and before each Twilio call; a run in one transaction is bounded by statement_timeout instead.",
+        &MAX_RUN_DURATION_S,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     DEFINING.store(false, std::sync::atomic::Ordering::Relaxed);
 }

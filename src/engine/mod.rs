@@ -27,9 +27,13 @@ pub use run::run;
 /// Counts what a run would touch now: same predicate and cutoff rule, nothing changed.
 pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
     let policy = Policy::load(name);
+    let chosen_retain = retain.is_some();
     let retain = policy.retain_for_run(retain);
     let target = policy.check_target(true, false);
-    let holds = crate::policy::holds::active(&policy.name);
+    if chosen_retain {
+        check_may_read(&policy, &target, name);
+    }
+    let holds = crate::policy::holds::active(&policy.name, target.relid);
     let parts = sql::Parts::new(&policy, &target).with_holds(&holds);
     let cutoff = crate::policy::cutoff(retain);
     let mut result = crate::rights::as_table_owner(target.owner, || {
@@ -54,6 +58,20 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
     result["cutoff"] = json!(timestamp_text(cutoff));
     result["batch_size"] = json!(policy.batch_size);
     JsonB(result)
+}
+
+/// A preview at a cutoff of the caller's choosing counts rows at any age it likes: asked again
+/// and again, it would tell every timestamp of the table. So it needs the right to read the
+/// table (SELECT on it, which a member of its owner has); the policy's own cutoff needs none.
+fn check_may_read(policy: &Policy, target: &crate::policy::Target, name: &str) {
+    let may = spi(pgrx::Spi::get_one_with_args::<bool>("SELECT pg_catalog.has_table_privilege($1, 'SELECT')", &[target.relid.into()]));
+    if may != Some(true) {
+        crate::error::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("retention policy \"{name}\": a preview at a retain interval other than the policy's needs SELECT on {}", policy.qualified_table()),
+            Some(format!("SELECT retention.preview('{}') previews the policy's own interval without it.", name.replace('\'', "''"))),
+        )
+    }
 }
 
 /// A policy's backlog for the status view: its preview, or the error that stops it.

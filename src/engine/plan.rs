@@ -139,9 +139,9 @@ impl BatchPlan {
     }
 
     /// A batched run's plan: partitions are detached, counted after, dropped by the dropper.
-    pub fn set_batched(&mut self) {
+    pub fn set_batched(&mut self, run_id: Option<i64>) {
         if let BatchPlan::Members(members) = self {
-            members.set_batched();
+            members.set_batched(run_id);
         }
     }
 

@@ -35,22 +35,13 @@ impl Run {
     /// Step 2: the Twilio calls. Touches no Postgres API: the calls run on
     /// helper threads while this thread waits, watching for a cancel or shutdown request.
     /// Rows with no valid SID are never sent.
+    /// When a bound of the run (`twilio::Bounds`) stopped the calls early, the answers cover
+    /// only the rows before the first one not sent: the rest is left for the next run, and
+    /// `bound` says why.
     pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Reply>>, Halt> {
         let policy = &self.policy.name;
         let tally = self.record.tally.get_or_insert_with(Tally::default);
-        let mut to_send = Vec::new();
-        for (key, sid) in fetched.keys.iter().zip(&fetched.sids) {
-            match sid {
-                Some(sid) if twilio::is_recording_sid(sid) => to_send.push(sid.clone()),
-                _ => {
-                    if tally.skipped < ROWS_LOGGED_PER_RUN {
-                        let shown: String = sid.as_deref().unwrap_or("NULL").chars().take(40).collect();
-                        say!(LOG, "pg_retention: policy \"{policy}\": row {key} skipped, its recording SID {shown:?} is not RE + 32 hex digits");
-                    }
-                    tally.skip();
-                }
-            }
-        }
+        let to_send: Vec<String> = fetched.sids.iter().flatten().filter(|sid| twilio::is_recording_sid(sid)).cloned().collect();
         let Some(client) = self.twilio.as_ref() else {
             raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: a recording run without a Twilio client".into(), None)
         };
@@ -63,13 +54,25 @@ impl Run {
         if let Some(Some(Reply { answer: Answer::Refused(status), .. })) = answers.iter().find(|a| matches!(a, Some(Reply { answer: Answer::Refused(_), .. }))) {
             return Err(Halt::Refused(*status));
         }
+        let unsent = if client.bound_reached().is_some() { answers.iter().rev().take_while(|a| a.is_none()).count() } else { 0 };
+        self.bound = client.bound_reached().filter(|_| unsent > 0);
+        let mut unsent_left = answers.len() - unsent;
         let mut sent = answers.into_iter();
         let mut per_row = Vec::with_capacity(fetched.keys.len());
         for (key, sid) in fetched.keys.iter().zip(&fetched.sids) {
             if !sid.as_deref().is_some_and(twilio::is_recording_sid) {
+                if tally.skipped < ROWS_LOGGED_PER_RUN {
+                    let shown: String = sid.as_deref().unwrap_or("NULL").chars().take(40).collect();
+                    say!(LOG, "pg_retention: policy \"{policy}\": row {key} skipped, its recording SID {shown:?} is not RE + 32 hex digits");
+                }
+                tally.skip();
                 per_row.push(None);
                 continue;
             }
+            if unsent_left == 0 {
+                break; // a bound stopped the calls: this row and the rest wait for the next run
+            }
+            unsent_left -= 1;
             let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None });
             if let Answer::BadRequest(status, body) = &reply.answer {
                 if tally.failures[4] < ROWS_LOGGED_PER_RUN {
@@ -140,12 +143,15 @@ fn row_outcome(key: &str, sid: &Option<String>, reply: Option<&Reply>, mark_miss
     Outcome { key: key.to_string(), sid: sid.clone(), outcome, http_status, request_id, reason }
 }
 
-/// Why a batch's Twilio calls ended early.
+/// Why a run stops before its work is done, other than an error.
 pub(super) enum Halt {
     /// 401/403: the run stops.
     Refused(u16),
     /// A cancel, terminate or shutdown request arrived while calls were in flight.
     Stopped,
+    /// A bound of the run was reached (`pg_retention.twilio_max_rate_limited`,
+    /// `pg_retention.max_run_duration`): what was confirmed is marked, the rest left.
+    Bound(twilio::BoundReached),
 }
 
 impl Halt {
@@ -153,6 +159,13 @@ impl Halt {
         match self {
             Halt::Refused(status) => refused_text(*status),
             Halt::Stopped => "stopped by a cancel or shutdown request while Twilio calls were in flight; no row of this batch was marked".into(),
+            Halt::Bound(twilio::BoundReached::RateLimited(n)) => format!(
+                "Twilio answered 429 (rate limited) to {n} recordings in a row, each after every attempt allowed; the run stopped at pg_retention.twilio_max_rate_limited and left the rest for the next run"
+            ),
+            Halt::Bound(twilio::BoundReached::Deadline) => format!(
+                "the run reached pg_retention.max_run_duration ({} s); it stopped and left the rest for the next run",
+                settings::MAX_RUN_DURATION_S.get()
+            ),
         }
     }
 
@@ -160,6 +173,11 @@ impl Halt {
     pub(super) fn raise(self) -> ! {
         match self {
             Halt::Refused(status) => refused_error(status),
+            Halt::Bound(_) => raise(
+                PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+                self.message(),
+                Some("What Twilio confirmed is marked. Raise the setting, or let the next run go on from here.".into()),
+            ),
             Halt::Stopped => {
                 // A cancel or terminate raises its own error here; a worker's shutdown does not.
                 pgrx::check_for_interrupts!();
@@ -183,7 +201,7 @@ fn refused_error(status: u16) -> ! {
     )
 }
 
-pub(super) fn twilio_config() -> twilio::ClientConfig {
+pub(super) fn twilio_config(bounds: twilio::Bounds) -> twilio::ClientConfig {
     let missing = |setting: &str, what: &str| -> ! {
         invalid(
             format!("{setting} is not set: {what}"),
@@ -232,5 +250,6 @@ pub(super) fn twilio_config() -> twilio::ClientConfig {
             default_backoff: max_backoff / 10,
             max_backoff,
         },
+        bounds,
     }
 }

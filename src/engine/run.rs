@@ -59,6 +59,10 @@ pub(super) struct Run {
     lock: lock::PolicyLock,
     pub(super) history: History,
     started: Instant,
+    /// A batched run stops between batches once past it (`pg_retention.max_run_duration`).
+    deadline: Option<Instant>,
+    /// A bound that cut the last recording batch short (see `recordings`).
+    pub(super) bound: Option<twilio::BoundReached>,
 }
 
 /// What follows a batch.
@@ -151,6 +155,9 @@ fn drive(name: &str, retain: Option<Interval>, trigger: Trigger, committer: &Com
         if shutdown_requested() {
             return run.interrupted(committer);
         }
+        if run.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            run.fail(Stop::Halt(Halt::Bound(twilio::BoundReached::Deadline)), committer);
+        }
     }
     run.end(Status::Succeeded, None, committer)
 }
@@ -177,8 +184,11 @@ impl Run {
             return skip_locked(lock, record, message, &history);
         }
         let retain = policy.retain_for_run(retain);
+        let max_duration = crate::settings::MAX_RUN_DURATION_S.get();
+        let deadline = (mode == Mode::Batched && max_duration > 0).then(|| Instant::now() + Duration::from_secs(max_duration as u64));
+        let bounds = twilio::Bounds { max_rate_limited: crate::settings::TWILIO_MAX_RATE_LIMITED.get().max(0) as usize, deadline };
         // Credentials are checked before any row is read.
-        let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config())));
+        let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config(bounds))));
         let target = policy.check_target(true, true);
         if target.citus.is_some() && citus::on_worker_node() {
             let message = format!(
@@ -187,7 +197,7 @@ impl Run {
             );
             return skip_locked(lock, record, message, &history);
         }
-        let holds = holds::active(&policy.name);
+        let holds = holds::active(&policy.name, target.relid);
         let parts = Parts::new(&policy, &target).with_holds(&holds);
         history.prune();
         history.mark_interrupted(name);
@@ -197,17 +207,23 @@ impl Run {
         }
         let cutoff = policy::cutoff(retain);
         record.cutoff = Some(timestamp_text(cutoff));
+        for (rows, outcome) in dropper::count_uncounted(name) {
+            record.rows_deleted += rows;
+            record.partitions.push(outcome);
+        }
         dropper::drop_leftovers(name);
         if !holds.is_empty() {
             let rows = as_table_owner(target.owner, || sql::held(&parts, cutoff, None));
             record.holds = Some(Held { names: holds.iter().map(|h| h.name.clone()).collect(), rows });
         }
         let mut plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
-        if mode == Mode::Batched {
-            plan.set_batched();
-        }
+        record.target = Some(policy.qualified_table());
         history.insert(&mut record, &store::this_backend());
-        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, lock, history, started: Instant::now() }))
+        if mode == Mode::Batched {
+            plan.set_batched(record.run_id);
+        }
+        let started = Instant::now();
+        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, lock, history, started, deadline, bound: None }))
     }
 
     pub(super) fn batch_size(&self) -> i64 {
@@ -291,6 +307,10 @@ impl Run {
             })
             .map_err(Stop::Error)?;
         committer.commit();
+        // What Twilio confirmed is marked and committed; the rows a bound left unsent wait.
+        if let Some(bound) = self.bound.take() {
+            return Err(Stop::Halt(Halt::Bound(bound)));
+        }
         Ok(next)
     }
 
@@ -400,12 +420,22 @@ fn still_enabled(policy_id: i32) -> bool {
     )) == Some(true)
 }
 
-/// Who started this run. pg_cron's job workers say so in backend_type, its libpq
-/// sessions in application_name.
+/// Who started this run. pg_cron's job workers say so in backend_type; its libpq sessions
+/// call themselves `pg_cron`, as any client can, so they count only when pg_cron's run log in
+/// this database (`cron.job_run_details`, written by its launcher before it sends the job's
+/// command) has an unfinished run on this backend.
 fn caller_trigger() -> Trigger {
     let (backend_type, application_name) = spi(Spi::get_two::<String, String>(
         "SELECT a.backend_type, pg_catalog.current_setting('application_name')
            FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a",
     ));
-    Trigger::detect(backend_type.as_deref().unwrap_or(""), application_name.as_deref().unwrap_or(""))
+    let cron_job_here = application_name.as_deref() == Some("pg_cron")
+        && crate::rights::as_extension_owner(|| {
+            spi(Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('cron.job_run_details') IS NOT NULL")) == Some(true)
+                && spi(Spi::get_one::<bool>(
+                    "SELECT EXISTS (SELECT FROM cron.job_run_details
+                                     WHERE job_pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND end_time IS NULL)",
+                )) == Some(true)
+        });
+    Trigger::detect(backend_type.as_deref().unwrap_or(""), cron_job_here)
 }

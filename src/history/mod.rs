@@ -49,11 +49,13 @@ impl Trigger {
     }
 
     /// pg_cron runs a job in a background worker of type `pg_cron`
-    /// (`cron.use_background_workers = on`) or over libpq as `application_name = 'pg_cron'`.
-    pub fn detect(backend_type: &str, application_name: &str) -> Self {
+    /// (`cron.use_background_workers = on`), which no client can be, or over libpq, where
+    /// `application_name = 'pg_cron'` proves nothing (any client may set it): there it counts
+    /// only when pg_cron's own run log names this backend as a job's (`cron_job_here`).
+    pub fn detect(backend_type: &str, cron_job_here: bool) -> Self {
         if backend_type == WORKER_TYPE {
             Trigger::Worker
-        } else if backend_type == "pg_cron" || application_name == "pg_cron" {
+        } else if backend_type == "pg_cron" || cron_job_here {
             Trigger::PgCron
         } else {
             Trigger::Sql
@@ -125,6 +127,9 @@ impl Status {
 pub struct RunRecord {
     pub run_id: Option<i64>,
     pub policy: String,
+    /// The table the run acted on (schema-qualified, quoted), once its policy was read: what its
+    /// ledger entry names, whatever the policy names later.
+    pub target: Option<String>,
     pub trigger: Trigger,
     pub mode: Mode,
     pub status: Status,
@@ -226,6 +231,7 @@ impl RunRecord {
         RunRecord {
             run_id: None,
             policy: policy.to_string(),
+            target: None,
             trigger,
             mode,
             status,
@@ -303,6 +309,7 @@ mod tests {
         RunRecord {
             run_id: Some(7),
             policy: "expired_traces".into(),
+            target: Some("public.\"ConversationTrace\"".into()),
             trigger: Trigger::PgCron,
             mode: Mode::Batched,
             status: Status::Failed,
@@ -370,10 +377,10 @@ mod tests {
 
     #[test]
     fn trigger_detected_from_backend_type_or_application_name() {
-        assert_eq!(Trigger::detect("pg_cron", ""), Trigger::PgCron);
-        assert_eq!(Trigger::detect("client backend", "pg_cron"), Trigger::PgCron);
-        assert_eq!(Trigger::detect("client backend", "psql"), Trigger::Sql);
-        assert_eq!(Trigger::detect("", ""), Trigger::Sql);
-        assert_eq!(Trigger::detect(WORKER_TYPE, ""), Trigger::Worker);
+        assert_eq!(Trigger::detect("pg_cron", false), Trigger::PgCron);
+        assert_eq!(Trigger::detect("client backend", true), Trigger::PgCron);
+        assert_eq!(Trigger::detect("client backend", false), Trigger::Sql);
+        assert_eq!(Trigger::detect("", false), Trigger::Sql);
+        assert_eq!(Trigger::detect(WORKER_TYPE, false), Trigger::Worker);
     }
 }

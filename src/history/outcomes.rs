@@ -45,10 +45,14 @@ pub fn record(run_id: i64, policy: &str, outcomes: Vec<Outcome>) {
 }
 
 /// Deletes outcomes as old as the history `store::prune` deletes.
+/// Rows another transaction is deleting are skipped, not waited for (see `store::prune`).
 pub fn prune() {
     execute(
         "DELETE FROM retention.recording_outcomes
-          WHERE at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+          WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+                SELECT ctid FROM retention.recording_outcomes
+                 WHERE at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))
+                   FOR UPDATE SKIP LOCKED))",
         || vec![settings::HISTORY_RETENTION_DAYS.get().into()],
     );
 }

@@ -73,7 +73,7 @@ impl History {
     /// `retention.verify_ledger()`: the first entry that does not verify, once sealed.
     pub fn verify_ledger(&self) -> Option<i64> {
         self.write(|| {
-            ledger::seal();
+            seal_unless_in_transaction_block();
             ledger::verify()
         })
     }
@@ -81,7 +81,7 @@ impl History {
     /// `retention.deletion_certificate(run_id)`, once sealed; None for a run with no entry.
     pub fn deletion_certificate(&self, run_id: i64) -> Option<JsonB> {
         self.write(|| {
-            ledger::seal();
+            seal_unless_in_transaction_block();
             ledger::certificate(run_id)
         })
     }
@@ -142,19 +142,38 @@ impl History {
     }
 }
 
+/// Sealing holds the ledger's lock until its transaction ends: a reader's `BEGIN; SELECT
+/// retention.verify_ledger();` left open would stop every sealing. In a transaction block the
+/// reader checks what is sealed already, and says that it did not seal.
+fn seal_unless_in_transaction_block() {
+    // SAFETY: a plain read of this backend's transaction state.
+    if unsafe { pg_sys::IsTransactionBlock() } {
+        if ledger::pending() {
+            crate::error::say!(NOTICE, "pg_retention ledger: entries of finished runs are waiting to be sealed; inside a transaction block they are not (that would stop other sessions' sealing until it ends)");
+        }
+    } else {
+        ledger::seal();
+    }
+}
+
 /// How a run whose session ended is closed; `$2` is the `interrupted` status.
 const INTERRUPTED: &str =
     "status = $2, finished_at = pg_catalog.clock_timestamp(), error = 'the session running it ended before the run finished'";
 
 fn insert_row(record: &mut RunRecord, origin: &Origin) {
     let started = record.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default();
+    // A run refused before it read its policy (an older release's SQL among them, whose
+    // table has no `target`) names no table.
+    let (target_column, target_value) = if record.target.is_some() { (", target", ", $14") } else { ("", "") };
     record.run_id = one::<i64>(
-        "INSERT INTO retention.runs
-                (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details,
-                 pid, application_name, username)
-         VALUES ($1, $2, $3, $4, pg_catalog.to_timestamp($5), CASE WHEN $4 OPERATOR(pg_catalog.<>) 'running' THEN pg_catalog.clock_timestamp() END,
-                 $6::pg_catalog.timestamptz, $7, $8, $9, $10, $11, $12, $13)
-         RETURNING id",
+        &format!(
+            "INSERT INTO retention.runs
+                    (policy, trigger, mode, status, started_at, finished_at, cutoff, rows_deleted, batches, error, details,
+                     pid, application_name, username{target_column})
+             VALUES ($1, $2, $3, $4, pg_catalog.to_timestamp($5), CASE WHEN $4 OPERATOR(pg_catalog.<>) 'running' THEN pg_catalog.clock_timestamp() END,
+                     $6::pg_catalog.timestamptz, $7, $8, $9, $10, $11, $12, $13{target_value})
+             RETURNING id"
+        ),
         || vec![
             record.policy.as_str().into(),
             record.trigger.as_str().into(),
@@ -169,7 +188,10 @@ fn insert_row(record: &mut RunRecord, origin: &Origin) {
             origin.pid.into(),
             origin.application_name.clone().into(),
             origin.username.as_str().into(),
-        ],
+        ]
+        .into_iter()
+        .chain(record.target.clone().map(|target| target.into()))
+        .collect(),
     );
 }
 
@@ -186,9 +208,16 @@ fn finish(record: &RunRecord) {
     );
 }
 
+/// Every run prunes, often inside its caller's transaction (`SELECT run_policy(...)` left
+/// open): rows another transaction is deleting are skipped, not waited for, so that no open
+/// transaction stalls the other policies' runs. What is skipped goes at a later run.
 fn prune() {
     execute(
-        "DELETE FROM retention.runs WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+        "DELETE FROM retention.runs
+          WHERE id OPERATOR(pg_catalog.=) ANY (ARRAY(
+                SELECT id FROM retention.runs
+                 WHERE started_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))
+                   FOR UPDATE SKIP LOCKED))",
         || vec![settings::HISTORY_RETENTION_DAYS.get().into()],
     );
 }

@@ -249,9 +249,7 @@ impl Policy {
             (user, pg_sys::superuser_arg(user) || pg_sys::is_member_of_role(user, owner))
         };
         if !at_run && !allowed {
-            let role = |oid: pg_sys::Oid| {
-                spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text", &[oid.into()])).unwrap_or_default()
-            };
+            let role = role_name;
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!(
@@ -261,6 +259,37 @@ impl Policy {
                     role(owner)
                 ),
                 Some("A policy runs as its table's owner: only that owner, a member of it, or a superuser may point a policy at the table.".into()),
+            )
+        }
+    }
+
+    /// A policy being altered (any column: a rename, `enabled`, `retain`, `archive_schema`) or
+    /// dropped: a role that is not a superuser must be a member of the owner of the table the
+    /// policy names now, as it must be to point a policy at that table. A policy whose table is
+    /// gone may be changed by whoever may write policies.
+    pub fn check_may_change(&self, verb: &str) {
+        let owner = spi(Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT (SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                      WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2)",
+            &[self.table_schema.as_str().into(), self.table_name.as_str().into()],
+        ));
+        let Some(owner) = owner else { return };
+        // SAFETY: plain reads of this backend's user and the role catalog.
+        let (user, allowed) = unsafe {
+            let user = pg_sys::GetUserId();
+            (user, pg_sys::superuser_arg(user) || pg_sys::is_member_of_role(user, owner))
+        };
+        if !allowed {
+            raise(
+                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "role \"{}\" may not {verb} retention policy \"{}\": its table {} is owned by \"{}\"",
+                    role_name(user),
+                    self.name,
+                    self.qualified_table(),
+                    role_name(owner)
+                ),
+                Some("Only the table's owner, a member of it, or a superuser may change or drop a policy on the table.".into()),
             )
         }
     }
@@ -307,6 +336,10 @@ impl Policy {
             )
         })
     }
+}
+
+fn role_name(oid: pg_sys::Oid) -> String {
+    spi(Spi::get_one_with_args::<String>("SELECT pg_catalog.pg_get_userbyid($1)::pg_catalog.text", &[oid.into()])).unwrap_or_default()
 }
 
 fn type_name(oid: pg_sys::Oid) -> String {

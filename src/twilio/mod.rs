@@ -151,6 +151,23 @@ pub struct ClientConfig {
     pub timeout: Duration,
     pub concurrency: usize,
     pub retry: RetryPolicy,
+    pub bounds: Bounds,
+}
+
+/// When a run's Twilio calls stop before the work is done, leaving the rest for the next run.
+#[derive(Debug, Clone, Default)]
+pub struct Bounds {
+    /// After this many recordings in a row still rate-limited after every attempt (0: never).
+    pub max_rate_limited: usize,
+    /// No call starts after this instant.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// Why a run's Twilio calls stopped early (`Client::bound_reached`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundReached {
+    RateLimited(usize),
+    Deadline,
 }
 
 /// Checks a base URL: https anywhere, plain http only to a loopback host.
@@ -188,6 +205,8 @@ pub struct Client {
     agent: ureq::Agent,
     config: ClientConfig,
     authorization: String,
+    /// Recordings in a row, across the run's batches, that ended rate-limited.
+    rate_limited_in_a_row: AtomicUsize,
 }
 
 impl Client {
@@ -203,7 +222,28 @@ impl Client {
             .new_agent();
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", config.credentials.username, config.credentials.password));
-        Client { agent, config, authorization: format!("Basic {token}") }
+        Client { agent, config, authorization: format!("Basic {token}"), rate_limited_in_a_row: AtomicUsize::new(0) }
+    }
+
+    /// Whether one of the run's bounds is reached: then no further call starts.
+    pub fn bound_reached(&self) -> Option<BoundReached> {
+        let in_a_row = self.rate_limited_in_a_row.load(Ordering::Relaxed);
+        let max = self.config.bounds.max_rate_limited;
+        if max > 0 && in_a_row >= max {
+            Some(BoundReached::RateLimited(in_a_row))
+        } else if self.config.bounds.deadline.is_some_and(|deadline| std::time::Instant::now() >= deadline) {
+            Some(BoundReached::Deadline)
+        } else {
+            None
+        }
+    }
+
+    fn count_rate_limited(&self, answer: &Answer) {
+        if *answer == Answer::RateLimited {
+            self.rate_limited_in_a_row.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.rate_limited_in_a_row.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Deletes one recording, retrying 429s as the retry policy allows.
@@ -260,12 +300,14 @@ impl Client {
             let (client, work) = (self.clone(), work.clone());
             handles.push(std::thread::spawn(move || {
                 block_signals();
-                loop {
+                // A bound reached leaves the calls not started yet unsent: a suffix of `sids`.
+                while !work.stop.load(Ordering::Relaxed) && client.bound_reached().is_none() {
                     let i = work.next.fetch_add(1, Ordering::Relaxed);
-                    if i >= work.sids.len() || work.stop.load(Ordering::Relaxed) {
+                    if i >= work.sids.len() {
                         break;
                     }
                     let reply = client.delete_recording(&work.sids[i]);
+                    client.count_rate_limited(&reply.answer);
                     if matches!(reply.answer, Answer::Refused(_)) {
                         work.stop.store(true, Ordering::Relaxed);
                     }

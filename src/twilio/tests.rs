@@ -120,7 +120,24 @@ fn client(base_url: String, username: &str, password: &str) -> Client {
         timeout: Duration::from_secs(5),
         concurrency: 1,
         retry: retry(),
+        bounds: Bounds::default(),
     })
+}
+
+#[test]
+fn rate_limited_recordings_in_a_row_reach_the_bound_and_any_other_answer_resets_it() {
+    let mut config = client("http://127.0.0.1:9".into(), "u", "p").config.clone();
+    config.bounds.max_rate_limited = 2;
+    let bounded = Client::new(config.clone());
+    bounded.count_rate_limited(&Answer::RateLimited);
+    assert_eq!(bounded.bound_reached(), None);
+    bounded.count_rate_limited(&Answer::ServerError(503));
+    bounded.count_rate_limited(&Answer::RateLimited);
+    assert_eq!(bounded.bound_reached(), None, "a 503 between them breaks the row");
+    bounded.count_rate_limited(&Answer::RateLimited);
+    assert_eq!(bounded.bound_reached(), Some(BoundReached::RateLimited(2)));
+    config.bounds = Bounds { max_rate_limited: 0, deadline: Some(std::time::Instant::now()) };
+    assert_eq!(Client::new(config).bound_reached(), Some(BoundReached::Deadline));
 }
 
 #[test]

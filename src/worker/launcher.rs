@@ -74,6 +74,8 @@ struct Worker {
     handle: Option<DynamicBackgroundWorker>,
     last_start: Option<Instant>,
     said_missing: bool,
+    /// Its start failed for want of a slot, and that was said: said once, not at every try.
+    said_no_slot: bool,
 }
 
 impl Worker {
@@ -99,8 +101,22 @@ impl Worker {
         if since < RESTART_DELAY {
             return RESTART_DELAY - since;
         }
-        self.handle = start_worker(oid, database);
+        self.handle = start_worker(oid);
         self.last_start = Some(Instant::now());
+        match (&self.handle, self.said_no_slot) {
+            (None, false) => {
+                say!(
+                    WARNING,
+                    "pg_retention launcher: no background worker slot is free for the worker of database \"{database}\"; it starts when one is (raise max_worker_processes, a restart, or list fewer databases in pg_retention.database)"
+                );
+                self.said_no_slot = true;
+            }
+            (Some(_), true) => {
+                say!(LOG, "pg_retention launcher: the worker of database \"{database}\" has started");
+                self.said_no_slot = false;
+            }
+            _ => {}
+        }
         RESTART_DELAY
     }
 }
@@ -134,7 +150,7 @@ fn database_oid(name: &str) -> Option<pg_sys::Oid> {
     })
 }
 
-fn start_worker(database: pg_sys::Oid, name: &str) -> Option<DynamicBackgroundWorker> {
+fn start_worker(database: pg_sys::Oid) -> Option<DynamicBackgroundWorker> {
     BackgroundWorkerBuilder::new(WORKER_TYPE)
         .set_type(WORKER_TYPE)
         .set_library("pg_retention")
@@ -145,6 +161,5 @@ fn start_worker(database: pg_sys::Oid, name: &str) -> Option<DynamicBackgroundWo
         // SAFETY: MyProcPid is set at process start.
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .load_dynamic()
-        .map_err(|_| say!(WARNING, "pg_retention launcher: could not start the worker for database \"{name}\" (max_worker_processes reached?)"))
         .ok()
 }

@@ -42,8 +42,9 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
     signals::install();
     let database_oid = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(database_oid), None);
-    // Nothing a user can create in a schema is found by the worker's statements.
-    BackgroundWorker::transaction(crate::rights::pin_session_search_path);
+    // Nothing a user can create in a schema is found by the worker's statements, and no
+    // database setting changes what they mean (see `rights::pin_worker_session`).
+    BackgroundWorker::transaction(crate::rights::pin_worker_session);
     let database = BackgroundWorker::transaction(|| spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"))).unwrap_or_default();
     say!(LOG, "pg_retention worker: started for database \"{database}\"");
     let (mut warned, mut orphans_marked) = (false, false);
@@ -130,7 +131,11 @@ fn tick(database: &str, warned: &mut bool, orphans_marked: &mut bool) -> Duratio
         (Due::Wait, false) => {}
         (due, _) => {
             let started = step("recording the start of a run", || {
-                sql_step("UPDATE retention.worker_state SET run_requested_at = NULL, last_started_at = pg_catalog.now(), pid = pg_catalog.pg_backend_pid()")
+                // The requests committed so far are answered by this run.
+                sql_step(
+                    "DELETE FROM retention.run_requests;
+                     UPDATE retention.worker_state SET last_started_at = pg_catalog.now(), pid = pg_catalog.pg_backend_pid()",
+                )
             });
             if started.is_none() {
                 return MAX_WAIT;
@@ -228,7 +233,7 @@ fn seconds_until(local: NaiveDateTime, timezone: &str) -> Result<Duration, Strin
 fn read_state() -> Result<State, String> {
     sql_step("INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING")?;
     let (slot, requested) = Spi::get_two::<String, bool>(
-        "SELECT pg_catalog.to_char(last_slot, 'YYYY-MM-DD HH24:MI:SS'), run_requested_at IS NOT NULL FROM retention.worker_state",
+        "SELECT pg_catalog.to_char(last_slot, 'YYYY-MM-DD HH24:MI:SS'), EXISTS (SELECT FROM retention.run_requests) FROM retention.worker_state",
     )
     .map_err(|e| e.to_string())?;
     let last_slot = match slot {

@@ -83,13 +83,23 @@ pub fn request_run_now() -> Option<i32> {
             Some("It needs pg_retention in shared_preload_libraries (a restart), and a primary server.".into()),
         )
     }
+    // An insert, which the worker sees once it commits: left open in a transaction, it locks
+    // nothing the worker reads or writes.
+    let caller = crate::history::store::this_backend().username;
     crate::rights::as_extension_owner(|| {
-        spi(Spi::run(
-            "INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-             UPDATE retention.worker_state SET run_requested_at = pg_catalog.now();",
-        ))
+        spi(Spi::run_with_args("INSERT INTO retention.run_requests (requested_by) VALUES ($1)", &[caller.as_str().into()]))
     });
     let Some(pid) = pid else {
+        let (in_use, max) = background_worker_slots();
+        if in_use >= max {
+            raise(
+                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                format!(
+                    "the pg_retention worker of database \"{here}\" is not running and cannot start: all {max} background worker slots (max_worker_processes) are in use"
+                ),
+                Some("Raise max_worker_processes (a restart), or list fewer databases in pg_retention.database. Nothing was requested.".into()),
+            )
+        }
         // The launcher is starting it (just enabled, or restarting): it finds the request.
         say!(NOTICE, "the pg_retention worker is starting; it runs the policies as soon as it has started");
         return None;
@@ -100,6 +110,22 @@ pub fn request_run_now() -> Option<i32> {
         pg_sys::RegisterXactCallback(Some(wake_worker_at_commit), pid as usize as *mut std::ffi::c_void);
     }
     Some(pid)
+}
+
+/// Background worker slots in use (every process in `pg_stat_activity` that is not one of the
+/// server's own kinds: extensions' workers, parallel workers, replication workers), and
+/// `max_worker_processes`.
+fn background_worker_slots() -> (i64, i64) {
+    let (in_use, max) = crate::rights::as_extension_owner(|| {
+        spi(Spi::get_two::<i64, i64>(
+            "SELECT pg_catalog.count(*) FILTER (WHERE backend_type OPERATOR(pg_catalog.<>) ALL (ARRAY[
+                        'client backend', 'autovacuum launcher', 'autovacuum worker', 'archiver', 'background writer',
+                        'checkpointer', 'logger', 'standalone backend', 'startup', 'walreceiver', 'walsender', 'walwriter'])),
+                    pg_catalog.current_setting('max_worker_processes')::pg_catalog.int8
+               FROM pg_catalog.pg_stat_activity",
+        ))
+    });
+    (in_use.unwrap_or(0), max.unwrap_or(i64::MAX))
 }
 
 /// # Safety

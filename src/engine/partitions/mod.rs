@@ -76,6 +76,8 @@ pub struct Members {
     uncounted: Vec<(Removal, Option<String>)>,
     /// Partitions to drop were counted: the run starts the dropper after its last commit.
     detached: bool,
+    /// The run's history row, named in its notes of detached partitions.
+    run_id: Option<i64>,
     /// The run's cutoff: a partition holding rows a legal hold keeps is not removed whole.
     cutoff: TimestampWithTimeZone,
 }
@@ -107,6 +109,7 @@ impl Members {
             batched: false,
             uncounted: Vec::new(),
             detached: false,
+            run_id: None,
             cutoff,
         })
     }
@@ -151,8 +154,9 @@ impl Members {
     }
 
     /// A batched run's plan: partitions are detached, then counted, then dropped after the run.
-    pub fn set_batched(&mut self) {
+    pub fn set_batched(&mut self, run_id: Option<i64>) {
         self.batched = true;
+        self.run_id = run_id;
     }
 
     /// Whether the run counted detached partitions for the dropper; asking clears it.

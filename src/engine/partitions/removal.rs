@@ -54,6 +54,13 @@ impl Members {
                 if wait == Wait::UpToTimeout {
                     lock(&removal, "");
                 }
+                if let Some(member) = super::tree::changed_since_read(&removal, self.target.owner) {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_OBJECT_IN_USE,
+                        format!("{member} gained an ON DELETE trigger, row-level security or another owner while the run waited for its locks"),
+                        None,
+                    )
+                }
                 // Under its lock, so no held row can arrive before it goes.
                 let held: i64 = removal.leaves.iter().map(|leaf| sql::held(&self.parts, self.cutoff, Some(&leaf.name))).sum();
                 if held > 0 {
@@ -69,10 +76,14 @@ impl Members {
                     None
                 } else {
                     execute(&format!("ALTER TABLE {} DETACH PARTITION {}", removal.parent, removal.name), Vec::new);
-                    if action == ExpiredPartitions::Drop {
-                        dropper::remember(removal.relid, &removal.name, &self.policy.name);
+                    let archived_as = self.archive(&removal);
+                    if batched {
+                        // Counted in the next transaction: a crash before it leaves this note
+                        // for the next run to count (see `dropper`).
+                        let name = archived_as.as_deref().unwrap_or(&removal.name);
+                        dropper::remember(removal.relid, name, &self.policy.name, self.run_id, action != ExpiredPartitions::Drop);
                     }
-                    self.archive(&removal)
+                    archived_as
                 };
                 (counts, archived_as)
             })
@@ -117,10 +128,8 @@ impl Members {
         for (removal, archived_as) in std::mem::take(&mut self.uncounted) {
             let counts = self.count(&removal);
             rows += self.removed(&removal, counts, archived_as);
-            if self.policy.expired_partitions == ExpiredPartitions::Drop {
-                dropper::ready(removal.relid);
-                self.detached = true;
-            }
+            dropper::counted(removal.relid);
+            self.detached |= self.policy.expired_partitions == ExpiredPartitions::Drop;
         }
         rows
     }

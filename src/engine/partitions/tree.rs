@@ -154,3 +154,23 @@ pub(super) fn read_tree(policy: &Policy, target: &Target) -> Option<Vec<Node>> {
     };
     with_settings(&[(c"DateStyle", c"ISO, YMD")], read).filter(|nodes| !nodes.is_empty())
 }
+
+/// Under a removal's locks: a member of it that no longer is as `read_tree` saw it, by name:
+/// one that gained an enabled user `ON DELETE` trigger (row or statement), row-level security,
+/// or another owner, while the run waited for the locks (a trigger committed meanwhile was not
+/// there to see). Its removal would then not have the effect deleting its rows has.
+pub(super) fn changed_since_read(removal: &Removal, owner: pg_sys::Oid) -> Option<String> {
+    let relids: Vec<pg_sys::Oid> = std::iter::once(removal.relid).chain(removal.leaves.iter().map(|leaf| leaf.relid)).collect();
+    crate::statement::one::<String>(
+        &format!(
+            "SELECT (SELECT {QUALIFIED_NAME} FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                      WHERE c.oid OPERATOR(pg_catalog.=) ANY ($1)
+                        AND (c.relowner OPERATOR(pg_catalog.<>) $2 OR c.relrowsecurity
+                             OR EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid OPERATOR(pg_catalog.=) c.oid AND NOT g.tgisinternal
+                                           AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'
+                                           AND g.tgtype OPERATOR(pg_catalog.&) 8::pg_catalog.int2 OPERATOR(pg_catalog.<>) 0))
+                      LIMIT 1)"
+        ),
+        || vec![relids.clone().into(), owner.into()],
+    )
+}

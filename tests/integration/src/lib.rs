@@ -50,6 +50,19 @@ fn create_extension(client: &mut Client) {
     }
 }
 
+/// A session, waiting out a crash restart after a SIGKILL.
+pub fn reconnect() -> Client {
+    let mut client = None;
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            client = std::panic::catch_unwind(connect).ok();
+            client.is_some()
+        }),
+        "the server comes back"
+    );
+    client.unwrap()
+}
+
 /// A new session that keeps every NOTICE it receives.
 pub fn connect_with_notices() -> (Client, Arc<Mutex<Vec<String>>>) {
     let notices = Arc::new(Mutex::new(Vec::new()));

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::{FakeTwilio, Fault};
-use pg_retention_it::{connect, count, secret_file, server_log, wait_for};
+use pg_retention_it::{connect, count, reconnect, secret_file, server_log, wait_for};
 use postgres::Client;
 
 const ACCOUNT: &str = "AC000000000000000000000000000000f1";
@@ -54,19 +54,6 @@ fn settings(fake: &FakeTwilio) -> String {
         secret_file("fault-token.secret", TOKEN),
         fake.base_url()
     )
-}
-
-/// A session, waiting out a crash restart after a SIGKILL.
-fn reconnect() -> Client {
-    let mut client = None;
-    assert!(
-        wait_for(Duration::from_secs(60), || {
-            client = std::panic::catch_unwind(connect).ok();
-            client.is_some()
-        }),
-        "the server comes back"
-    );
-    client.unwrap()
 }
 
 fn sid(n: u32) -> String {

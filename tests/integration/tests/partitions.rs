@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use serde_json::Value;
 
-use pg_retention_it::{connect, count, wait_for};
+use pg_retention_it::{connect, count, reconnect, wait_for};
 
 /// `name` range-partitioned on `at` (timestamptz) by year: 2019 and 2020 wholly expired (100
 /// rows each), `later` from 2021 on (10 expired rows, 10 live), autovacuum off so that only
@@ -265,4 +265,114 @@ fn the_dropper_starts_once_the_run_is_over_not_while_it_goes_on() {
     assert_eq!(count(&mut setup, detached), 0, "dropped after the run");
     assert_eq!(count(&mut setup, "SELECT rows_deleted FROM retention.runs WHERE policy = 'it_part_after' ORDER BY id DESC LIMIT 1"), 210);
     assert_eq!(count(&mut setup, "SELECT count(*) FROM it_part_after"), 10, "every live row kept");
+}
+
+/// The pid of the session running a batched run of `policy`, once it waits for a lock.
+fn run_waiting_for_a_lock(client: &mut Client, policy: &str) -> i32 {
+    let waiting = format!(
+        "SELECT r.pid FROM retention.runs r JOIN pg_stat_activity a ON a.pid = r.pid
+          WHERE r.policy = '{policy}' AND r.status = 'running' AND a.wait_event_type = 'Lock'"
+    );
+    let mut pid = None;
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            pid = client.query_opt(&waiting, &[]).unwrap().map(|row| row.get(0));
+            pid.is_some()
+        }),
+        "the run of {policy} waits for a lock"
+    );
+    pid.unwrap()
+}
+
+/// Issue 22, item 3: a crash between the commit that detaches a run's expired partitions and
+/// the one that counts their rows. The next run counts them as its own, so every removed row
+/// is counted by a run and its ledger entry.
+#[test]
+fn rows_detached_by_a_run_that_crashed_before_counting_them_are_counted_by_the_next() {
+    let mut setup = connect();
+    yearly_table(&mut setup, "it_part_crash");
+    // A reader holds 2019, so the run waits for its lock; a second session queues an ACCESS
+    // EXCLUSIVE lock on it behind the run's, and gets it once the run has detached it and
+    // committed: the run's count of 2019 then waits, and the server crashes there.
+    let mut reader = connect();
+    reader.batch_execute("BEGIN; SELECT count(*) FROM it_part_crash_2019;").unwrap();
+    let runner = std::thread::spawn(|| {
+        let mut client = connect();
+        client.batch_execute("SET pg_retention.partition_lock_timeout = '60s'").unwrap();
+        let _ = client.batch_execute("CALL retention.run_batched('it_part_crash')");
+    });
+    let run_pid = run_waiting_for_a_lock(&mut setup, "it_part_crash");
+    let blocker = std::thread::spawn(|| {
+        let mut client = connect();
+        let _ = client.batch_execute("BEGIN; LOCK TABLE it_part_crash_2019 IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);");
+    });
+    let queued = "SELECT count(*) FROM pg_locks WHERE relation = 'it_part_crash_2019'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted";
+    assert!(wait_for(Duration::from_secs(10), || count(&mut setup, queued) == 2), "the run and the blocker both wait for 2019");
+    reader.batch_execute("COMMIT").unwrap();
+    let uncounted = "SELECT count(*) FROM retention.detached_partitions WHERE policy = 'it_part_crash' AND NOT ready";
+    assert!(wait_for(Duration::from_secs(10), || count(&mut setup, uncounted) == 2), "both partitions detached, not yet counted");
+    assert_eq!(run_waiting_for_a_lock(&mut setup, "it_part_crash"), run_pid, "the run waits to count 2019");
+    assert!(std::process::Command::new("kill").args(["-9", &run_pid.to_string()]).status().unwrap().success());
+    drop((setup, reader));
+    let _ = (runner.join(), blocker.join());
+
+    let mut client = reconnect();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pg_class WHERE relname IN ('it_part_crash_2019', 'it_part_crash_2020')"), 2, "detached, kept by the crash");
+    client.batch_execute("CALL retention.run_batched('it_part_crash')").unwrap();
+    let runs: Vec<(String, i64)> = client
+        .query("SELECT status, rows_deleted FROM retention.runs WHERE policy = 'it_part_crash' ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(runs, vec![("interrupted".to_string(), 0), ("succeeded".to_string(), 210)], "the next run counts what the crashed one detached");
+    let partitions = last_partitions(&mut client, "it_part_crash");
+    let recovered: Vec<&Value> = partitions.iter().filter(|p| p["detached_by_run"].is_i64()).collect();
+    assert_eq!(recovered.len(), 2, "{partitions:?}");
+    assert!(recovered.iter().all(|p| p["rows"] == 100 && p["counted"] == "exact" && p["action"] == "dropped"), "{partitions:?}");
+    client.batch_execute("SELECT retention.verify_ledger()").unwrap();
+    let ledger_rows = "SELECT sum((entry->>'rows')::bigint)::bigint FROM retention.ledger WHERE entry->>'policy' = 'it_part_crash'";
+    assert_eq!(count(&mut client, ledger_rows), 210, "the ledger counts every removed row once");
+    dropped_detached(&mut client, "it_part_crash");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM pg_class WHERE relname IN ('it_part_crash_2019', 'it_part_crash_2020')"), 0);
+    client.batch_execute("DROP TABLE it_part_crash; SELECT retention.drop_policy('it_part_crash');").unwrap();
+}
+
+/// Issue 22, item 12: an ON DELETE trigger created (and committed) on a partition while the run
+/// waits for that partition's lock is seen under the lock: the partition's rows are deleted by
+/// row, through the trigger, not dropped past it.
+#[test]
+fn an_on_delete_trigger_added_while_the_run_waits_for_the_lock_is_honoured() {
+    let mut setup = connect();
+    yearly_table(&mut setup, "it_part_trig");
+    setup
+        .batch_execute(
+            "DROP TABLE IF EXISTS it_part_trig_saw; CREATE TABLE it_part_trig_saw (id int);
+             CREATE OR REPLACE FUNCTION it_part_trig_audit() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN INSERT INTO public.it_part_trig_saw VALUES (OLD.id); RETURN OLD; END $$;",
+        )
+        .unwrap();
+    let mut owner = connect();
+    owner
+        .batch_execute("BEGIN; CREATE TRIGGER audit BEFORE DELETE ON it_part_trig_2019 FOR EACH ROW EXECUTE FUNCTION it_part_trig_audit();")
+        .unwrap();
+    let runner = std::thread::spawn(|| {
+        let mut client = connect();
+        client.batch_execute("SET pg_retention.partition_lock_timeout = '60s'").unwrap();
+        client.batch_execute("CALL retention.run_batched('it_part_trig')").unwrap();
+    });
+    run_waiting_for_a_lock(&mut setup, "it_part_trig");
+    owner.batch_execute("COMMIT").unwrap();
+    runner.join().unwrap();
+
+    let partitions = last_partitions(&mut setup, "it_part_trig");
+    let by_name = |name: &str| partitions.iter().find(|p| p["partition"] == name).cloned().unwrap_or_default();
+    assert_eq!(by_name("public.it_part_trig_2019")["action"], "rows", "{partitions:?}");
+    assert!(by_name("public.it_part_trig_2019")["reason"].as_str().unwrap_or("").contains("ON DELETE trigger"), "{partitions:?}");
+    assert_eq!(count(&mut setup, "SELECT count(*) FROM it_part_trig_saw"), 100, "the trigger saw every row of 2019 go");
+    assert_eq!(count(&mut setup, "SELECT count(*) FROM it_part_trig WHERE at < now()"), 0, "every expired row gone");
+    dropped_detached(&mut setup, "it_part_trig");
+    setup
+        .batch_execute("DROP TABLE it_part_trig, it_part_trig_saw; DROP FUNCTION it_part_trig_audit(); SELECT retention.drop_policy('it_part_trig');")
+        .unwrap();
 }

@@ -713,3 +713,51 @@ fn a_cancel_or_timeout_during_twilio_calls_records_the_failure_and_frees_the_pol
         client.query("SELECT status FROM retention.runs WHERE policy = 'it_rec_cancel' ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(statuses, vec!["failed", "failed", "failed", "succeeded"]);
 }
+
+/// Issue 22, item 9: a Twilio that answers every DELETE with 429 and a huge Retry-After does
+/// not keep a run (and its policy's lock) for days: after `pg_retention.twilio_max_rate_limited`
+/// recordings in a row still rate-limited, the run stops `failed` and leaves the rest. And a
+/// batched run stops at `pg_retention.max_run_duration`, with what Twilio confirmed marked.
+#[test]
+fn a_rate_limited_or_overlong_recordings_run_stops_failed_and_leaves_the_rest() {
+    let fake = fake();
+    let mut client = session(&fake);
+    client
+        .batch_execute("SET pg_retention.twilio_concurrency = 2; SET pg_retention.twilio_max_backoff_ms = 100; SET pg_retention.twilio_max_rate_limited = 4;")
+        .unwrap();
+    recordings(&mut client, "it_rec_bound", 40, 0, 10, |i| Some(sid(7000 + i)));
+    fake.add_recordings((7001..=7040).map(sid));
+    fake.set_every_nth(Some((1, Fault::TooManyRequests(Some("86400".into())))));
+    let started = Instant::now();
+    let error = client.batch_execute("CALL retention.run_batched('it_rec_bound')").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20), "stopped in {:?}", started.elapsed());
+    let message = error.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+    assert!(message.contains("429") && message.contains("twilio_max_rate_limited"), "{message}");
+    let (status, error_text): (String, String) = {
+        let row = client.query_one("SELECT status, error FROM retention.runs WHERE policy = 'it_rec_bound' ORDER BY id DESC LIMIT 1", &[]).unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((status.as_str(), error_text.contains("left the rest")), ("failed", true), "{error_text}");
+    let sent: BTreeSet<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(sent.len() <= 10, "no recording past the bound's batch was sent: {} of 40", sent.len());
+    assert!(marked(&mut client, "it_rec_bound").is_empty(), "nothing confirmed, nothing marked");
+    let free = "SELECT count(*) FROM pg_locks WHERE locktype = 'object' AND classid = 'retention.policies'::regclass";
+    assert_eq!(count(&mut client, free), 0, "the policy's lock is released");
+
+    // A slow Twilio that answers: the run stops at max_run_duration, every confirmed row marked.
+    fake.set_every_nth(None);
+    fake.set_latency(Duration::from_millis(300));
+    client.batch_execute("SET pg_retention.twilio_concurrency = 1; SET pg_retention.max_run_duration = '2s';").unwrap();
+    let started = Instant::now();
+    let error = client.batch_execute("CALL retention.run_batched('it_rec_bound')").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(6), "stopped in {:?}", started.elapsed());
+    let message = error.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+    assert!(message.contains("max_run_duration"), "{message}");
+    let confirmed = marked(&mut client, "it_rec_bound");
+    assert!(!confirmed.is_empty() && confirmed.len() < 40, "some marked, the rest left: {}", confirmed.len());
+    assert_eq!(confirmed, fake.confirmed_sids(), "marked exactly what Twilio confirmed");
+    fake.set_latency(Duration::ZERO);
+    client.batch_execute("RESET pg_retention.max_run_duration").unwrap();
+    client.batch_execute("CALL retention.run_batched('it_rec_bound')").unwrap();
+    assert_eq!(marked(&mut client, "it_rec_bound").len(), 40, "the next run goes on from there");
+}

@@ -311,3 +311,57 @@ fn a_batch_cancelled_while_its_progress_is_written_is_not_counted() {
     assert_eq!(recorded, gone, "the history counts what went: {runs:?}");
     observer.batch_execute("DROP TABLE it_progress_cancel; DELETE FROM retention.policies WHERE name = 'it_progress_cancel';").unwrap();
 }
+
+/// Issue 22, item 7: a `SELECT retention.run_policy(...)` left open in its transaction (its
+/// history pruning took row locks there) does not stall another policy's run.
+#[test]
+fn a_run_left_open_in_its_transaction_stalls_no_other_policy() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_open_a", 20, 1, 100, None);
+    table_with_policy(&mut setup, "it_open_b", 20, 1, 100, None);
+    // History old enough to prune, as a database has after its first 90 days.
+    setup
+        .batch_execute(
+            "INSERT INTO retention.runs (policy, trigger, mode, status, started_at, finished_at)
+             SELECT 'it_open_old', 'sql', 'transaction', 'succeeded', now() - interval '400 days', now() - interval '400 days'
+               FROM generate_series(1, 5)",
+        )
+        .unwrap();
+    let mut open = connect();
+    open.batch_execute("BEGIN; SELECT retention.run_policy('it_open_a');").unwrap();
+    let mut other = connect();
+    other.batch_execute("SET statement_timeout = '10s'").unwrap();
+    let started = std::time::Instant::now();
+    let ran = other.batch_execute("SELECT retention.run_policy('it_open_b')");
+    assert!(ran.is_ok(), "the other policy's run goes on: {ran:?}");
+    let ran = other.batch_execute("CALL retention.run_batched('it_open_b')");
+    assert!(ran.is_ok(), "and its batched run: {ran:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "without waiting: {:?}", started.elapsed());
+    open.batch_execute("COMMIT").unwrap();
+    // Whichever transaction pruned them, the old rows are gone once the open one commits.
+    assert_eq!(count(&mut setup, "SELECT count(*) FROM retention.runs WHERE policy = 'it_open_old'"), 0);
+    assert_eq!(count(&mut setup, "SELECT count(*) FROM it_open_a") + count(&mut setup, "SELECT count(*) FROM it_open_b"), 2);
+    setup.batch_execute("DROP TABLE it_open_a, it_open_b; DELETE FROM retention.policies WHERE name IN ('it_open_a', 'it_open_b');").unwrap();
+}
+
+/// Issue 22, item 15: an auditor's `verify_ledger()` left open in its transaction does not stop
+/// the sealing of other runs' entries.
+#[test]
+fn an_open_verify_ledger_stops_no_sealing() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_audit", 10, 1, 100, None);
+    // An entry waiting to be sealed, as a SELECT run leaves it.
+    setup.batch_execute("SELECT retention.run_policy('it_audit')").unwrap();
+    let (mut auditor, notices) = connect_with_notices();
+    auditor.batch_execute("BEGIN; SELECT retention.verify_ledger();").unwrap();
+    setup.batch_execute("INSERT INTO it_audit SELECT g, now() - interval '1 day' FROM generate_series(100, 109) g").unwrap();
+    let mut runner = connect();
+    runner.batch_execute("SET statement_timeout = '10s'").unwrap();
+    runner.batch_execute("CALL retention.run_batched('it_audit')").unwrap();
+    let sealed = "SELECT count(*) FROM retention.runs WHERE policy = 'it_audit' AND details ? 'ledger_id'";
+    assert_eq!(count(&mut setup, sealed), 2, "the batched run sealed both entries while the auditor's transaction is open");
+    assert!(notices.lock().unwrap().iter().any(|n| n.contains("transaction block")), "the auditor is told it did not seal: {:?}", notices.lock().unwrap());
+    auditor.batch_execute("COMMIT").unwrap();
+    assert!(setup.query_one("SELECT retention.verify_ledger()", &[]).unwrap().get::<_, Option<i64>>(0).is_none(), "intact");
+    setup.batch_execute("DROP TABLE it_audit; DELETE FROM retention.policies WHERE name = 'it_audit';").unwrap();
+}

@@ -760,3 +760,110 @@ fn a_disabled_worker_says_nothing_at_start_up() {
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARNING") || l.contains("FATAL") || l.contains("ERROR")).collect();
     assert!(warnings.is_empty(), "nothing to warn about: {warnings:?}");
 }
+
+/// Issue 22, item 6: `BEGIN; SELECT retention.run_worker_now();` left open stalls nothing: the
+/// worker runs what another session asks meanwhile, and the open request once it commits.
+#[test]
+fn a_run_now_request_left_open_stalls_no_worker_run() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    table_with_policy(&mut client, "it_worker_open", 30, 2, 100, None);
+    only_enable(&mut client, "it_worker_open");
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
+    let mut open = connect();
+    open.batch_execute("BEGIN; SELECT retention.run_worker_now();").unwrap();
+    let mut asker = connect();
+    let asked = asker.batch_execute("SET statement_timeout = '10s'; SELECT retention.run_worker_now();");
+    assert!(asked.is_ok(), "a second request is not blocked by the open one: {asked:?}");
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_open", "succeeded") == 1), "the worker ran while a request stays open");
+    client.batch_execute("INSERT INTO it_worker_open SELECT g, now() - interval '1 day' FROM generate_series(100, 109) g").unwrap();
+    open.batch_execute("COMMIT").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_open", "succeeded") == 2), "the open request is run once committed");
+    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_open"), 2);
+    assert_eq!(count(&mut client, "SELECT count(*) FROM retention.run_requests"), 0, "every request answered");
+    client.batch_execute("DROP TABLE it_worker_open; DELETE FROM retention.policies WHERE name = 'it_worker_open';").unwrap();
+    reset_system(&mut client);
+}
+
+/// Issue 22, item 5: a database owner's `ALTER DATABASE ... SET` neither stops the worker
+/// (read-only transactions) nor changes what a hold keeps (how a string literal reads a
+/// backslash, the time zone of a literal).
+#[test]
+fn database_settings_neither_stop_the_worker_nor_change_a_hold() {
+    let mut client = connect();
+    let mut db = pg_retention_it::fresh_database("it_db_settings");
+    db.batch_execute("CREATE EXTENSION pg_retention").unwrap();
+    table_with_policy(&mut db, "it_settings", 20, 1, 100, None);
+    db.batch_execute(
+        "ALTER TABLE it_settings ADD COLUMN note text;
+         UPDATE it_settings SET note = 'a\\b' WHERE id = 1;
+         UPDATE it_settings SET at = '2000-01-01 05:00+00' WHERE id = 2;
+         UPDATE it_settings SET at = '2000-01-01 13:00+00' WHERE id = 3;
+         SET TimeZone = 'UTC';
+         SELECT retention.add_hold('it_settings', 'backslash', $$note = 'a\\b'$$, 'Case 8');
+         SELECT retention.add_hold('it_settings', 'morning', $$at < '2000-01-01 12:00'$$, 'Case 9');
+         ALTER DATABASE it_db_settings SET default_transaction_read_only = on;
+         ALTER DATABASE it_db_settings SET standard_conforming_strings = off;
+         ALTER DATABASE it_db_settings SET escape_string_warning = off;
+         ALTER DATABASE it_db_settings SET TimeZone = 'Pacific/Kiritimati';",
+    )
+    .unwrap();
+    drop(db);
+    set_system(&mut client, &[("pg_retention.database", "it_db_settings"), ("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    assert!(wait_for(Duration::from_secs(15), || worker_pid_in(&mut client, "it_db_settings").is_some()), "the worker starts");
+    let mut db = pg_retention_it::connect_to("it_db_settings");
+    db.batch_execute("SET default_transaction_read_only = off").unwrap();
+    db.batch_execute("SELECT retention.run_worker_now()").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut db, "it_settings", "succeeded") == 1), "the worker's run succeeds: {:?}",
+        db.query("SELECT status, error FROM retention.runs WHERE policy = 'it_settings'", &[]).unwrap().iter().map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))).collect::<Vec<_>>());
+    let kept: Vec<i32> = db.query("SELECT id FROM it_settings ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(kept, vec![-1, 1, 2], "the live row and the two held rows stay");
+    drop(db);
+    reset_system(&mut client);
+    client.batch_execute("DROP DATABASE it_db_settings WITH (FORCE)").unwrap();
+}
+
+/// Issue 22, item 16: with more listed databases than free background worker slots, the
+/// launcher says so once per database (not every few seconds, forever), and
+/// `run_worker_now()` in a database left without a worker says that it cannot start.
+#[test]
+fn more_databases_than_worker_slots_is_said_once_and_run_now_says_the_truth() {
+    let other = OtherCluster::start("slots");
+    let mut admin = other.connect("postgres");
+    let databases = ["it_slot_a", "it_slot_b", "it_slot_c"];
+    for db in databases {
+        admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+        other.connect(db).batch_execute("CREATE EXTENSION pg_retention").unwrap();
+    }
+    // Room for the server's own background workers and one database's.
+    let in_use = count(
+        &mut admin,
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type <> ALL (ARRAY['client backend', 'autovacuum launcher', 'autovacuum worker',
+           'archiver', 'background writer', 'checkpointer', 'logger', 'standalone backend', 'startup', 'walreceiver', 'walsender', 'walwriter'])",
+    );
+    for setting in [format!("max_worker_processes = {}", in_use + 1), "pg_retention.worker_enabled = on".into(), format!("pg_retention.database = '{}'", databases.join(", "))] {
+        admin.batch_execute(&format!("ALTER SYSTEM SET {setting}")).unwrap();
+    }
+    drop(admin);
+    other.stop();
+    let started = Command::new(pg_retention_it::CLUSTER_SCRIPT).args(["start", &other.dir, &other.port]).output().unwrap();
+    assert!(started.status.success());
+    let mut admin = other.connect("postgres");
+    assert!(wait_for(Duration::from_secs(15), || count(&mut admin, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention worker'") == 1));
+    thread::sleep(Duration::from_secs(16)); // three of the launcher's tries at least
+    let unserved: Vec<String> = databases
+        .iter()
+        .filter(|db| count(&mut admin, &format!("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention worker' AND datname = '{db}'")) == 0)
+        .map(|db| db.to_string())
+        .collect();
+    assert_eq!(unserved.len(), 2, "one database served");
+    let log = other.log();
+    let said: Vec<&str> = log.lines().filter(|l| l.contains("pg_retention launcher") && l.contains("WARNING")).collect();
+    assert_eq!(said.len(), 2, "once for each database left without a worker: {said:?}");
+    for db in &unserved {
+        assert!(said.iter().any(|l| l.contains(&format!("\"{db}\""))), "{db} named: {said:?}");
+        let error = other.connect(db).query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
+        let message = error.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+        assert!(message.contains("cannot start") && message.contains("max_worker_processes"), "{db}: {message}");
+    }
+}

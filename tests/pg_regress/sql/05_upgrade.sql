@@ -156,3 +156,29 @@ UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_050) f
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
+
+-- From 0.6.0: holds are bound to the table their policy names (a hold whose table is gone keeps
+-- none), and keep their text; the same as a fresh install after.
+CREATE EXTENSION pg_retention VERSION '0.6.0';
+CREATE TABLE upgrade_held (id int, at timestamptz);
+-- (0.6.0's validation trigger is this library's, which refuses 0.6.0's SQL: the row goes in as a restore would.)
+SET session_replication_role = replica;
+INSERT INTO retention.policies (name, table_name, time_column, rule, retain) VALUES ('upgrade_held', 'upgrade_held', 'at', 'older_than', interval '1 day');
+RESET session_replication_role;
+INSERT INTO retention.holds (policy, name, condition, reason, created_by) VALUES ('upgrade_held', 'kept', 'id = 1', 'r', 'dba'),
+                                                                                 ('old_recordings', 'no_table', 'true', 'r', 'dba');
+INSERT INTO upgrade_held VALUES (1, now() - interval '3 days'), (2, now() - interval '3 days');
+ALTER EXTENSION pg_retention UPDATE;
+SELECT name, target, condition, expression FROM retention.holds ORDER BY id;
+SELECT (retention.run_policy('upgrade_held'))->>'rows_deleted' AS rows_deleted;
+SELECT id FROM upgrade_held;
+SELECT retention.drop_policy('upgrade_held');
+DROP TABLE upgrade_held;
+CREATE TEMP TABLE from_060 AS SELECT * FROM pg_temp.shape();
+DROP EXTENSION pg_retention;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.6.0' AS side, * FROM (SELECT * FROM from_060 EXCEPT SELECT * FROM pg_temp.shape()) u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_060) f
+ORDER BY 1, 2, 3;
+DROP EXTENSION pg_retention;
