@@ -83,18 +83,6 @@ pub fn as_role<R>(role: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
 pub fn pin_worker_session() {
     let session = [(c"default_transaction_read_only", c"off"), (c"default_transaction_isolation", c"read committed")];
     for (name, value) in FIXED_SETTINGS.iter().chain(session.iter()) {
-        // SAFETY: what `SET name = value` does; the values are ours, checked by each setting's hook.
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SET,
-                true,
-                0,
-                false,
-            );
-        }
+        crate::engine::xact::set_setting(name, value, pg_sys::GucAction::GUC_ACTION_SET);
     }
 }

@@ -110,25 +110,32 @@ pub fn with_settings<R>(settings: &[(&CStr, &CStr)], work: impl FnOnce() -> R) -
     // SAFETY: opens a GUC nest level, closed below or by the abort of the enclosing transaction.
     let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
-        // SAFETY: what `SET LOCAL` does, saved at the nest level above; the names are ours and
-        // the values made by us, checked by the settings' own hooks.
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
+        // Saved at the nest level above, as `SET LOCAL` does.
+        set_setting(name, value, pg_sys::GucAction::GUC_ACTION_SAVE);
     }
     let result = work();
     // SAFETY: closes the nest level opened above, undoing its settings.
     unsafe { pg_sys::AtEOXact_GUC(false, nest_level) };
     result
+}
+
+/// Sets one of our settings as `SET` (`GUC_ACTION_SET`) or a function's `SET` clause
+/// (`GUC_ACTION_SAVE`) would; a value the setting's own hook refuses raises its error.
+pub fn set_setting(name: &CStr, value: &CStr, action: pg_sys::GucAction::Type) {
+    // SAFETY: both strings are NUL-terminated and outlive the call, which copies them; the names
+    // and values are the extension's own, never a user's text.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            0,
+            false,
+        );
+    }
 }
 
 /// Runs `work` with interrupts held off: a pending cancel or terminate waits until it returns
