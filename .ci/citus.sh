@@ -5,9 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+source pgrx-config/pg_major.sh
 CITUS_VERSION=13.2.2
 shared=${PG_RETENTION_SHARED:-../shared}
+
+if ! citus_supports "$PG_MAJOR"; then
+    echo "setup: Citus $CITUS_VERSION does not support PostgreSQL $PG_MAJOR; the Citus tests will be skipped"; exit 0
+fi
 
 if [ -f "$("$PG_CONFIG" --pkglibdir)/citus.so" ]; then
     echo "setup: Citus already installed"; exit 0
@@ -19,7 +23,7 @@ shared=$(cd "$shared" && pwd)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 BUILD_DEPS=(libcurl4-openssl-dev liblz4-dev libzstd-dev libkrb5-dev libssl-dev libselinux1-dev
-            libxslt1-dev libpam0g-dev libreadline-dev)
+            libxslt1-dev libpam0g-dev libreadline-dev libicu-dev)
 missing=()
 for pkg in "${BUILD_DEPS[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -34,8 +38,11 @@ build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
 tar xzf "$shared/citus/citus-$CITUS_VERSION.tar.gz" -C "$build"
 cd "$build/citus-$CITUS_VERSION"
-# PostgreSQL 15.20 exports have_createdb_privilege(), which Citus 13.2.2 also defines.
-patch -p1 -s < "$shared/citus/pg15.20-have_createdb_privilege.patch"
+# PostgreSQL 15.20 (and the minors released with it) export have_createdb_privilege(), which
+# Citus 13.2.2 also defines.
+if grep -qs have_createdb_privilege "$("$PG_CONFIG" --includedir-server)/commands/dbcommands.h"; then
+    patch -p1 -s < "$shared/citus/pg15.20-have_createdb_privilege.patch"
+fi
 ./configure -q PG_CONFIG="$PG_CONFIG" >/dev/null
 make -s -j"$(nproc)" >/dev/null
 as_root make -s install >/dev/null

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_MAJOR=15
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+# PostgreSQL PG_MAJOR (15 unless set; 17 and 18 run this inside their chroots, .ci/chroot.sh).
+source pgrx-config/pg_major.sh
 # Beyond the build: pg_cron and pg_partman, which the tests meet; dpkg-dev (in build-essential)
 # for `make package`; postgres_exporter and python3-venv for the tests of what the README
 # offers monitoring and applications.
@@ -34,6 +34,4 @@ fi
 if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
     cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
 fi
-# Citus, for the Citus tests (built from ../shared/citus/ when it is there and Citus is not).
-.ci/citus.sh
 echo "setup: ready (PostgreSQL $PG_MAJOR, cargo-pgrx $PGRX_VERSION)"

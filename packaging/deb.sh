@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
-# Builds the Debian package postgresql-15-pg-retention_<version>_amd64.deb into target/deb/:
-# the release library, the control file and every SQL script (install and upgrades), laid out
-# where Debian's postgresql-15 looks for them. Needs cargo-pgrx (`make setup`); no root.
-#   packaging/deb.sh        (or `make package`)
+# Builds the Debian package postgresql-N-pg-retention_<version>_amd64.deb into target/deb/ for
+# PostgreSQL N (PG_MAJOR, 15 unless set): the release library, the control file and every SQL
+# script (install and upgrades), laid out where Debian's postgresql-N looks for them, linked
+# against the Debian release it is built on (`make package PG=17` builds in trixie's chroot).
+# Needs cargo-pgrx (`make setup`); no root.
+#   packaging/deb.sh        (or `make package`, `PG_MAJOR=17 packaging/deb.sh` inside the chroot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PG_MAJOR=15
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/$PG_MAJOR/bin/pg_config}
+source pgrx-config/pg_major.sh
+if major_elsewhere; then
+    # Built in the major's own Debian, so that dpkg-shlibdeps names that release's libraries.
+    .ci/chroot.sh run "$PG_MAJOR" env PG_MAJOR="$PG_MAJOR" bash -c '.ci/setup.sh >/dev/null && packaging/deb.sh'
+    mkdir -p target/deb
+    cp "$(.ci/chroot.sh path "$PG_MAJOR")"/src/target/deb/postgresql-"$PG_MAJOR"-pg-retention_*.deb target/deb/
+    ls target/deb/postgresql-"$PG_MAJOR"-pg-retention_*.deb
+    exit 0
+fi
 NAME=postgresql-$PG_MAJOR-pg-retention
 VERSION=$(sed -n 's/^version = "\([^"]*\)"/\1/p' Cargo.toml | head -n 1)
 ARCH=$(dpkg --print-architecture)
@@ -16,7 +25,7 @@ DEB=$OUT/${NAME}_${VERSION}_${ARCH}.deb
 
 # The release build and its files, under the paths pg_config names (cargo pgrx package copies
 # the upgrade scripts of sql/ beside the install script).
-cargo pgrx package --pg-config "$PG_CONFIG" >/dev/null
+cargo pgrx package "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" >/dev/null
 BUILT=target/release/pg_retention-pg$PG_MAJOR
 LIBDIR=$("$PG_CONFIG" --pkglibdir)
 SHAREDIR=$("$PG_CONFIG" --sharedir)

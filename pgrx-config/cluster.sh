@@ -5,7 +5,7 @@
 # As root the server runs as the postgres user (initdb refuses root); DIR must be a path
 # postgres can reach, so callers use a folder under /tmp by default.
 set -euo pipefail
-PG_BIN=/usr/lib/postgresql/15/bin
+source "$(dirname "$0")/pg_major.sh"
 CONF="$(cd "$(dirname "$0")" && pwd)/postgresql.conf"
 cmd=${1:?usage: cluster.sh start DIR PORT | stop DIR}
 dir=${2:?data directory}

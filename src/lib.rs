@@ -16,6 +16,7 @@ mod settings;
 mod statement;
 mod twilio;
 mod version;
+mod wait_events;
 mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]

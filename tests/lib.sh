@@ -1,6 +1,6 @@
 # Shared by tests/run.sh and tests/one.sh (sourced, not run): installing the extension, the
 # throwaway cluster, and the #[pg_test] runner, the same way for every test command.
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+source pgrx-config/pg_major.sh
 TEST_DIR=${PG_RETENTION_TEST_DIR:-/tmp/pg_retention-test}
 TEST_PORT=${PG_RETENTION_TEST_PORT:-54329}
 # The Citus integration tests start their own three-node cluster here (tests/citus/cluster.sh).
@@ -14,9 +14,9 @@ run_pg_tests() {
         # initdb refuses root: the pgrx test cluster runs as postgres.
         local data=/var/lib/postgresql/pgrx-test
         mkdir -p "$data" && chown postgres: "$data"
-        cargo pgrx test pg15 --runas postgres --pgdata "$data" "$@"
+        cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$data" "$@"
     else
-        cargo pgrx test pg15 "$@"
+        cargo pgrx test "pg$PG_MAJOR" "$@"
     fi
 }
 
@@ -26,7 +26,7 @@ install_extension() {
     echo "== install into $($PG_CONFIG --pkglibdir)"
     local flags=()
     [ "$(id -u)" -eq 0 ] || flags=(--sudo)
-    cargo pgrx install --pg-config "$PG_CONFIG" "${flags[@]}"
+    cargo pgrx install "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${flags[@]}"
     as_root cp tests/upgrade/pg_retention--0.1.0.sql tests/upgrade/pg_retention--0.2.0.sql tests/upgrade/pg_retention--0.3.0.sql tests/upgrade/pg_retention--0.4.0.sql tests/upgrade/pg_retention--0.5.0.sql tests/upgrade/pg_retention--0.6.0.sql "$($PG_CONFIG --sharedir)/extension/"
 }
 

@@ -8,14 +8,18 @@
 #   tests/one.sh package                      the Debian package: build, dpkg -i, CREATE EXTENSION, dpkg -r
 #                                             (leaves pg_retention uninstalled; the others reinstall it)
 # regress and integration build and install the extension and start a throwaway cluster first.
+# PG_MAJOR=17 (or 18; `make regress PG=17 TEST=...`) runs it in that major's chroot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
+if major_elsewhere; then
+    exec .ci/chroot.sh run "$PG_MAJOR" env PG_MAJOR="$PG_MAJOR" bash -c '.ci/setup.sh >/dev/null && tests/one.sh "$@"' - "$@"
+fi
 kind=${1:?usage: tests/one.sh unit|pg|regress|integration [NAME ...]}
 shift
 case "$kind" in
 unit)
-    cargo test --lib --no-default-features --features pg15 -- --skip pg_ "$@"
+    cargo test --lib "${PG_FEATURES[@]}" -- --skip pg_ "$@"
     ;;
 pg)
     run_pg_tests "$@"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Debian package, as a DBA would use it: `make package` from this tree, then `dpkg -i` into
-# this machine's PostgreSQL 15 with every earlier copy of pg_retention removed first, a fresh
-# cluster, CREATE EXTENSION, a policy run, the worker's launcher, the upgrade path from 0.1.0;
-# then `dpkg -r` takes every file away again. Leaves pg_retention uninstalled: tests/run.sh
+# this machine's PostgreSQL (PG_MAJOR's; 17 and 18 in their chroots) with every earlier copy of
+# pg_retention removed first, a fresh cluster, CREATE EXTENSION, a policy run, the worker's
+# launcher, the upgrade path from 0.1.0; then `dpkg -r` takes every file away again. Leaves pg_retention uninstalled: tests/run.sh
 # installs the development build after it.
 #   tests/package.sh
 set -euo pipefail
@@ -11,7 +11,8 @@ source tests/lib.sh
 
 packaging/deb.sh
 VERSION=$(sed -n 's/^version = "\([^"]*\)"/\1/p' Cargo.toml | head -n 1)
-DEB=$(ls target/deb/postgresql-15-pg-retention_"$VERSION"_*.deb)
+NAME=postgresql-$PG_MAJOR-pg-retention
+DEB=$(ls target/deb/"$NAME"_"$VERSION"_*.deb)
 LIBDIR=$($PG_CONFIG --pkglibdir)
 EXTDIR=$($PG_CONFIG --sharedir)/extension
 fail() { echo "package test: $*" >&2; exit 1; }
@@ -19,7 +20,7 @@ no_files_left() { [ -z "$(ls "$LIBDIR" "$EXTDIR" | grep pg_retention || true)" ]
 
 echo "== the package's contents"
 dpkg-deb -f "$DEB" Package Version Depends
-dpkg-deb -f "$DEB" Depends | grep -q '^postgresql-15\b' || fail "it must depend on postgresql-15"
+dpkg-deb -f "$DEB" Depends | grep -q "^postgresql-$PG_MAJOR\b" || fail "it must depend on postgresql-$PG_MAJOR"
 contents=$(dpkg-deb -c "$DEB")
 for file in "$LIBDIR/pg_retention.so" "$EXTDIR/pg_retention.control" "$EXTDIR/pg_retention--$VERSION.sql" \
             $(cd sql && ls pg_retention--*--*.sql | sed "s|^|$EXTDIR/|"); do
@@ -27,8 +28,8 @@ for file in "$LIBDIR/pg_retention.so" "$EXTDIR/pg_retention.control" "$EXTDIR/pg
 done
 
 echo "== a PostgreSQL that never had pg_retention"
-if dpkg-query -W -f='${Status}' postgresql-15-pg-retention 2>/dev/null | grep -q "install ok installed"; then
-    as_root dpkg -r postgresql-15-pg-retention >/dev/null
+if dpkg-query -W -f='${Status}' "$NAME" 2>/dev/null | grep -q "install ok installed"; then
+    as_root dpkg -r "$NAME" >/dev/null
 fi
 as_root rm -f "$LIBDIR/pg_retention.so" "$EXTDIR"/pg_retention.control "$EXTDIR"/pg_retention--*.sql
 no_files_left "pg_retention files are left in $LIBDIR or $EXTDIR"
@@ -42,7 +43,7 @@ pgrx-config/cluster.sh stop "$DIR"
 rm -rf "$DIR"
 trap 'pgrx-config/cluster.sh stop "$DIR"; rm -rf "$DIR"' EXIT
 pgrx-config/cluster.sh start "$DIR" "$PORT"
-run_psql() { /usr/lib/postgresql/15/bin/psql -h "$DIR" -p "$PORT" -U postgres -X -q -A -t -v ON_ERROR_STOP=1 -d postgres "$@"; }
+run_psql() { "$PG_BIN/psql" -h "$DIR" -p "$PORT" -U postgres -X -q -A -t -v ON_ERROR_STOP=1 -d postgres "$@"; }
 got=$(run_psql -c "CREATE EXTENSION pg_retention" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_retention'")
 [ "$got" = "$VERSION" ] || fail "CREATE EXTENSION gave version '$got', not $VERSION"
 got=$(run_psql -c "CREATE TABLE \"AgentUsage\" (id int, \"timestamp\" timestamp(3))" \
@@ -59,6 +60,6 @@ echo "package test: CREATE EXTENSION $VERSION, cleanup_old_agent_usage(90) = 25,
 pgrx-config/cluster.sh stop "$DIR"
 
 echo "== dpkg -r"
-as_root dpkg -r postgresql-15-pg-retention >/dev/null
+as_root dpkg -r "$NAME" >/dev/null
 no_files_left "dpkg -r left pg_retention files behind"
 echo "package test: passed"

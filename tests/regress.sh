@@ -5,8 +5,9 @@
 # a non-root developer; this script is what `make test` uses, as root or not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source pgrx-config/pg_major.sh
 : "${PGHOST:?PGHOST must name the server socket directory}" "${PGPORT:?PGPORT must be set}"
-PG_REGRESS=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress
+PG_REGRESS=$($PG_CONFIG --pkglibdir)/pgxs/src/test/regress/pg_regress
 out=target/pg_regress
 mkdir -p "$out"
 if [ $# -gt 0 ]; then

@@ -33,7 +33,9 @@ pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, seconds: u64, window: Op
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("traffic.sql");
     std::fs::write(&script, traffic).unwrap();
-    let output = Command::new("/usr/lib/postgresql/15/bin/pgbench")
+    // The server's own major's pgbench (Debian keeps each major's programs apart).
+    let major: i32 = connect().query_one("SELECT current_setting('server_version_num')::int / 10000", &[]).unwrap().get(0);
+    let output = Command::new(format!("/usr/lib/postgresql/{major}/bin/pgbench"))
         .current_dir(&dir)
         .args(["-n", "-U", "postgres", "-c", "4", "-j", "2", "-l", "--log-prefix", "tx"])
         .args(["-R", &scale.traffic_rate.to_string(), "-T", &seconds.to_string(), "-f"])

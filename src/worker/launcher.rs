@@ -15,6 +15,7 @@ use super::{signals, WORKER_TYPE};
 use crate::engine::xact::shutdown_requested;
 use crate::error::say;
 use crate::settings;
+use crate::wait_events::{self, WaitEvent};
 
 pub const LAUNCHER_TYPE: &str = "pg_retention launcher";
 
@@ -55,7 +56,7 @@ pub extern "C-unwind" fn pg_retention_launcher_main(_arg: pg_sys::Datum) {
             wait = wait.min(workers.entry(database.clone()).or_default().look_after(database));
         }
         workers.retain(|database, worker| wanted.contains(database) || worker.running());
-        if shutdown_requested() || !BackgroundWorker::wait_latch(Some(wait)) {
+        if shutdown_requested() || !wait_events::sleep(WaitEvent::LauncherMain, wait) {
             break;
         }
     }

@@ -22,6 +22,7 @@ use crate::error::{self, say, spi};
 pub(crate) use crate::history::WORKER_TYPE;
 use crate::schedule::{self, Due};
 use crate::settings;
+use crate::wait_events::{self, WaitEvent};
 pub use requests::{next_run, request_run_now};
 #[cfg(any(test, feature = "pg_test"))]
 pub use requests::slot_instant;
@@ -63,7 +64,7 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
         }
         let wait = tick(&database, &mut warned, &mut orphans_marked);
         // A SIGTERM during the run: no sleep first.
-        if shutdown_requested() || !BackgroundWorker::wait_latch(Some(wait.clamp(Duration::from_millis(100), MAX_WAIT))) {
+        if shutdown_requested() || !wait_events::sleep(WaitEvent::WorkerMain, wait.clamp(Duration::from_millis(100), MAX_WAIT)) {
             break;
         }
     }

@@ -17,7 +17,12 @@ static IN_RUN: AtomicBool = AtomicBool::new(false);
 pub fn install() {
     // SAFETY: sets this process's SIGTERM handler before signals are unblocked (by
     // attach_signal_handlers); `on_sigterm` is async-signal-safe.
+    #[cfg(not(feature = "pg18"))]
     unsafe { pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(on_sigterm)) };
+    // 18 names the backend's pqsignal pqsignal_be (its header maps one to the other).
+    // SAFETY: as above.
+    #[cfg(feature = "pg18")]
+    unsafe { pg_sys::pqsignal_be(pg_sys::SIGTERM as i32, Some(on_sigterm)) };
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP);
 }
 

@@ -7,7 +7,7 @@
 #   citus/cluster.sh available        exit 0 when Citus is installed
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PG_BIN=/usr/lib/postgresql/15/bin
+source "$(dirname "$0")/../../pgrx-config/pg_major.sh"
 NODES=(coordinator worker1 worker2)
 cmd=${1:?usage: cluster.sh start DIR PORT | stop DIR | available}
 

@@ -188,7 +188,8 @@ fn count_rows(leaf: &Member, statistics: bool) -> (i64, bool) {
             AND COALESCE(pg_catalog.pg_stat_get_last_analyze_time(c.oid), pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid)) IS NOT NULL
             -- ANALYZE samples 300 rows per unit of statistics target, as many pages: all of them here
             AND c.relpages OPERATOR(pg_catalog.<=) (300 OPERATOR(pg_catalog.*) (
-                SELECT pg_catalog.max(CASE WHEN a.attstattarget OPERATOR(pg_catalog.<) 0
+                -- the column's own target, else the default (-1 says so before 17, NULL from 17)
+                SELECT pg_catalog.max(CASE WHEN a.attstattarget IS NULL OR a.attstattarget OPERATOR(pg_catalog.<) 0
                                            THEN pg_catalog.current_setting('default_statistics_target')::pg_catalog.int4
                                            ELSE a.attstattarget END)
                   FROM pg_catalog.pg_attribute a

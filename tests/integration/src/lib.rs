@@ -182,8 +182,26 @@ pub fn as_server_owner(program: &str, args: &[&str]) -> std::process::Output {
     command.args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"))
 }
 
-/// The PostgreSQL programs' directory.
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The directory of the test server's own major's programs (Debian installs each major's
+/// under /usr/lib/postgresql/N/bin), so that a dump or a standby is made by a matching version.
+pub fn pg_bin() -> String {
+    format!("/usr/lib/postgresql/{}/bin", server_major())
+}
+
+/// The test server's PostgreSQL major (15, 17, 18 ...), for what differs between majors.
+pub fn server_major() -> i32 {
+    connect().query_one("SELECT current_setting('server_version_num')::int / 10000", &[]).unwrap().get(0)
+}
+
+/// What `pg_stat_activity.wait_event` says of pg_retention's own wait `own`: its name from
+/// PostgreSQL 17, which lets an extension name its waits, the shared `Extension` before.
+pub fn wait_event_named(own: &'static str) -> &'static str {
+    if server_major() >= 17 {
+        own
+    } else {
+        "Extension"
+    }
+}
 
 /// The server's log so far (the throwaway cluster logs to `server.log` in its directory).
 pub fn server_log() -> String {

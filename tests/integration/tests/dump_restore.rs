@@ -3,7 +3,7 @@
 //! column by column, with no error from the presets that `CREATE EXTENSION` makes again; also
 //! from a database that came to this release by `ALTER EXTENSION ... UPDATE` from 0.2.0.
 
-use pg_retention_it::{as_server_owner, connect, connect_to, fresh_database, OtherCluster, PG_BIN};
+use pg_retention_it::{as_server_owner, connect, connect_to, fresh_database, OtherCluster, pg_bin};
 use postgres::Client;
 
 /// Every row of a retention table as JSON text, in id order (name order for removed presets).
@@ -103,11 +103,11 @@ fn dump_file(name: &str) -> String {
 fn pg_dump_and_restore(source_name: &str, restored_name: &str) {
     let (host, port) = (std::env::var("PGHOST").unwrap(), std::env::var("PGPORT").unwrap());
     let file = dump_file(source_name);
-    let dump = as_server_owner(&format!("{PG_BIN}/pg_dump"), &["-h", &host, "-p", &port, "-U", "postgres", "-Fc", "-f", &file, source_name]);
+    let dump = as_server_owner(&format!("{}/pg_dump", pg_bin()), &["-h", &host, "-p", &port, "-U", "postgres", "-Fc", "-f", &file, source_name]);
     assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
     drop(fresh_database(restored_name));
     let restore = as_server_owner(
-        &format!("{PG_BIN}/pg_restore"),
+        &format!("{}/pg_restore", pg_bin()),
         &["-h", &host, "-p", &port, "-U", "postgres", "--exit-on-error", "-d", restored_name, &file],
     );
     assert!(restore.status.success(), "pg_restore: {}", String::from_utf8_lossy(&restore.stderr));
@@ -144,11 +144,11 @@ fn pg_dumpall_into_a_new_cluster_reproduces_policies_and_history() {
     let mut db = source("it_dumpall", None);
     let (host, port) = (std::env::var("PGHOST").unwrap(), std::env::var("PGPORT").unwrap());
     let file = dump_file("all");
-    let dump = as_server_owner(&format!("{PG_BIN}/pg_dumpall"), &["-h", &host, "-p", &port, "-U", "postgres", "-f", &file]);
+    let dump = as_server_owner(&format!("{}/pg_dumpall", pg_bin()), &["-h", &host, "-p", &port, "-U", "postgres", "-f", &file]);
     assert!(dump.status.success(), "pg_dumpall: {}", String::from_utf8_lossy(&dump.stderr));
 
     let other = OtherCluster::start("dumpall");
-    let load = as_server_owner(&format!("{PG_BIN}/psql"), &["-h", &other.dir, "-p", &other.port, "-U", "postgres", "-X", "-q", "-d", "postgres", "-f", &file]);
+    let load = as_server_owner(&format!("{}/psql", pg_bin()), &["-h", &other.dir, "-p", &other.port, "-U", "postgres", "-X", "-q", "-d", "postgres", "-f", &file]);
     let _ = std::fs::remove_file(&file);
     let errors: Vec<String> = String::from_utf8_lossy(&load.stderr)
         .lines()

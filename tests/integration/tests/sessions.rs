@@ -5,7 +5,28 @@ use std::collections::BTreeSet;
 use std::thread;
 use std::time::Duration;
 
-use pg_retention_it::{connect, connect_with_notices, count, table_with_policy, wait_for};
+use pg_retention_it::{connect, connect_with_notices, count, table_with_policy, wait_event_named, wait_for};
+
+/// Issue 23: a run keeping to its `max_rows_per_second` waits as `RetentionPace` in
+/// `pg_stat_activity` on 17 and later (`Extension` on 15 and 16), not as an anonymous sleep.
+#[test]
+fn a_paced_run_names_its_wait() {
+    let mut setup = connect();
+    table_with_policy(&mut setup, "it_paced", 60, 0, 10, None);
+    setup.batch_execute("SELECT retention.alter_policy('it_paced', max_rows_per_second => 5)").unwrap();
+    let runner = thread::spawn(|| connect().batch_execute("CALL retention.run_batched('it_paced')"));
+    let expected = wait_event_named("RetentionPace");
+    let mut observer = connect();
+    let seen = wait_for(Duration::from_secs(10), || {
+        observer
+            .query_opt("SELECT wait_event FROM pg_stat_activity WHERE query LIKE 'CALL retention.run_batched(''it_paced'')%' AND wait_event = $1", &[&expected])
+            .unwrap()
+            .is_some()
+    });
+    runner.join().unwrap().expect("the paced run");
+    assert!(seen, "the pacing backend waits as {expected}");
+    assert_eq!(count(&mut observer, "SELECT count(*) FROM it_paced"), 0, "every expired row went, at its pace");
+}
 
 #[test]
 fn batched_run_commits_each_batch_visibly() {

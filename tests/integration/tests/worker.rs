@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{as_server_owner, connect, count, server_log, OtherCluster, PG_BIN, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_for};
+use pg_retention_it::{as_server_owner, connect, count, server_log, OtherCluster, pg_bin, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_event_named, wait_for};
 use postgres::Client;
 
 /// ALTER SYSTEM each setting, reload, and wait until this session sees the change.
@@ -41,6 +41,26 @@ fn worker_pid(client: &mut Client) -> Option<i32> {
         .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_retention worker'", &[])
         .unwrap()
         .map(|r| r.get(0))
+}
+
+/// Issue 23: between rounds the launcher and the worker wait as `RetentionLauncherMain` and
+/// `RetentionWorkerMain` on 17 and later, where an extension names its own wait events; on 15
+/// and 16 as the shared `Extension`.
+#[test]
+fn pg_stat_activity_names_what_the_launcher_and_the_worker_wait_on() {
+    let mut client = connect();
+    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
+    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "the launcher starts the worker");
+    for (backend_type, own) in [("pg_retention launcher", "RetentionLauncherMain"), ("pg_retention worker", "RetentionWorkerMain")] {
+        let expected = wait_event_named(own);
+        let waiting = wait_for(Duration::from_secs(10), || {
+            client
+                .query_opt("SELECT 1 FROM pg_stat_activity WHERE backend_type = $1 AND wait_event = $2", &[&backend_type, &expected])
+                .unwrap()
+                .is_some()
+        });
+        assert!(waiting, "the {backend_type} waits as {expected}");
+    }
 }
 
 /// Only the named policies stay enabled: the worker runs every enabled policy of the database.
@@ -292,7 +312,7 @@ fn a_standby_runs_nothing() {
     let standby_port: u16 = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let standby_dir = format!("{primary_dir}-standby");
     let as_owner = |program: &str, args: &[&str]| as_server_owner(program, args).status;
-    let bin = "/usr/lib/postgresql/15/bin";
+    let bin = pg_bin();
     let _ = as_owner(&format!("{bin}/pg_ctl"), &["-D", &standby_dir, "-m", "immediate", "stop"]);
     let _ = std::fs::remove_dir_all(&standby_dir);
     assert!(as_owner(
@@ -511,7 +531,7 @@ fn a_fast_shutdown_during_a_worker_batch_is_prompt() {
     let dir = std::env::var("PGHOST").unwrap();
     let port = std::env::var("PGPORT").unwrap();
     let asked = Instant::now();
-    let stop = as_server_owner(&format!("{PG_BIN}/pg_ctl"), &["-D", &dir, "-m", "fast", "-t", "15", "-w", "stop"]);
+    let stop = as_server_owner(&format!("{}/pg_ctl", pg_bin()), &["-D", &dir, "-m", "fast", "-t", "15", "-w", "stop"]);
     let took = asked.elapsed();
     let start = std::process::Command::new(pg_retention_it::CLUSTER_SCRIPT).args(["start", &dir, &port]).output().unwrap();
     assert!(start.status.success(), "restart: {}", String::from_utf8_lossy(&start.stderr));
@@ -839,7 +859,7 @@ fn more_databases_than_worker_slots_is_said_once_and_run_now_says_the_truth() {
     let in_use = count(
         &mut admin,
         "SELECT count(*) FROM pg_stat_activity WHERE backend_type <> ALL (ARRAY['client backend', 'autovacuum launcher', 'autovacuum worker',
-           'archiver', 'background writer', 'checkpointer', 'logger', 'standalone backend', 'startup', 'walreceiver', 'walsender', 'walwriter'])",
+           'archiver', 'background writer', 'checkpointer', 'io worker', 'logger', 'standalone backend', 'startup', 'walreceiver', 'walsender', 'walwriter'])",
     );
     for setting in [format!("max_worker_processes = {}", in_use + 1), "pg_retention.worker_enabled = on".into(), format!("pg_retention.database = '{}'", databases.join(", "))] {
         admin.batch_execute(&format!("ALTER SYSTEM SET {setting}")).unwrap();

@@ -100,6 +100,9 @@ ALTER EXTENSION pg_retention UPDATE;
 SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_add_policy,
        has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_got_alter_policy;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
+-- A grant the update made again is recorded as an initial privilege, which from 17 holds the
+-- role ("initial privileges for function"); DROP OWNED BY removes it on every major.
+DROP OWNED BY upgrade_admin;
 DROP ROLE upgrade_admin;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
   FROM pg_extension WHERE extname = 'pg_retention';
@@ -122,6 +125,9 @@ SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE n
   FROM pg_extension WHERE extname = 'pg_retention';
 SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_add_policy;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
+-- A grant the update made again is recorded as an initial privilege, which from 17 holds the
+-- role ("initial privileges for function"); DROP OWNED BY removes it on every major.
+DROP OWNED BY upgrade_admin;
 DROP ROLE upgrade_admin;
 SELECT name, expired_partitions, archive_schema FROM retention.policies ORDER BY name;
 CREATE TEMP TABLE from_040 AS SELECT * FROM pg_temp.shape();
@@ -143,6 +149,9 @@ GRANT EXECUTE ON FUNCTION retention.alter_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
 SELECT has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_alter_policy;
 REVOKE EXECUTE ON FUNCTION retention.alter_policy FROM upgrade_admin;
+-- A grant the update made again is recorded as an initial privilege, which from 17 holds the
+-- role ("initial privileges for function"); DROP OWNED BY removes it on every major.
+DROP OWNED BY upgrade_admin;
 DROP ROLE upgrade_admin;
 SELECT name, missing_sid FROM retention.policies ORDER BY name;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
