@@ -8,6 +8,7 @@
 pub(crate) mod database_list;
 mod launcher;
 mod requests;
+mod server_processes;
 mod signals;
 
 use std::time::Duration;

@@ -113,16 +113,15 @@ pub fn request_run_now() -> Option<i32> {
 }
 
 /// Background worker slots in use (every process in `pg_stat_activity` that is not one of the
-/// server's own kinds: extensions' workers, parallel workers, replication workers), and
+/// server's own kinds), and
 /// `max_worker_processes`.
 fn background_worker_slots() -> (i64, i64) {
     let (in_use, max) = crate::rights::as_extension_owner(|| {
-        spi(Spi::get_two::<i64, i64>(
-            "SELECT pg_catalog.count(*) FILTER (WHERE backend_type OPERATOR(pg_catalog.<>) ALL (ARRAY[
-                        'client backend', 'autovacuum launcher', 'autovacuum worker', 'archiver', 'background writer',
-                        'checkpointer', 'logger', 'standalone backend', 'startup', 'walreceiver', 'walsender', 'walwriter'])),
+        spi(Spi::get_two_with_args::<i64, i64>(
+            "SELECT pg_catalog.count(*) FILTER (WHERE backend_type OPERATOR(pg_catalog.<>) ALL ($1)),
                     pg_catalog.current_setting('max_worker_processes')::pg_catalog.int8
                FROM pg_catalog.pg_stat_activity",
+            &[super::server_processes::SERVER_PROCESS_TYPES.to_vec().into()],
         ))
     });
     (in_use.unwrap_or(0), max.unwrap_or(i64::MAX))
