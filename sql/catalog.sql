@@ -29,6 +29,9 @@ CREATE TABLE retention.policies (
     archive_schema     text,
     -- Recordings: a row with no valid SID is skipped, or marked without a Twilio call.
     missing_sid        text NOT NULL DEFAULT 'skip',
+    -- Recordings: the column holding each row's Twilio account SID (a subaccount's); NULL:
+    -- every recording is the credentials' own account's.
+    account_column     text,
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
     CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),

@@ -67,20 +67,24 @@ CREATE FUNCTION retention.add_policy(
     max_rows_per_second integer DEFAULT NULL,
     expired_partitions text DEFAULT 'drop',
     archive_schema     text DEFAULT NULL,
-    missing_sid        text DEFAULT 'skip'
+    missing_sid        text DEFAULT 'skip',
+    account_column     text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
                                     soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-                                    sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid)
+                                    sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
+                                    account_column)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
             soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
-            sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid)
+            sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
+            account_column)
     RETURNING *;
 $$;
 
 -- Arguments left NULL keep their value; switching to rule expires_at clears retain;
--- max_rows_per_second => 0 lifts the pace limit; archive_schema => '' clears it.
+-- max_rows_per_second => 0 lifts the pace limit; archive_schema => '' and account_column => ''
+-- clear them.
 CREATE FUNCTION retention.alter_policy(
     policy_name        text,
     table_name         text DEFAULT NULL,
@@ -99,7 +103,8 @@ CREATE FUNCTION retention.alter_policy(
     max_rows_per_second integer DEFAULT NULL,
     expired_partitions text DEFAULT NULL,
     archive_schema     text DEFAULT NULL,
-    missing_sid        text DEFAULT NULL
+    missing_sid        text DEFAULT NULL,
+    account_column     text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -125,7 +130,9 @@ BEGIN
         expired_partitions = coalesce(alter_policy.expired_partitions, p.expired_partitions),
         archive_schema     = CASE WHEN alter_policy.archive_schema = '' THEN NULL
                                   ELSE coalesce(alter_policy.archive_schema, p.archive_schema) END,
-        missing_sid        = coalesce(alter_policy.missing_sid, p.missing_sid)
+        missing_sid        = coalesce(alter_policy.missing_sid, p.missing_sid),
+        account_column     = CASE WHEN alter_policy.account_column = '' THEN NULL
+                                  ELSE coalesce(alter_policy.account_column, p.account_column) END
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN

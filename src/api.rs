@@ -164,6 +164,7 @@ pub mod retention {
         // On update, the table is checked again only if what names it changed.
         let target_columns = [
             "table_schema", "table_name", "time_column", "action", "soft_delete_column", "reason_column", "sid_column", "id_column",
+            "account_column",
         ];
         let target_changed = match trigger.old() {
             // A row replacing a pristine preset with the preset's own target (a restore) needs

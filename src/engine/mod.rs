@@ -42,7 +42,7 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
             counted["held"] = json!(sql::held(&parts, cutoff, None));
         }
         if let (crate::policy::Action::TwilioRecording, Some(sid_column)) = (policy.action, policy.sid_column.as_deref()) {
-            if let Some(JsonB(serde_json::Value::Object(dry_run))) = sql::recordings_preview(&parts, sid_column, cutoff) {
+            if let Some(JsonB(serde_json::Value::Object(dry_run))) = sql::recordings_preview(&parts, sid_column, policy.account_column.as_deref(), cutoff) {
                 if let serde_json::Value::Object(map) = &mut counted {
                     map.extend(dry_run);
                 }

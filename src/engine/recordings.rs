@@ -13,7 +13,7 @@ use crate::rights::as_table_owner;
 use crate::settings;
 use crate::history::outcomes::Outcome;
 use crate::policy::MissingSid;
-use crate::twilio::{self, Answer, Reply};
+use crate::twilio::{self, Account, Answer, Reply, Target};
 
 /// Rows of one run whose skip or failure is logged one by one; the rest only in the counts.
 const ROWS_LOGGED_PER_RUN: i64 = 20;
@@ -41,7 +41,14 @@ impl Run {
     pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Reply>>, Halt> {
         let policy = &self.policy.name;
         let tally = self.record.tally.get_or_insert_with(Tally::default);
-        let to_send: Vec<String> = fetched.sids.iter().flatten().filter(|sid| twilio::is_recording_sid(sid)).cloned().collect();
+        let by_row_account = self.policy.account_column.is_some();
+        let to_send: Vec<Target> = fetched
+            .sids
+            .iter()
+            .zip(&fetched.accounts)
+            .filter_map(|(sid, account)| sid.as_ref().filter(|sid| twilio::is_recording_sid(sid)).map(|sid| (sid, account)))
+            .map(|(sid, account)| Target { sid: sid.clone(), account: if by_row_account { Account::Row(account.clone()) } else { Account::Main } })
+            .collect();
         let Some(client) = self.twilio.as_ref() else {
             raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: a recording run without a Twilio client".into(), None)
         };
@@ -79,6 +86,11 @@ impl Run {
                     say!(LOG, "pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
                 }
             }
+            if let Answer::AccountUnverified(_, why) = &reply.answer {
+                if tally.failures[5] < ROWS_LOGGED_PER_RUN {
+                    say!(LOG, "pg_retention: policy \"{policy}\": row {key} is not marked: {why}");
+                }
+            }
             tally.count(&reply.answer);
             if !reply.answer.confirms_deletion() {
                 tally.note_failed_sid(sid.as_deref().unwrap_or_default());
@@ -92,13 +104,15 @@ impl Run {
     /// outcome, in one transaction.
     pub(super) fn mark(&mut self, fetched: &Fetched, replies: &[Option<Reply>]) {
         let mark_missing = self.policy.missing_sid == MissingSid::Mark;
-        let (mut confirmed_keys, mut confirmed_sids, mut missing_keys, mut missing_sids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut confirmed_keys, mut confirmed_sids, mut confirmed_accounts) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut missing_keys, mut missing_sids) = (Vec::new(), Vec::new());
         let mut outcomes = Vec::with_capacity(fetched.keys.len());
-        for ((key, sid), reply) in fetched.keys.iter().zip(&fetched.sids).zip(replies) {
+        for (((key, sid), account), reply) in fetched.keys.iter().zip(&fetched.sids).zip(&fetched.accounts).zip(replies) {
             match reply {
                 Some(reply) if reply.answer.confirms_deletion() => {
                     confirmed_keys.push(key.clone());
                     confirmed_sids.push(sid.clone().unwrap_or_default());
+                    confirmed_accounts.push(account.clone());
                 }
                 // Never sent: no valid SID.
                 None if mark_missing => {
@@ -120,7 +134,7 @@ impl Run {
         }
         if !confirmed_keys.is_empty() {
             let reason = self.policy.reason();
-            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark(cutoff, confirmed_keys, confirmed_sids, reason)) as i64;
+            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark(cutoff, confirmed_keys, confirmed_sids, confirmed_accounts, reason)) as i64;
         }
         self.record.batches += 1;
     }

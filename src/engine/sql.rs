@@ -278,10 +278,12 @@ pub struct RecordingStatements {
     mark_missing: String,
 }
 
-/// One batch of recordings as read before any Twilio call: keys as text, SIDs as stored.
+/// One batch of recordings as read before any Twilio call: keys as text, SIDs and accounts
+/// as stored (accounts all NULL without an account column).
 pub struct Fetched {
     pub keys: Vec<String>,
     pub sids: Vec<Option<String>>,
+    pub accounts: Vec<Option<String>>,
 }
 
 impl RecordingStatements {
@@ -291,19 +293,25 @@ impl RecordingStatements {
         let sid = quote_identifier(policy.sid_column.as_deref().unwrap_or_default());
         let id_type = target.id_type.as_deref().unwrap_or("pg_catalog.text");
         let marker = parts.marker.as_deref().unwrap_or_default();
+        let account = policy.account_column.as_deref().map(quote_identifier);
+        let account_read = account.as_ref().map_or("NULL".to_string(), |a| format!("{a}::pg_catalog.text"));
+        // The row is marked only while its account is still the one the DELETE went under.
+        let same_account = account.as_ref().map_or(String::new(), |a| format!("AND t.{a}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.account"));
         RecordingStatements {
             // $1 cutoff, $2 the last key seen (text, NULL at first), $3 batch size. ORDER BY
             // names the table's column: a bare name would sort by the text output column.
             fetch: format!(
-                "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text FROM {table}
+                "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text, {account_read} FROM {table}
                   WHERE {predicate} AND ($2::pg_catalog.text IS NULL OR {id} OPERATOR(pg_catalog.>) CAST($2 AS {id_type}))
                   ORDER BY {table}.{id} LIMIT $3"
             ),
-            // $1 cutoff, $2 keys (text[]), $3 their SIDs (text[]), $4 reason. Only rows of this
-            // batch, and only while their SID is still the one Twilio confirmed.
+            // $1 cutoff, $2 keys (text[]), $3 their SIDs (text[]), $4 reason, $5 their accounts
+            // (text[]). Only rows of this batch, and only while their SID is still the one
+            // Twilio confirmed.
             mark: format!(
-                "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[])) AS confirmed(key, sid)
-                  WHERE t.{id} OPERATOR(pg_catalog.=) confirmed.key AND t.{sid}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.sid
+                "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[]),
+                                                        pg_catalog.unnest($5::pg_catalog.text[])) AS confirmed(key, sid, account)
+                  WHERE t.{id} OPERATOR(pg_catalog.=) confirmed.key AND t.{sid}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.sid {same_account}
                     AND t.{time_column} OPERATOR(pg_catalog.<) {cutoff} AND t.{marker} IS NULL",
                 parts.set_marker("$4"),
             ),
@@ -322,10 +330,11 @@ impl RecordingStatements {
     pub fn fetch(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, batch_size: i64) -> Fetched {
         spi(Spi::connect(|client| {
             let rows = client.select(&self.fetch, None, &[cutoff.into(), after.into(), batch_size.into()])?;
-            let mut fetched = Fetched { keys: Vec::with_capacity(rows.len()), sids: Vec::with_capacity(rows.len()) };
+            let mut fetched = Fetched { keys: Vec::with_capacity(rows.len()), sids: Vec::with_capacity(rows.len()), accounts: Vec::with_capacity(rows.len()) };
             for row in rows {
                 fetched.keys.push(row.get::<String>(1)?.unwrap_or_default());
                 fetched.sids.push(row.get::<String>(2)?);
+                fetched.accounts.push(row.get::<String>(3)?);
             }
             Ok::<_, pgrx::spi::Error>(fetched)
         }))
@@ -336,9 +345,9 @@ impl RecordingStatements {
         execute(&self.mark_missing, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
     }
 
-    /// Marks the rows with these keys whose SID is still the one Twilio confirmed.
-    pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, reason: Option<&str>) -> usize {
-        execute(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into()])
+    /// Marks the rows with these keys whose SID (and account) is still the one Twilio confirmed.
+    pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, accounts: Vec<Option<String>>, reason: Option<&str>) -> usize {
+        execute(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into(), accounts.into()])
     }
 }
 
@@ -351,14 +360,23 @@ pub fn held(parts: &Parts, cutoff: TimestampWithTimeZone, table: Option<&str>) -
 }
 
 /// A recordings policy's dry run: of the rows a run would read now (holds applied), how many
-/// would be sent to Twilio and how many skipped, by reason. The SID shape is the client's
-/// (`twilio::is_recording_sid`): `RE` + 32 hex digits.
-pub fn recordings_preview(parts: &Parts, sid_column: &str, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
+/// would be sent to Twilio and how many skipped, by reason; with an account column, how many
+/// valid SIDs have no usable account (NULL or malformed: never sent). The shapes are the
+/// client's (`twilio::is_recording_sid`, `is_account_sid`): `RE`/`AC` + 32 hex digits.
+pub fn recordings_preview(parts: &Parts, sid_column: &str, account_column: Option<&str>, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
     let sid = quote_identifier(sid_column);
     let valid = format!("{sid}::pg_catalog.text OPERATOR(pg_catalog.~) '^RE[0-9a-fA-F]{{32}}$'");
+    let (sendable, no_account) = match account_column {
+        None => ("true".to_string(), String::new()),
+        Some(column) => {
+            let account = quote_identifier(column);
+            let usable = format!("{account}::pg_catalog.text OPERATOR(pg_catalog.~) '^AC[0-9a-fA-F]{{32}}$'");
+            (usable.clone(), format!("'no_account', pg_catalog.count(*) FILTER (WHERE {valid} AND ({usable}) IS NOT TRUE),"))
+        }
+    };
     let sql = format!(
         "SELECT pg_catalog.jsonb_build_object(
-                    'would_send', pg_catalog.count(*) FILTER (WHERE {valid}),
+                    'would_send', pg_catalog.count(*) FILTER (WHERE {valid} AND ({sendable}) IS TRUE), {no_account}
                     'would_skip', pg_catalog.jsonb_build_object(
                         'no_sid', pg_catalog.count(*) FILTER (WHERE {sid} IS NULL),
                         'malformed_sid', pg_catalog.count(*) FILTER (WHERE {sid} IS NOT NULL AND NOT ({valid}))))

@@ -160,7 +160,7 @@ pub struct Held {
 }
 
 /// The kinds of failure a recording run counts, each a key of its result.
-pub const FAILURE_KINDS: [&str; 5] = ["rate_limited", "server_error", "timeout", "connection_error", "bad_request"];
+pub const FAILURE_KINDS: [&str; 6] = ["rate_limited", "server_error", "timeout", "connection_error", "bad_request", "account_unverified"];
 
 /// Counts of a recording run. `checked = deleted + failed + skipped`, always.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -174,7 +174,7 @@ pub struct Tally {
     /// Never sent: no SID, or not `RE` + 32 hex digits.
     pub skipped: i64,
     /// `failed`, by kind (keys from `FAILURE_KINDS`).
-    pub failures: [i64; 5],
+    pub failures: [i64; 6],
     /// The SIDs of the first `FAILED_SIDS_KEPT` failed recordings.
     pub failed_sids: Vec<String>,
 }

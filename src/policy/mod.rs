@@ -127,6 +127,9 @@ pub struct Policy {
     pub archive_schema: Option<String>,
     /// Recordings: what happens to a row with no valid SID.
     pub missing_sid: MissingSid,
+    /// Recordings: the column holding each row's Twilio account (a subaccount's SID); None:
+    /// every recording is the credentials' own account's.
+    pub account_column: Option<String>,
 }
 
 /// What a recordings policy does with a row past the cutoff that has no valid recording SID
@@ -244,6 +247,8 @@ impl Policy {
             expired_partitions,
             archive_schema: row.column("archive_schema").unwrap_or(None),
             missing_sid,
+            // Added in 0.8.0: absent while an upgrade script from an older release runs.
+            account_column: row.column("account_column").unwrap_or(None),
             name,
         }
     }
@@ -312,6 +317,12 @@ impl Policy {
             invalid(
                 format!("retention policy \"{}\": missing_sid => 'mark' is for twilio_recording policies", self.name),
                 Some("Other actions never look at a recording SID; leave missing_sid at 'skip'."),
+            );
+        }
+        if self.account_column.is_some() && self.action != Action::TwilioRecording {
+            invalid(
+                format!("retention policy \"{}\": account_column is for twilio_recording policies", self.name),
+                Some("Other actions never call Twilio; leave account_column NULL."),
             );
         }
         if let Some(schema) = &self.archive_schema {

@@ -13,7 +13,7 @@ use crate::rights;
 
 /// What names a policy's target; a restored preset row whose target is the pristine preset's
 /// own needs no existing table, as the preset did not.
-const TARGET_COLUMNS: &str = "table_schema, table_name, time_column, action, soft_delete_column, reason_column, sid_column, id_column";
+const TARGET_COLUMNS: &str = "table_schema, table_name, time_column, action, soft_delete_column, reason_column, sid_column, id_column, account_column";
 
 /// Deletes the pristine presets that the row being inserted replaces (same name or same id).
 /// Returns whether it replaced the preset of its name with the same target. They are looked
@@ -42,12 +42,13 @@ pub fn replace_pristine_presets(policy: &Policy) -> bool {
         policy.reason_column.as_deref().into(),
         policy.sid_column.as_deref().into(),
         policy.id_column.as_deref().into(),
+        policy.account_column.as_deref().into(),
     ]);
     let same_target = spi(Spi::get_one_with_args::<i64>(
         &format!(
             "WITH deleted AS (DELETE FROM retention.policies p WHERE {pristine} RETURNING p.*)
              SELECT pg_catalog.count(*) FILTER (WHERE p.name OPERATOR(pg_catalog.=) $1
-                        AND ({TARGET_COLUMNS}) IS NOT DISTINCT FROM ($3, $4, $5, $6, $7, $8, $9, $10))
+                        AND ({TARGET_COLUMNS}) IS NOT DISTINCT FROM ($3, $4, $5, $6, $7, $8, $9, $10, $11))
                FROM deleted p"
         ),
         &args,

@@ -193,18 +193,24 @@ impl Policy {
                     )
                 })
             };
-            let sid_column = needed(&self.sid_column, "sid_column", "twilio_recording_sid");
-            let oid = self.column_type(relid, &table, &sid_column, repoint_hint());
-            if ![pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&oid) {
-                raise(
-                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                    format!(
-                        "retention policy \"{}\": sid_column \"{sid_column}\" of table {table} has type {}, but must be text or varchar",
-                        self.name,
-                        type_name(oid)
-                    ),
-                    None,
-                )
+            // A recording SID and an account SID are text, compared as text.
+            let text_column = |field: &str, column: &str| {
+                let oid = self.column_type(relid, &table, column, repoint_hint());
+                if ![pg_sys::TEXTOID, pg_sys::VARCHAROID].contains(&oid) {
+                    raise(
+                        PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                        format!(
+                            "retention policy \"{}\": {field} \"{column}\" of table {table} has type {}, but must be text or varchar",
+                            self.name,
+                            type_name(oid)
+                        ),
+                        None,
+                    )
+                }
+            };
+            text_column("sid_column", &needed(&self.sid_column, "sid_column", "twilio_recording_sid"));
+            if let Some(account_column) = &self.account_column {
+                text_column("account_column", account_column);
             }
             let id_column = needed(&self.id_column, "id_column", "id");
             let oid = self.column_type(relid, &table, &id_column, repoint_hint());

@@ -1,12 +1,16 @@
 //! The Twilio client: `DELETE /2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.json` with
-//! HTTP Basic auth, and what each answer means for the row. No pgrx here: this runs on helper
+//! HTTP Basic auth, under the recording's own account (`accounts`), and what each answer means
+//! for the row. No pgrx here: this runs on helper
 //! threads that must never touch Postgres.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
+
+pub use accounts::Account;
+use accounts::Reachable;
 
 /// `RE` + 32 hex digits, as in Twilio's OpenAPI spec (`^RE[0-9a-fA-F]{32}$`).
 pub fn is_recording_sid(sid: &str) -> bool {
@@ -46,6 +50,9 @@ pub enum Answer {
     ConnectionError(String),
     /// Any other status: a request Twilio will not take; logged.
     BadRequest(u16, String),
+    /// Not sent, or a 404 that proves nothing, because of the account (`accounts`): the
+    /// status if there was an answer, and why.
+    AccountUnverified(Option<u16>, String),
 }
 
 impl Answer {
@@ -63,6 +70,7 @@ impl Answer {
             Answer::Timeout => Some("timeout"),
             Answer::ConnectionError(_) => Some("connection_error"),
             Answer::BadRequest(..) => Some("bad_request"),
+            Answer::AccountUnverified(..) => Some("account_unverified"),
         }
     }
 }
@@ -87,6 +95,7 @@ pub fn outcome(answer: &Answer) -> (&'static str, Option<u16>, Option<String>) {
         Answer::Timeout => ("failed", None, Some("timeout".into())),
         Answer::ConnectionError(message) => ("failed", None, Some(format!("connection_error: {message}"))),
         Answer::BadRequest(status, body) => ("failed", Some(*status), Some(format!("bad_request: HTTP {status}: {body}"))),
+        Answer::AccountUnverified(status, why) => ("failed", *status, Some(format!("account_unverified: {why}"))),
     }
 }
 
@@ -196,6 +205,13 @@ fn is_loopback(host: &str) -> bool {
         || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
 }
 
+/// One recording to delete: its SID and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub sid: String,
+    pub account: Account,
+}
+
 /// The request path for one recording, as the OpenAPI spec has it.
 pub fn recording_path(account_sid: &str, recording_sid: &str) -> String {
     format!("/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}.json")
@@ -207,6 +223,8 @@ pub struct Client {
     authorization: String,
     /// Recordings in a row, across the run's batches, that ended rate-limited.
     rate_limited_in_a_row: AtomicUsize,
+    /// The accounts the credentials reach, listed the first time a decision needs them.
+    reachable: OnceLock<Reachable>,
 }
 
 impl Client {
@@ -222,7 +240,7 @@ impl Client {
             .new_agent();
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", config.credentials.username, config.credentials.password));
-        Client { agent, config, authorization: format!("Basic {token}"), rate_limited_in_a_row: AtomicUsize::new(0) }
+        Client { agent, config, authorization: format!("Basic {token}"), rate_limited_in_a_row: AtomicUsize::new(0), reachable: OnceLock::new() }
     }
 
     /// Whether one of the run's bounds is reached: then no further call starts.
@@ -246,36 +264,82 @@ impl Client {
         }
     }
 
-    /// Deletes one recording, retrying 429s as the retry policy allows.
-    pub fn delete_recording(&self, recording_sid: &str) -> Reply {
-        let url = format!(
-            "{}{}",
-            self.config.base_url.trim_end_matches('/'),
-            recording_path(&self.config.credentials.account_sid, recording_sid)
-        );
-        let mut attempt = 1;
-        let mut request_id = None;
-        loop {
-            let response = self.agent.delete(&url).header("Authorization", &self.authorization).call();
-            let decision = match response {
-                Ok(mut response) => {
-                    let status = response.status().as_u16();
-                    request_id = response.headers().get("Twilio-Request-Id").and_then(|v| v.to_str().ok()).map(|v| v.chars().take(64).collect());
-                    let retry_after = response.headers().get("Retry-After").and_then(|v| v.to_str().ok()).map(str::to_string);
-                    let body = response.body_mut().read_to_string().unwrap_or_default();
-                    decide(status, retry_after.as_deref(), &body, &self.config.retry)
-                }
-                Err(ureq::Error::Timeout(_)) => Decision::Final(Answer::Timeout),
-                Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => Decision::Final(Answer::Timeout),
-                Err(e) => Decision::Final(Answer::ConnectionError(e.to_string())),
+    /// Deletes one recording under its account, retrying 429s as the retry policy allows. A
+    /// 404 counts as already gone only where it proves it (`accounts::not_found_is_gone`).
+    pub fn delete_recording(&self, target: &Target) -> Reply {
+        let main = &self.config.credentials.account_sid;
+        let reachable = || self.reachable();
+        let account = match accounts::route(main, &target.account, &reachable) {
+            Ok(account) => account,
+            Err(why) => return Reply { answer: Answer::AccountUnverified(None, why), request_id: None },
+        };
+        let (answer, request_id) = match self.exchange(Method::Delete, &recording_path(&account, &target.sid)) {
+            Ok(http) => match decide(http.status, None, &http.body, &self.config.retry) {
+                Decision::Final(answer) => (answer, http.request_id),
+                Decision::RetryAfter(_) => (Answer::RateLimited, http.request_id),
+            },
+            Err(failure) => failure,
+        };
+        let answer = match answer {
+            Answer::AlreadyGone => match accounts::not_found_is_gone(main, &target.account, &reachable) {
+                Ok(()) => Answer::AlreadyGone,
+                Err(why) => Answer::AccountUnverified(Some(404), why),
+            },
+            answer => answer,
+        };
+        Reply { answer, request_id }
+    }
+
+    /// The accounts the credentials reach: listed once, on first need.
+    fn reachable(&self) -> Reachable {
+        self.reachable.get_or_init(|| self.list_accounts()).clone()
+    }
+
+    fn list_accounts(&self) -> Reachable {
+        let mut listed = std::collections::BTreeSet::from([self.config.credentials.account_sid.clone()]);
+        let mut page = Some(accounts::FIRST_PAGE.to_string());
+        for _ in 0..accounts::MAX_PAGES {
+            let Some(path) = page.take() else { return Reachable::Listed(listed) };
+            let body = match self.exchange(Method::Get, &path) {
+                Ok(http) if http.status == 200 => http.body,
+                Ok(http) => return Reachable::Unknown(format!("listing the accounts got HTTP {}", http.status)),
+                Err((answer, _)) => return Reachable::Unknown(format!("listing the accounts failed: {answer:?}")),
             };
-            match decision {
-                Decision::Final(answer) => return Reply { answer, request_id },
-                Decision::RetryAfter(_) if attempt >= self.config.retry.attempts => return Reply { answer: Answer::RateLimited, request_id },
+            match accounts::parse_page(&body) {
+                Ok((sids, next)) => {
+                    listed.extend(sids);
+                    page = next;
+                }
+                Err(why) => return Reachable::Unknown(why),
+            }
+        }
+        Reachable::Unknown(format!("the account list did not end within {} pages", accounts::MAX_PAGES))
+    }
+
+    /// One request, 429s retried as the retry policy allows: the final HTTP answer, or what
+    /// ended it without one (a timeout, a broken connection, 429 after every attempt) with
+    /// Twilio's id of the last request if it sent one.
+    fn exchange(&self, method: Method, path: &str) -> Result<Http, (Answer, Option<String>)> {
+        let url = format!("{}{path}", self.config.base_url.trim_end_matches('/'));
+        let mut attempt = 1;
+        loop {
+            let request = match method {
+                Method::Get => self.agent.get(&url).header("Authorization", &self.authorization).call(),
+                Method::Delete => self.agent.delete(&url).header("Authorization", &self.authorization).call(),
+            };
+            let mut response = request.map_err(|error| (transport_failure(error), None))?;
+            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let request_id = header("Twilio-Request-Id").map(|v| v.chars().take(64).collect::<String>());
+            let retry_after = header("Retry-After");
+            let status = response.status().as_u16();
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            match decide(status, retry_after.as_deref(), &body, &self.config.retry) {
+                Decision::RetryAfter(_) if attempt >= self.config.retry.attempts => return Err((Answer::RateLimited, request_id)),
                 Decision::RetryAfter(wait) => {
                     std::thread::sleep(wait);
                     attempt += 1;
                 }
+                Decision::Final(_) => return Ok(Http { status, body, request_id }),
             }
         }
     }
@@ -284,10 +348,10 @@ impl Client {
     /// order. Stops starting new calls once Twilio refuses the credentials. The caller's thread
     /// only waits, asking `should_stop` every 20 ms; when it says stop, this returns at once
     /// (`Err(Stopped)`) and the calls still in flight finish on their own, answers unused.
-    pub fn delete_all(self: &Arc<Self>, sids: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<Option<Reply>>, Stopped> {
-        let total = sids.len();
+    pub fn delete_all(self: &Arc<Self>, targets: Vec<Target>, should_stop: &dyn Fn() -> bool) -> Result<Vec<Option<Reply>>, Stopped> {
+        let total = targets.len();
         let work = Arc::new(Work {
-            sids,
+            targets,
             answers: Mutex::new(vec![None; total]),
             next: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -300,13 +364,13 @@ impl Client {
             let (client, work) = (self.clone(), work.clone());
             handles.push(std::thread::spawn(move || {
                 block_signals();
-                // A bound reached leaves the calls not started yet unsent: a suffix of `sids`.
+                // A bound reached leaves the calls not started yet unsent: a suffix of `targets`.
                 while !work.stop.load(Ordering::Relaxed) && client.bound_reached().is_none() {
                     let i = work.next.fetch_add(1, Ordering::Relaxed);
-                    if i >= work.sids.len() {
+                    if i >= work.targets.len() {
                         break;
                     }
-                    let reply = client.delete_recording(&work.sids[i]);
+                    let reply = client.delete_recording(&work.targets[i]);
                     client.count_rate_limited(&reply.answer);
                     if matches!(reply.answer, Answer::Refused(_)) {
                         work.stop.store(true, Ordering::Relaxed);
@@ -327,13 +391,35 @@ impl Client {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Method {
+    Get,
+    Delete,
+}
+
+/// An HTTP answer, read whole.
+struct Http {
+    status: u16,
+    body: String,
+    request_id: Option<String>,
+}
+
+/// A request that got no HTTP answer.
+fn transport_failure(error: ureq::Error) -> Answer {
+    match error {
+        ureq::Error::Timeout(_) => Answer::Timeout,
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => Answer::Timeout,
+        e => Answer::ConnectionError(e.to_string()),
+    }
+}
+
 /// `delete_all` was told to stop before every answer was in.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Stopped;
 
 /// The calls of one `delete_all`, shared with its threads.
 struct Work {
-    sids: Vec<String>,
+    targets: Vec<Target>,
     answers: Mutex<Vec<Option<Reply>>>,
     next: AtomicUsize,
     stop: AtomicBool,
@@ -350,6 +436,7 @@ fn block_signals() {
     }
 }
 
+pub mod accounts;
 pub mod secret;
 
 #[cfg(test)]

@@ -108,6 +108,14 @@ fn one_request(status: &str) -> (String, std::thread::JoinHandle<String>) {
     (url, handle)
 }
 
+const MAIN: &str = "AC0123456789abcdef0123456789abcdef";
+const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
+
+/// A recording of the credentials' own account (a policy with no account column).
+fn main(sid: &str) -> Target {
+    Target { sid: sid.into(), account: Account::Main }
+}
+
 fn client(base_url: String, username: &str, password: &str) -> Client {
     Client::new(ClientConfig {
         base_url,
@@ -160,7 +168,7 @@ fn requests_match_twilio_delete_recording_spec() {
     // Both credential kinds: the auth token, and an API key with its secret.
     for (username, password) in [("AC0123456789abcdef0123456789abcdef", "token"), ("SK0123456789abcdef0123456789abcdef", "secret")] {
         let (url, server) = one_request("204 No Content");
-        assert_eq!(client(url, username, password).delete_recording(recording).answer, Answer::Deleted);
+        assert_eq!(client(url, username, password).delete_recording(&main(recording)).answer, Answer::Deleted);
         let head = server.join().unwrap();
         let request_line = head.lines().next().unwrap();
         let mut parts = request_line.split(' ');
@@ -201,13 +209,9 @@ fn each_answer_has_its_outcome_status_and_reason() {
 
 #[test]
 fn status_answers_over_http() {
-    for (status, answer) in [
-        ("404 Not Found", Answer::AlreadyGone),
-        ("401 Unauthorized", Answer::Refused(401)),
-        ("503 Service Unavailable", Answer::ServerError(503)),
-    ] {
+    for (status, answer) in [("401 Unauthorized", Answer::Refused(401)), ("503 Service Unavailable", Answer::ServerError(503))] {
         let (url, server) = one_request(status);
-        assert_eq!(client(url, "AC0123456789abcdef0123456789abcdef", "t").delete_recording("RE0123456789abcdef0123456789abcdef").answer, answer);
+        assert_eq!(client(url, MAIN, "t").delete_recording(&main(RECORDING)).answer, answer);
         server.join().unwrap();
     }
 }
@@ -216,7 +220,7 @@ fn status_answers_over_http() {
 fn a_refused_connection_is_a_connection_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let answer = client(format!("http://127.0.0.1:{port}"), "AC0123456789abcdef0123456789abcdef", "t")
-        .delete_recording("RE0123456789abcdef0123456789abcdef")
+        .delete_recording(&main(RECORDING))
         .answer;
     assert!(matches!(answer, Answer::ConnectionError(_)), "{answer:?}");
 }
@@ -230,7 +234,7 @@ fn delete_all_returns_at_once_when_told_to_stop() {
     let client = Arc::new(client(url, "AC0123456789abcdef0123456789abcdef", "t"));
     let started = std::time::Instant::now();
     let stop_after = started + Duration::from_millis(200);
-    let result = client.delete_all(vec!["RE0123456789abcdef0123456789abcdef".into(); 2], &|| std::time::Instant::now() > stop_after);
+    let result = client.delete_all(vec![main(RECORDING); 2], &|| std::time::Instant::now() > stop_after);
     assert_eq!(result, Err(Stopped));
     assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 }
@@ -254,10 +258,158 @@ fn delete_all_finishes_when_twilio_asks_for_an_absurd_wait() {
     let client = Arc::new(Client::new(config));
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let answers = client.delete_all(vec!["RE0123456789abcdef0123456789abcdef".into(); 2], &|| false);
+        let answers = client.delete_all(vec![main(RECORDING); 2], &|| false);
         let _ = done.send(answers);
     });
     let answers = finished.recv_timeout(Duration::from_secs(10)).expect("delete_all must finish, not hang on a dead thread");
     let answers = answers.map(|replies| replies.into_iter().map(|r| r.map(|r| r.answer)).collect::<Vec<_>>());
     assert_eq!(answers, Ok(vec![Some(Answer::RateLimited), Some(Answer::RateLimited)]));
+}
+
+// Accounts: a subaccount's recording is a 404 under its parent's path (issue 24).
+
+const SUB: &str = "AC11111111111111111111111111111111";
+const STRANGER: &str = "AC22222222222222222222222222222222";
+
+/// Serves requests on a loopback port, one per connection, each answered by `answer(method,
+/// path)` as (status line, body), until the client stops; returns the request lines seen.
+fn scripted(answer: impl Fn(&str, &str) -> (&'static str, String) + Send + 'static) -> (String, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut header = String::new();
+            while reader.read_line(&mut header).unwrap() > 2 {
+                header.clear();
+            }
+            let mut parts = line.split(' ');
+            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+            log.lock().unwrap().push(format!("{method} {path}"));
+            let (status, body) = answer(&method, &path);
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (url, seen)
+}
+
+fn account_page(sids: &[&str], next: Option<&str>) -> String {
+    let accounts: Vec<serde_json::Value> = sids.iter().map(|sid| serde_json::json!({ "sid": sid, "status": "active" })).collect();
+    serde_json::json!({ "accounts": accounts, "next_page_uri": next, "page": 0, "page_size": 1000 }).to_string()
+}
+
+/// A Twilio where the recording is stored nowhere the request looks (every DELETE is a 404)
+/// and the main account lists `listed`.
+fn nowhere(listed: &'static [&'static str]) -> (String, Arc<Mutex<Vec<String>>>) {
+    scripted(move |method, _| match method {
+        "GET" => ("200 OK", account_page(listed, None)),
+        _ => ("404 Not Found", "{\"code\":20404}".into()),
+    })
+}
+
+fn of_row(sid: &str, account: Option<&str>) -> Target {
+    Target { sid: sid.into(), account: Account::Row(account.map(str::to_string)) }
+}
+
+#[test]
+fn a_404_under_a_main_account_without_subaccounts_is_already_gone() {
+    let (url, seen) = nowhere(&[MAIN]);
+    assert_eq!(client(url, MAIN, "t").delete_recording(&main(RECORDING)).answer, Answer::AlreadyGone);
+    let expected = [format!("DELETE /2010-04-01/Accounts/{MAIN}/Recordings/{RECORDING}.json"), format!("GET {}", accounts::FIRST_PAGE)];
+    assert_eq!(*seen.lock().unwrap(), expected, "the accounts are listed on the first 404");
+}
+
+#[test]
+fn a_404_under_a_main_account_with_subaccounts_proves_nothing() {
+    let (url, _) = nowhere(&[MAIN, SUB]);
+    let answer = client(url, MAIN, "t").delete_recording(&main(RECORDING)).answer;
+    let Answer::AccountUnverified(Some(404), why) = &answer else { panic!("{answer:?}") };
+    assert!(why.contains("1 subaccount(s)") && why.contains("account_column"), "{why}");
+    assert!(!answer.confirms_deletion());
+    assert_eq!(outcome(&answer).0, "failed");
+}
+
+#[test]
+fn a_404_when_the_accounts_cannot_be_listed_proves_nothing() {
+    // A standard API key may not list accounts: Twilio answers 401 to the listing only.
+    let (url, seen) = scripted(|method, _| match method {
+        "GET" => ("401 Unauthorized", "{\"code\":20003}".into()),
+        _ => ("404 Not Found", "{\"code\":20404}".into()),
+    });
+    let client = client(url, "SK0123456789abcdef0123456789abcdef", "secret");
+    for _ in 0..2 {
+        let answer = client.delete_recording(&main(RECORDING)).answer;
+        assert!(matches!(&answer, Answer::AccountUnverified(Some(404), why) if why.contains("HTTP 401")), "{answer:?}");
+    }
+    assert_eq!(seen.lock().unwrap().iter().filter(|r| r.starts_with("GET")).count(), 1, "listed once per client, not per recording");
+}
+
+#[test]
+fn a_row_s_own_account_takes_its_path_and_its_404_is_already_gone() {
+    let (url, seen) = nowhere(&[MAIN, SUB]);
+    let client = client(url, MAIN, "t");
+    assert_eq!(client.delete_recording(&of_row(RECORDING, Some(SUB))).answer, Answer::AlreadyGone);
+    assert_eq!(client.delete_recording(&of_row(RECORDING, Some(MAIN))).answer, Answer::AlreadyGone);
+    let deletes: Vec<String> = seen.lock().unwrap().iter().filter(|r| r.starts_with("DELETE")).cloned().collect();
+    assert_eq!(deletes, [format!("DELETE /2010-04-01/Accounts/{SUB}/Recordings/{RECORDING}.json"), format!("DELETE /2010-04-01/Accounts/{MAIN}/Recordings/{RECORDING}.json")]);
+}
+
+#[test]
+fn a_row_account_the_credentials_do_not_reach_is_never_sent() {
+    let (url, seen) = nowhere(&[MAIN, SUB]);
+    let client = client(url, MAIN, "t");
+    let unsent = |account: Option<&str>, expected: &str| {
+        let answer = client.delete_recording(&of_row(RECORDING, account)).answer;
+        assert!(matches!(&answer, Answer::AccountUnverified(None, why) if why.contains(expected)), "{account:?}: {answer:?}");
+    };
+    unsent(Some(STRANGER), "neither the credentials' account");
+    unsent(None, "NULL");
+    unsent(Some("AC../../Accounts"), "not AC + 32 hex digits");
+    unsent(Some("AC2222222222222222222222222222222G"), "not AC + 32 hex digits");
+    assert!(seen.lock().unwrap().iter().all(|r| r.starts_with("GET")), "no DELETE at all: {:?}", seen.lock().unwrap());
+}
+
+#[test]
+fn every_page_of_the_account_list_is_read() {
+    let (url, seen) = scripted(|method, path| match (method, path.contains("Page=1")) {
+        ("GET", false) => ("200 OK", account_page(&[MAIN], Some("/2010-04-01/Accounts.json?PageSize=1000&Page=1&PageToken=PAx"))),
+        ("GET", true) => ("200 OK", account_page(&[SUB], None)),
+        _ => ("404 Not Found", String::new()),
+    });
+    let answer = client(url, MAIN, "t").delete_recording(&main(RECORDING)).answer;
+    assert!(matches!(&answer, Answer::AccountUnverified(Some(404), why) if why.contains("1 subaccount(s)")), "the subaccount on page 2 counts: {answer:?}");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn account_pages_that_prove_nothing_are_refused() {
+    assert!(accounts::parse_page("not json").is_err());
+    assert!(accounts::parse_page("{}").is_err());
+    assert!(accounts::parse_page(&account_page(&["AC123"], None)).is_err(), "a malformed SID");
+    assert!(accounts::parse_page(&account_page(&[MAIN], Some("https://elsewhere.example/2010-04-01/Accounts.json?Page=1"))).is_err(), "another host");
+    assert!(accounts::parse_page(&account_page(&[MAIN], Some("/2010-04-01/Accounts/AC0/Calls.json?x"))).is_err(), "another resource");
+    assert_eq!(accounts::parse_page(&account_page(&[MAIN, SUB], None)), Ok((vec![MAIN.to_string(), SUB.to_string()], None)));
+}
+
+#[test]
+fn the_account_listing_matches_twilio_list_account_spec() {
+    let spec: serde_json::Value = serde_json::from_str(include_str!("../../tests/fixtures/twilio_list_accounts.json")).unwrap();
+    assert_eq!(spec["operation"]["operationId"], "ListAccount");
+    assert_eq!(spec["method"], "get");
+    let (path, query) = accounts::FIRST_PAGE.split_once('?').unwrap();
+    assert_eq!(path, spec["path"].as_str().unwrap());
+    let params = spec["operation"]["parameters"].as_array().unwrap();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap();
+        let param = params.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{name} is not a parameter of ListAccount"));
+        assert_eq!(param["in"], "query");
+        let value: i64 = value.parse().unwrap();
+        assert!(value >= param["schema"]["minimum"].as_i64().unwrap() && value <= param["schema"]["maximum"].as_i64().unwrap(), "{name}={value}");
+    }
+    assert!(matches_sid_pattern(spec["account_schema"]["sid"]["pattern"].as_str().unwrap(), SUB));
 }

@@ -2,12 +2,16 @@
 //! on 127.0.0.1, with HTTP Basic auth, a set of existing recordings, injected faults, and a log
 //! of every request. It never talks to anything but its own loopback socket.
 //!
+//! Subaccounts as at Twilio: the main account's credentials reach a subaccount's recordings
+//! under the subaccount's path only; anywhere else the recording is a 404. `GET
+//! /2010-04-01/Accounts.json` lists the main account and its subaccounts, in pages.
+//!
 //! Control it in-process (the methods below) or over HTTP on the same port:
 //! `POST /_fake/recordings` (JSON array of SIDs to add), `GET /_fake/recordings`,
 //! `POST /_fake/faults` (JSON array of faults, one per coming request), `POST /_fake/latency_ms`
 //! (a number), `POST /_fake/every_nth` (`{"n":3,"fault":{"status":503}}`), `GET /_fake/requests`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -62,6 +66,12 @@ pub struct Request {
 #[derive(Default)]
 struct State {
     recordings: BTreeSet<String>,
+    /// Each subaccount's recordings.
+    subaccounts: BTreeMap<String, BTreeSet<String>>,
+    /// Account listings answered (never given a fault, nor logged in `requests`).
+    listings: usize,
+    /// Answer account listings 401, as Twilio does to a standard API key.
+    refuse_listing: bool,
     faults: VecDeque<Fault>,
     /// Every Nth DELETE gets this fault (rate-based injection).
     every_nth: Option<(u64, Fault)>,
@@ -111,8 +121,30 @@ impl FakeTwilio {
         self.state().recordings.extend(sids);
     }
 
+    /// Every recording still stored, the subaccounts' included.
     pub fn recordings(&self) -> BTreeSet<String> {
-        self.state().recordings.clone()
+        let state = self.state();
+        state.recordings.iter().chain(state.subaccounts.values().flatten()).cloned().collect()
+    }
+
+    /// A subaccount of the main account, with these recordings.
+    pub fn add_subaccount<I: IntoIterator<Item = String>>(&self, account_sid: &str, sids: I) {
+        self.state().subaccounts.entry(account_sid.to_string()).or_default().extend(sids);
+    }
+
+    /// A subaccount's recordings still stored.
+    pub fn recordings_of(&self, account_sid: &str) -> BTreeSet<String> {
+        self.state().subaccounts.get(account_sid).cloned().unwrap_or_default()
+    }
+
+    /// Answer account listings 401 (a standard API key), or list again.
+    pub fn refuse_account_listing(&self, refuse: bool) {
+        self.state().refuse_listing = refuse;
+    }
+
+    /// Account listings answered so far.
+    pub fn account_listings(&self) -> usize {
+        self.state().listings
     }
 
     /// Queues faults: the next requests get them, one each, in order.
@@ -228,6 +260,8 @@ impl Server {
             }
             let answer = if path.starts_with("/_fake/") {
                 Some(self.control(&method, &path, &body))
+            } else if let Some(query) = path.strip_prefix("/2010-04-01/Accounts.json") {
+                Some(self.list_accounts(&method, query, authorization.as_deref()))
             } else {
                 self.twilio(&method, &path, authorization.as_deref(), &writer)
             };
@@ -303,14 +337,46 @@ impl Server {
         answer
     }
 
+    /// `GET /2010-04-01/Accounts.json?PageSize=N&Page=P`: the main account, then its
+    /// subaccounts, N a page, with `next_page_uri` while more follow.
+    fn list_accounts(&self, method: &str, query: &str, authorization: Option<&str>) -> Answer {
+        let mut state = self.state();
+        state.listings += 1;
+        if method != "GET" {
+            return Answer { status: 405, headers: vec![], body: error_body(20004, "Method not allowed", 405) };
+        }
+        if self.authenticated(authorization).is_none() || state.refuse_listing {
+            return Answer { status: 401, headers: vec![], body: error_body(20003, "Authenticate", 401) };
+        }
+        let param = |name: &str| {
+            query.trim_start_matches('?').split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse::<usize>().ok())
+        };
+        let (size, page) = (param("PageSize").unwrap_or(50).clamp(1, 1000), param("Page").unwrap_or(0));
+        let all: Vec<&String> = std::iter::once(&self.account_sid).chain(state.subaccounts.keys()).collect();
+        let accounts: Vec<Value> = all.iter().skip(page * size).take(size).map(|sid| json!({ "sid": sid, "status": "active" })).collect();
+        let next = ((page + 1) * size < all.len()).then(|| format!("/2010-04-01/Accounts.json?PageSize={size}&Page={}&PageToken=PA{}", page + 1, page + 1));
+        let body = json!({ "accounts": accounts, "next_page_uri": next, "page": page, "page_size": size });
+        Answer { status: 200, headers: vec![], body: body.to_string() }
+    }
+
     fn answer(&self, method: &str, path: &str, authenticated: bool) -> Answer {
         if !authenticated {
             return Answer { status: 401, headers: vec![], body: error_body(20003, "Authenticate", 401) };
         }
-        let prefix = format!("/2010-04-01/Accounts/{}/Recordings/", self.account_sid);
-        let sid = path.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".json"));
-        match (method, sid) {
-            ("DELETE", Some(sid)) if self.state().recordings.remove(sid) => Answer { status: 204, headers: vec![], body: String::new() },
+        let target = path
+            .strip_prefix("/2010-04-01/Accounts/")
+            .and_then(|rest| rest.split_once("/Recordings/"))
+            .and_then(|(account, rest)| Some((account, rest.strip_suffix(".json")?)));
+        let deleted = |account: &str, sid: &str| {
+            let mut state = self.state();
+            if account == self.account_sid {
+                state.recordings.remove(sid)
+            } else {
+                state.subaccounts.get_mut(account).is_some_and(|recordings| recordings.remove(sid))
+            }
+        };
+        match (method, target) {
+            ("DELETE", Some((account, sid))) if deleted(account, sid) => Answer { status: 204, headers: vec![], body: String::new() },
             ("DELETE", _) | ("GET", _) => Answer {
                 status: 404,
                 headers: vec![],

@@ -65,3 +65,17 @@ SELECT retention.alter_policy('old_recordings', missing_sid => 'delete');
 SELECT retention.alter_policy('expired_traces', missing_sid => 'mark');
 \set VERBOSITY default
 SELECT name, missing_sid FROM retention.policies ORDER BY name;
+
+-- account_column (0.8.0): the column holding each recording's Twilio account; text or varchar,
+-- recordings policies only; '' in alter_policy clears it.
+ALTER TABLE voice_recordings ADD COLUMN twilio_account_sid text, ADD COLUMN account_no integer;
+\set VERBOSITY terse
+SELECT retention.alter_policy('old_recordings', account_column => 'account_no');
+SELECT retention.alter_policy('old_recordings', account_column => 'no_such_column');
+SELECT retention.alter_policy('expired_traces', account_column => 'twilio_account_sid');
+\set VERBOSITY default
+SELECT (retention.alter_policy('old_recordings', account_column => 'twilio_account_sid')).account_column;
+SELECT (retention.alter_policy('old_recordings', batch_size => 500)).account_column AS kept;
+SELECT (retention.alter_policy('old_recordings', account_column => '')).account_column AS cleared;
+ALTER TABLE voice_recordings DROP COLUMN twilio_account_sid, DROP COLUMN account_no;
+SELECT (retention.alter_policy('old_recordings', batch_size => 1000)).batch_size;

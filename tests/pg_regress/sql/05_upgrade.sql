@@ -191,3 +191,24 @@ UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_060) f
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
+
+-- From 0.7.0: policies get account_column (NULL: the credentials' own account, as before);
+-- add_policy and alter_policy take it and keep a DBA's grant; the same as a fresh install after.
+CREATE EXTENSION pg_retention VERSION '0.7.0';
+CREATE ROLE upgrade_admin_080;
+GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin_080;
+ALTER EXTENSION pg_retention UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
+SELECT name, account_column FROM retention.policies WHERE action = 'twilio_recording';
+SELECT has_function_privilege('upgrade_admin_080', 'retention.add_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean, text, text, integer, text, text, text, text)', 'EXECUTE') AS grant_kept;
+REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin_080;
+CREATE TEMP TABLE from_070 AS SELECT * FROM pg_temp.shape();
+DROP EXTENSION pg_retention;
+DROP OWNED BY upgrade_admin_080;
+DROP ROLE upgrade_admin_080;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.7.0' AS side, * FROM (SELECT * FROM from_070 EXCEPT SELECT * FROM pg_temp.shape()) u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_070) f
+ORDER BY 1, 2, 3;
+DROP EXTENSION pg_retention;
