@@ -68,14 +68,18 @@ SELECT name, missing_sid FROM retention.policies ORDER BY name;
 
 -- account_column (0.8.0): the column holding each recording's Twilio account; text or varchar,
 -- recordings policies only; '' in alter_policy clears it.
-ALTER TABLE voice_recordings ADD COLUMN twilio_account_sid text, ADD COLUMN account_no integer;
+CREATE TABLE tenant_recordings (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, sid text, account text,
+                                account_no integer, deleted_at timestamptz);
+CREATE INDEX ON tenant_recordings (created_at);
+SELECT (retention.add_policy('tenant_recordings', 'tenant_recordings', 'created_at', 'older_than', interval '90 days',
+        action => 'twilio_recording', soft_delete_column => 'deleted_at', sid_column => 'sid', id_column => 'id',
+        account_column => 'account')).account_column;
 \set VERBOSITY terse
-SELECT retention.alter_policy('old_recordings', account_column => 'account_no');
-SELECT retention.alter_policy('old_recordings', account_column => 'no_such_column');
-SELECT retention.alter_policy('expired_traces', account_column => 'twilio_account_sid');
+SELECT retention.alter_policy('tenant_recordings', account_column => 'account_no');
+SELECT retention.alter_policy('tenant_recordings', account_column => 'no_such_column');
+SELECT retention.alter_policy('expired_traces', account_column => 'account');
 \set VERBOSITY default
-SELECT (retention.alter_policy('old_recordings', account_column => 'twilio_account_sid')).account_column;
-SELECT (retention.alter_policy('old_recordings', batch_size => 500)).account_column AS kept;
-SELECT (retention.alter_policy('old_recordings', account_column => '')).account_column AS cleared;
-ALTER TABLE voice_recordings DROP COLUMN twilio_account_sid, DROP COLUMN account_no;
-SELECT (retention.alter_policy('old_recordings', batch_size => 1000)).batch_size;
+SELECT (retention.alter_policy('tenant_recordings', batch_size => 500)).account_column AS kept;
+SELECT (retention.alter_policy('tenant_recordings', account_column => '')).account_column AS cleared;
+SELECT retention.drop_policy('tenant_recordings');
+DROP TABLE tenant_recordings;

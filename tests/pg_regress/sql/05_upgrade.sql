@@ -97,8 +97,8 @@ DROP ROLE IF EXISTS upgrade_admin;
 CREATE ROLE upgrade_admin;
 GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
-SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_add_policy,
-       has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_got_alter_policy;
+SELECT has_function_privilege('upgrade_admin', 'retention.add_policy'::regproc, 'EXECUTE') AS admin_keeps_add_policy,
+       has_function_privilege('upgrade_admin', 'retention.alter_policy'::regproc, 'EXECUTE') AS admin_got_alter_policy;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
 -- A grant the update made again is recorded as an initial privilege, which from 17 holds the
 -- role ("initial privileges for function"); DROP OWNED BY removes it on every major.
@@ -123,7 +123,7 @@ GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
 SELECT extversion = (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_retention') AS at_default_version
   FROM pg_extension WHERE extname = 'pg_retention';
-SELECT has_function_privilege('upgrade_admin', 'retention.add_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_add_policy;
+SELECT has_function_privilege('upgrade_admin', 'retention.add_policy'::regproc, 'EXECUTE') AS admin_keeps_add_policy;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin;
 -- A grant the update made again is recorded as an initial privilege, which from 17 holds the
 -- role ("initial privileges for function"); DROP OWNED BY removes it on every major.
@@ -147,7 +147,7 @@ SELECT retention.run_policy('old_agent_usage') IS NULL AS refused_before_update;
 CREATE ROLE upgrade_admin;
 GRANT EXECUTE ON FUNCTION retention.alter_policy TO upgrade_admin;
 ALTER EXTENSION pg_retention UPDATE;
-SELECT has_function_privilege('upgrade_admin', 'retention.alter_policy(text,text,text,text,interval,text,integer,text,text,text,text,boolean,text,text,integer,text,text,text)', 'EXECUTE') AS admin_keeps_alter_policy;
+SELECT has_function_privilege('upgrade_admin', 'retention.alter_policy'::regproc, 'EXECUTE') AS admin_keeps_alter_policy;
 REVOKE EXECUTE ON FUNCTION retention.alter_policy FROM upgrade_admin;
 -- A grant the update made again is recorded as an initial privilege, which from 17 holds the
 -- role ("initial privileges for function"); DROP OWNED BY removes it on every major.
@@ -200,7 +200,7 @@ GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin_080;
 ALTER EXTENSION pg_retention UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
 SELECT name, account_column FROM retention.policies WHERE action = 'twilio_recording';
-SELECT has_function_privilege('upgrade_admin_080', 'retention.add_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean, text, text, integer, text, text, text, text)', 'EXECUTE') AS grant_kept;
+SELECT has_function_privilege('upgrade_admin_080', 'retention.add_policy'::regproc, 'EXECUTE') AS grant_kept;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin_080;
 CREATE TEMP TABLE from_070 AS SELECT * FROM pg_temp.shape();
 DROP EXTENSION pg_retention;

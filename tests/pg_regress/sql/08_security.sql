@@ -81,8 +81,8 @@ SELECT retention.add_policy('flags', 'victim', 'at', 'older_than', interval '1 d
 -- ... and a role that may manage policies may point one only at a table whose owner it is a member of.
 GRANT USAGE ON SCHEMA retention TO mallory;
 GRANT SELECT, INSERT, UPDATE ON retention.policies TO mallory;
-GRANT EXECUTE ON FUNCTION retention.add_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean, text, text, integer, text, text, text),
-                          retention.alter_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean, text, text, integer, text, text, text)
+GRANT EXECUTE ON FUNCTION retention.add_policy,
+                          retention.alter_policy
    TO mallory;
 CREATE TABLE mallory_t (at timestamptz);
 CREATE INDEX ON mallory_t (at);

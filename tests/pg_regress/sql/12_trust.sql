@@ -19,8 +19,8 @@ CREATE ROLE trust_operator;
 -- The README's grants: a role that manages policies (and their holds), and an operator.
 GRANT USAGE ON SCHEMA retention TO trust_writer, trust_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON retention.policies TO trust_writer;
-GRANT EXECUTE ON FUNCTION retention.add_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean, text, text, integer, text, text, text),
-                          retention.alter_policy(text, text, text, text, interval, text, integer, text, text, text, text, boolean, text, text, integer, text, text, text),
+GRANT EXECUTE ON FUNCTION retention.add_policy,
+                          retention.alter_policy,
                           retention.drop_policy(text), retention.add_hold(text, text, text, text), retention.release_hold(text, text)
    TO trust_writer;
 GRANT SELECT ON retention.policies, retention.runs, retention.status TO trust_operator;
