@@ -109,11 +109,12 @@ CREATE TABLE retention.recording_outcomes (
     http_status integer,
     request_id  text,
     reason      text,
-    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+    at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    account     text -- the Twilio account whose path the DELETE took (NULL: not sent)
 );
 CREATE INDEX recording_outcomes_run_id_key_idx ON retention.recording_outcomes (run_id, key COLLATE "C");
 CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
-COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped';
+COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped; and under which Twilio account';
 
 -- Legal holds (see src/policy/holds.rs): rows of a table matching an active hold's condition
 -- are kept by every run of every policy on that table. Every hold is kept, released ones too.

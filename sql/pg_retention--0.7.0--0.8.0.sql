@@ -4,8 +4,12 @@
 -- path. Without it, a 404 under the main account is counted as already gone only when the
 -- main account has no subaccounts (src/twilio/accounts.rs). add_policy and alter_policy take
 -- account_column: the two are made again with it, keeping the EXECUTE rights a DBA granted.
+-- Each recording's outcome names the account its DELETE went under.
 
 ALTER TABLE retention.policies ADD COLUMN account_column text;
+-- Each outcome names the account whose path its DELETE took (NULL: not sent, or before 0.8.0).
+ALTER TABLE retention.recording_outcomes ADD COLUMN account text;
+COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped; and under which Twilio account';
 
 CREATE TEMP TABLE pg_retention_kept_grants AS
 SELECT p.proname::text AS routine, a.grantee, a.privilege_type, a.is_grantable

@@ -80,7 +80,7 @@ impl Run {
                 break; // a bound stopped the calls: this row and the rest wait for the next run
             }
             unsent_left -= 1;
-            let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None });
+            let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None, account: None });
             if let Answer::BadRequest(status, body) = &reply.answer {
                 if tally.failures[4] < ROWS_LOGGED_PER_RUN {
                     say!(LOG, "pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
@@ -154,7 +154,8 @@ fn row_outcome(key: &str, sid: &Option<String>, reply: Option<&Reply>, mark_miss
         None if sid.is_none() => ("skipped", None, Some(format!("no recording SID{marked}")), None),
         None => ("skipped", None, Some(format!("the SID is not RE + 32 hex digits{marked}")), None),
     };
-    Outcome { key: key.to_string(), sid: sid.clone(), outcome, http_status, request_id, reason }
+    let account = reply.and_then(|reply| reply.account.clone());
+    Outcome { key: key.to_string(), sid: sid.clone(), account, outcome, http_status, request_id, reason }
 }
 
 /// Why a run stops before its work is done, other than an error.

@@ -13,6 +13,8 @@ use crate::statement::{execute, one};
 pub struct Outcome {
     pub key: String,
     pub sid: Option<String>,
+    /// The Twilio account whose path the DELETE took (None: not sent).
+    pub account: Option<String>,
     /// `deleted`, `already_gone`, `failed` or `skipped` (the table's CHECK lists exactly these).
     pub outcome: &'static str,
     pub http_status: Option<i32>,
@@ -26,7 +28,9 @@ pub fn record(run_id: i64, policy: &str, outcomes: Vec<Outcome>) {
         return;
     }
     let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut accounts = Vec::new();
     for o in outcomes {
+        accounts.push(o.account);
         columns.0.push(o.key);
         columns.1.push(o.sid);
         columns.2.push(o.outcome.to_string());
@@ -35,12 +39,15 @@ pub fn record(run_id: i64, policy: &str, outcomes: Vec<Outcome>) {
         columns.5.push(o.reason);
     }
     execute(
-        "INSERT INTO retention.recording_outcomes (run_id, policy, key, sid, outcome, http_status, request_id, reason)
-         SELECT $1, $2, o.key, o.sid, o.outcome, o.http_status, o.request_id, o.reason
+        "INSERT INTO retention.recording_outcomes (run_id, policy, key, sid, outcome, http_status, request_id, reason, account)
+         SELECT $1, $2, o.key, o.sid, o.outcome, o.http_status, o.request_id, o.reason, o.account
            FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[]),
-                           pg_catalog.unnest($6::pg_catalog.int4[]), pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]))
-                AS o(key, sid, outcome, http_status, request_id, reason)",
-        || vec![run_id.into(), policy.into(), columns.0.into(), columns.1.into(), columns.2.into(), columns.3.into(), columns.4.into(), columns.5.into()],
+                           pg_catalog.unnest($6::pg_catalog.int4[]), pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]),
+                           pg_catalog.unnest($9::pg_catalog.text[]))
+                AS o(key, sid, outcome, http_status, request_id, reason, account)",
+        || {
+            vec![run_id.into(), policy.into(), columns.0.into(), columns.1.into(), columns.2.into(), columns.3.into(), columns.4.into(), columns.5.into(), accounts.into()]
+        },
     );
 }
 

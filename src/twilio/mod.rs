@@ -81,6 +81,8 @@ impl Answer {
 pub struct Reply {
     pub answer: Answer,
     pub request_id: Option<String>,
+    /// The account whose path the DELETE took (None: not sent).
+    pub account: Option<String>,
 }
 
 /// A recording's outcome as `retention.recording_outcomes` records it: `deleted`,
@@ -271,7 +273,7 @@ impl Client {
         let reachable = || self.reachable();
         let account = match accounts::route(main, &target.account, &reachable) {
             Ok(account) => account,
-            Err(why) => return Reply { answer: Answer::AccountUnverified(None, why), request_id: None },
+            Err(why) => return Reply { answer: Answer::AccountUnverified(None, why), request_id: None, account: None },
         };
         let (answer, request_id) = match self.exchange(Method::Delete, &recording_path(&account, &target.sid)) {
             Ok(http) => match decide(http.status, None, &http.body, &self.config.retry) {
@@ -287,7 +289,7 @@ impl Client {
             },
             answer => answer,
         };
-        Reply { answer, request_id }
+        Reply { answer, request_id, account: Some(account) }
     }
 
     /// The accounts the credentials reach: listed once, on first need.

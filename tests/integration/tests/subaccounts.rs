@@ -95,6 +95,7 @@ fn a_subaccount_recording_is_never_marked_gone_from_the_main_account_s_404() {
             AND http_status = 404 AND reason LIKE 'account_unverified: %1 subaccount(s)%account_column'",
     );
     assert_eq!(reasons, 5, "each failure says why and what to do");
+    assert_eq!(count(&mut client, &format!("SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'it_sub_nocolumn' AND account = '{MAIN}'")), 8);
     assert_eq!(fake.account_listings(), 1, "listed once in the run");
 }
 
@@ -122,6 +123,15 @@ fn with_account_column_each_recording_is_deleted_under_its_own_account() {
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     assert_eq!(unsent.len(), 3, "{unsent:?}");
+    let under: Vec<(String, Option<String>)> = client
+        .query("SELECT key, account FROM retention.recording_outcomes WHERE policy = 'it_sub_column' ORDER BY key", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected = [(1, Some(SUB)), (2, Some(SUB)), (3, Some(MAIN)), (4, None), (5, None), (6, None), (7, Some(SUB))]
+        .map(|(key, account)| (key.to_string(), account.map(str::to_string)));
+    assert_eq!(under, expected, "each outcome names the account its DELETE went under, none for a row never sent");
     assert!(unsent[0].2.contains(&format!("account {STRANGER} is neither")) && unsent[0].1.is_none(), "{unsent:?}");
     assert!(unsent[1].2.contains("NULL") && unsent[2].2.contains("not AC + 32 hex digits"), "{unsent:?}");
 
