@@ -445,9 +445,17 @@ mod tests {
         Spi::run("SELECT cleanup_old_agent_usage(NULL)").unwrap();
     }
 
-    #[pg_test(error = "retention policy \"expired_traces\": table public.\"ConversationTrace\" does not exist")]
+    // A policy of its own: another test running expired_traces at the same time holds that
+    // policy's lock, and a run that finds it held is skipped before it looks for the table.
+    #[pg_test(error = "retention policy \"vanished\": table public.\"Vanished\" does not exist")]
     fn missing_table_named() {
-        Spi::run("SELECT cleanup_expired_traces()").unwrap();
+        Spi::run(
+            r#"CREATE TABLE "Vanished" (at timestamptz);
+               SELECT retention.add_policy('vanished', 'Vanished', 'at', 'older_than', interval '1 day');
+               DROP TABLE "Vanished";"#,
+        )
+        .unwrap();
+        Spi::run("SELECT retention.run_policy('vanished')").unwrap();
     }
 
     #[pg_test(error = "retention policy \"t\": column \"gone\" does not exist in table public.t")]
