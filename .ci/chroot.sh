@@ -2,7 +2,8 @@
 # A Debian chroot per PostgreSQL major other than the host's 15, with that release's own server,
 # headers, pg_cron and pg_partman (../shared/MULTIVERSION.md): trixie for 17, sid for 18.
 #   chroot.sh prepare N      create /opt/pgN-root once, mount what it shares, install packages
-#   chroot.sh run N CMD...   copy this checkout to /src in it (target/ is its own) and run CMD there
+#   chroot.sh run N CMD...   copy this checkout to /src in it (target/ is its own) and run CMD
+#                            there; the mounts are undone when it ends
 #   chroot.sh unmount N      undo the mounts
 #   chroot.sh path N         print where it is
 # Idempotent: what exists is skipped, what is not mounted is mounted. Needs root (or sudo).
@@ -46,7 +47,8 @@ mount_all() {
 
 unmount_all() {
     for path in /shared /root/.rustup /root/.cargo /dev/shm /dev/pts /dev /proc; do
-        if mountpoint -q "$ROOT$path"; then as_root umount "$ROOT$path"; fi
+        # Lazily when busy (a process still inside): detached now, freed when it ends.
+        if mountpoint -q "$ROOT$path"; then as_root umount "$ROOT$path" 2>/dev/null || as_root umount -l "$ROOT$path"; fi
     done
 }
 
@@ -58,7 +60,10 @@ prepare() {
         mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
         [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
         echo "chroot: debootstrap $suite into $ROOT (about a minute)"
-        as_root rm -rf "$ROOT"
+        # A broken chroot may still have the host's /dev, /proc and ~/.cargo mounted in it:
+        # unmounted first, and never crossed into.
+        unmount_all
+        as_root rm -rf --one-file-system "$ROOT"
         as_root debootstrap --variant=minbase "$suite" "$ROOT" "$mirror" >/dev/null
         # No service starts inside (a chroot shares the host's ports), and no default cluster:
         # the tests make their own.
@@ -97,6 +102,7 @@ prepare) prepare ;;
 run)
     prepare
     command -v rsync >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null
+    trap unmount_all EXIT
     as_root rsync -a --delete --exclude=/target "$REPO/" "$ROOT/src/"
     in_root bash -c 'cd /src && "$@"' - "$@"
     ;;
