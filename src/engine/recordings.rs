@@ -82,12 +82,12 @@ impl Run {
             unsent_left -= 1;
             let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None, account: None });
             if let Answer::BadRequest(status, body) = &reply.answer {
-                if tally.failures[4] < ROWS_LOGGED_PER_RUN {
+                if tally.failed_as("bad_request") < ROWS_LOGGED_PER_RUN {
                     say!(LOG, "pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
                 }
             }
             if let Answer::AccountUnverified(_, why) = &reply.answer {
-                if tally.failures[5] < ROWS_LOGGED_PER_RUN {
+                if tally.failed_as("account_unverified") < ROWS_LOGGED_PER_RUN {
                     say!(LOG, "pg_retention: policy \"{policy}\": row {key} is not marked: {why}");
                 }
             }

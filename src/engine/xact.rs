@@ -171,15 +171,10 @@ pub fn pause(duration: std::time::Duration) {
         if left.is_zero() || shutdown_requested() {
             return;
         }
-        let millis = left.as_millis().min(i32::MAX as u128) as std::ffi::c_long;
-        // SAFETY: the latch wait of pg_sleep(): MyLatch is this process's; the flags ask to
-        // wake on the latch (which every signal handler sets), on timeout, or to exit if the
-        // postmaster dies.
-        unsafe {
-            let events = (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32;
-            pg_sys::WaitLatch(pg_sys::MyLatch, events, millis, crate::wait_events::WaitEvent::Pace.id());
-            pg_sys::ResetLatch(pg_sys::MyLatch);
+        if !crate::wait_events::sleep(crate::wait_events::WaitEvent::Pace, left) {
+            // SAFETY: what pg_sleep()'s WL_EXIT_ON_PM_DEATH does: with the postmaster gone
+            // there is no one left to serve.
+            unsafe { pg_sys::proc_exit(1) };
         }
-        pgrx::check_for_interrupts!();
     }
 }

@@ -198,6 +198,11 @@ impl Tally {
         }
     }
 
+    /// How many recordings failed as `kind` (one of `FAILURE_KINDS`).
+    pub fn failed_as(&self, kind: &str) -> i64 {
+        FAILURE_KINDS.iter().position(|k| *k == kind).map_or(0, |i| self.failures[i])
+    }
+
     /// Keeps a failed recording's SID for the run's result, up to `FAILED_SIDS_KEPT`.
     pub fn note_failed_sid(&mut self, sid: &str) {
         if self.failed_sids.len() < FAILED_SIDS_KEPT {

@@ -27,16 +27,15 @@ pub fn record(run_id: i64, policy: &str, outcomes: Vec<Outcome>) {
     if outcomes.is_empty() {
         return;
     }
-    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut accounts = Vec::new();
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for o in outcomes {
-        accounts.push(o.account);
         columns.0.push(o.key);
         columns.1.push(o.sid);
         columns.2.push(o.outcome.to_string());
         columns.3.push(o.http_status);
         columns.4.push(o.request_id);
         columns.5.push(o.reason);
+        columns.6.push(o.account);
     }
     execute(
         "INSERT INTO retention.recording_outcomes (run_id, policy, key, sid, outcome, http_status, request_id, reason, account)
@@ -46,7 +45,8 @@ pub fn record(run_id: i64, policy: &str, outcomes: Vec<Outcome>) {
                            pg_catalog.unnest($9::pg_catalog.text[]))
                 AS o(key, sid, outcome, http_status, request_id, reason, account)",
         || {
-            vec![run_id.into(), policy.into(), columns.0.into(), columns.1.into(), columns.2.into(), columns.3.into(), columns.4.into(), columns.5.into(), accounts.into()]
+            let (keys, sids, outcomes, statuses, request_ids, reasons, accounts) = columns;
+            vec![run_id.into(), policy.into(), keys.into(), sids.into(), outcomes.into(), statuses.into(), request_ids.into(), reasons.into(), accounts.into()]
         },
     );
 }

@@ -25,7 +25,7 @@ pub enum Reachable {
 }
 
 /// The account whose path the DELETE takes; Err says why the row is not sent at all.
-pub fn route(main: &str, account: &Account, reachable: &dyn Fn() -> Reachable) -> Result<String, String> {
+pub fn route<'r>(main: &str, account: &Account, reachable: &dyn Fn() -> &'r Reachable) -> Result<String, String> {
     let sid = match account {
         Account::Main => return Ok(main.to_string()),
         Account::Row(None) => return Err("the row's account column is NULL, so the recording's account is unknown".into()),
@@ -48,7 +48,7 @@ pub fn route(main: &str, account: &Account, reachable: &dyn Fn() -> Reachable) -
 /// Whether Twilio's 404 for a recording routed by `route` proves it gone. Under the row's own
 /// account it does. Under the main account only when the listing shows no subaccount: a
 /// subaccount's recording is a 404 there too.
-pub fn not_found_is_gone(main: &str, account: &Account, reachable: &dyn Fn() -> Reachable) -> Result<(), String> {
+pub fn not_found_is_gone<'r>(main: &str, account: &Account, reachable: &dyn Fn() -> &'r Reachable) -> Result<(), String> {
     if let Account::Row(_) = account {
         return Ok(());
     }

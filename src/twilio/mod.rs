@@ -276,10 +276,7 @@ impl Client {
             Err(why) => return Reply { answer: Answer::AccountUnverified(None, why), request_id: None, account: None },
         };
         let (answer, request_id) = match self.exchange(Method::Delete, &recording_path(&account, &target.sid)) {
-            Ok(http) => match decide(http.status, None, &http.body, &self.config.retry) {
-                Decision::Final(answer) => (answer, http.request_id),
-                Decision::RetryAfter(_) => (Answer::RateLimited, http.request_id),
-            },
+            Ok(http) => (http.answer, http.request_id),
             Err(failure) => failure,
         };
         let answer = match answer {
@@ -293,8 +290,8 @@ impl Client {
     }
 
     /// The accounts the credentials reach: listed once, on first need.
-    fn reachable(&self) -> Reachable {
-        self.reachable.get_or_init(|| self.list_accounts()).clone()
+    fn reachable(&self) -> &Reachable {
+        self.reachable.get_or_init(|| self.list_accounts())
     }
 
     fn list_accounts(&self) -> Reachable {
@@ -341,7 +338,7 @@ impl Client {
                     std::thread::sleep(wait);
                     attempt += 1;
                 }
-                Decision::Final(_) => return Ok(Http { status, body, request_id }),
+                Decision::Final(answer) => return Ok(Http { status, body, request_id, answer }),
             }
         }
     }
@@ -399,11 +396,12 @@ enum Method {
     Delete,
 }
 
-/// An HTTP answer, read whole.
+/// An HTTP answer, read whole, and what its status means for a recording (`decide`).
 struct Http {
     status: u16,
     body: String,
     request_id: Option<String>,
+    answer: Answer,
 }
 
 /// A request that got no HTTP answer.
