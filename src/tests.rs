@@ -475,14 +475,17 @@ mod tests {
 
     /// Issue 10, item 3: `interval '-1 year 361 days' > '0'` is true, yet now() minus
     /// it is in the future; a run with it must refuse, not delete rows of the coming hours.
-    #[pg_test(error = "retention policy \"old_agent_usage\": retain must put the cutoff before now, but now minus '-1 years +361 days' is in the future")]
+    /// A policy of its own, as in `missing_table_named`: a preset's run is skipped while another
+    /// test holds that policy's lock.
+    #[pg_test(error = "retention policy \"future\": retain must put the cutoff before now, but now minus '-1 years +361 days' is in the future")]
     fn an_interval_that_reaches_into_the_future_is_refused() {
         Spi::run(
-            r#"CREATE TABLE "AgentUsage" (id int, "timestamp" timestamp(3));
-               INSERT INTO "AgentUsage" VALUES (1, timezone('UTC', now()) + interval '12 hours');"#,
+            r#"CREATE TABLE "Future" (id int, "timestamp" timestamp(3));
+               INSERT INTO "Future" VALUES (1, timezone('UTC', now()) + interval '12 hours');
+               SELECT retention.add_policy('future', 'Future', 'timestamp', 'older_than', interval '90 days');"#,
         )
         .unwrap();
-        Spi::run("SELECT retention.run_policy('old_agent_usage', interval '-1 year 361 days')").unwrap();
+        Spi::run("SELECT retention.run_policy('future', interval '-1 year 361 days')").unwrap();
     }
 
     #[pg_test(error = "retention policy \"t\": retain must put the cutoff before now, but now minus '-1 years +361 days' is in the future")]
