@@ -32,6 +32,8 @@ CREATE TABLE retention.policies (
     -- Recordings: the column holding each row's Twilio account SID (a subaccount's); NULL:
     -- every recording is the credentials' own account's.
     account_column     text,
+    -- Recordings: each recording's transcriptions are listed and deleted at Twilio before it.
+    transcriptions     boolean NOT NULL DEFAULT false,
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
     CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),
@@ -98,7 +100,7 @@ CREATE TABLE retention.run_requests (
 COMMENT ON TABLE retention.run_requests IS 'Requests of retention.run_worker_now(), until the worker starts the run they ask for';
 
 
--- One row per recording a run touched (src/history/outcomes.rs): written in the transaction
+-- One row per Twilio object (recording, transcription) a run touched (src/history/outcomes.rs): written in the transaction
 -- that marks its batch; kept as long as the run history. Written by the extension only.
 CREATE TABLE retention.recording_outcomes (
     run_id      bigint NOT NULL,
@@ -110,11 +112,12 @@ CREATE TABLE retention.recording_outcomes (
     request_id  text,
     reason      text,
     at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
-    account     text -- the Twilio account whose path the DELETE took (NULL: not sent)
+    account     text, -- the Twilio account whose path the DELETE took (NULL: not sent)
+    object      text NOT NULL DEFAULT 'recording' CHECK (object IN ('recording', 'transcription'))
 );
 CREATE INDEX recording_outcomes_run_id_key_idx ON retention.recording_outcomes (run_id, key COLLATE "C");
 CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
-COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each recording: deleted, already_gone, failed (with the HTTP status and reason), skipped; and under which Twilio account';
+COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each Twilio object of a row (its recording, and its transcriptions when the policy deletes them): deleted, already_gone, failed (with the HTTP status and reason), skipped; and under which Twilio account';
 
 -- Legal holds (see src/policy/holds.rs): rows of a table matching an active hold's condition
 -- are kept by every run of every policy on that table. Every hold is kept, released ones too.

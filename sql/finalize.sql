@@ -68,17 +68,18 @@ CREATE FUNCTION retention.add_policy(
     expired_partitions text DEFAULT 'drop',
     archive_schema     text DEFAULT NULL,
     missing_sid        text DEFAULT 'skip',
-    account_column     text DEFAULT NULL
+    account_column     text DEFAULT NULL,
+    transcriptions     boolean DEFAULT false
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
                                     soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
                                     sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
-                                    account_column)
+                                    account_column, transcriptions)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
             soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
             sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
-            account_column)
+            account_column, transcriptions)
     RETURNING *;
 $$;
 
@@ -104,7 +105,8 @@ CREATE FUNCTION retention.alter_policy(
     expired_partitions text DEFAULT NULL,
     archive_schema     text DEFAULT NULL,
     missing_sid        text DEFAULT NULL,
-    account_column     text DEFAULT NULL
+    account_column     text DEFAULT NULL,
+    transcriptions     boolean DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -132,7 +134,8 @@ BEGIN
                                   ELSE coalesce(alter_policy.archive_schema, p.archive_schema) END,
         missing_sid        = coalesce(alter_policy.missing_sid, p.missing_sid),
         account_column     = CASE WHEN alter_policy.account_column = '' THEN NULL
-                                  ELSE coalesce(alter_policy.account_column, p.account_column) END
+                                  ELSE coalesce(alter_policy.account_column, p.account_column) END,
+        transcriptions     = coalesce(alter_policy.transcriptions, p.transcriptions)
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN

@@ -45,6 +45,10 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
             if let Some(JsonB(serde_json::Value::Object(dry_run))) = sql::recordings_preview(&parts, sid_column, policy.account_column.as_deref(), cutoff) {
                 if let serde_json::Value::Object(map) = &mut counted {
                     map.extend(dry_run);
+                    if policy.transcriptions {
+                        // Not asked of Twilio by a preview: how many there are is known only by listing.
+                        map.insert("transcriptions".into(), json!("listed, then each deleted, before each recording sent"));
+                    }
                 }
             }
         }

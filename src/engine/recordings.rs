@@ -80,7 +80,7 @@ impl Run {
                 break; // a bound stopped the calls: this row and the rest wait for the next run
             }
             unsent_left -= 1;
-            let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None, account: None });
+            let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None, account: None, transcriptions: Vec::new() });
             if let Answer::BadRequest(status, body) = &reply.answer {
                 if tally.failed_as("bad_request") < ROWS_LOGGED_PER_RUN {
                     say!(LOG, "pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
@@ -92,6 +92,10 @@ impl Run {
                 }
             }
             tally.count(&reply.answer);
+            if self.policy.transcriptions {
+                let counts = tally.transcriptions.get_or_insert_with(Default::default);
+                reply.transcriptions.iter().for_each(|deletion| counts.count(&deletion.answer));
+            }
             if !reply.answer.confirms_deletion() {
                 tally.note_failed_sid(sid.as_deref().unwrap_or_default());
             }
@@ -122,6 +126,7 @@ impl Run {
                 _ => {}
             }
             outcomes.push(row_outcome(key, sid, reply.as_ref(), mark_missing));
+            outcomes.extend(reply.iter().flat_map(|reply| transcription_outcomes(key, reply)));
         }
         self.history.record_outcomes(&self.record, outcomes);
         let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
@@ -155,7 +160,24 @@ fn row_outcome(key: &str, sid: &Option<String>, reply: Option<&Reply>, mark_miss
         None => ("skipped", None, Some(format!("the SID is not RE + 32 hex digits{marked}")), None),
     };
     let account = reply.and_then(|reply| reply.account.clone());
-    Outcome { key: key.to_string(), sid: sid.clone(), account, outcome, http_status, request_id, reason }
+    Outcome { key: key.to_string(), object: "recording", sid: sid.clone(), account, outcome, http_status, request_id, reason }
+}
+
+/// The outcomes of a row's transcriptions, one each, under the account they were listed under.
+fn transcription_outcomes<'r>(key: &'r str, reply: &'r Reply) -> impl Iterator<Item = Outcome> + 'r {
+    reply.transcriptions.iter().map(move |deletion| {
+        let (outcome, status, reason) = twilio::outcome(&deletion.answer);
+        Outcome {
+            key: key.to_string(),
+            object: "transcription",
+            sid: Some(deletion.sid.clone()),
+            account: reply.account.clone(),
+            outcome,
+            http_status: status.map(i32::from),
+            request_id: deletion.request_id.clone(),
+            reason,
+        }
+    })
 }
 
 /// Why a run stops before its work is done, other than an error.
@@ -216,7 +238,7 @@ fn refused_error(status: u16) -> ! {
     )
 }
 
-pub(super) fn twilio_config(bounds: twilio::Bounds) -> twilio::ClientConfig {
+pub(super) fn twilio_config(bounds: twilio::Bounds, transcriptions: bool) -> twilio::ClientConfig {
     let missing = |setting: &str, what: &str| -> ! {
         invalid(
             format!("{setting} is not set: {what}"),
@@ -266,5 +288,6 @@ pub(super) fn twilio_config(bounds: twilio::Bounds) -> twilio::ClientConfig {
             max_backoff,
         },
         bounds,
+        transcriptions,
     }
 }

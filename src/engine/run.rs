@@ -188,7 +188,7 @@ impl Run {
         let deadline = (mode == Mode::Batched && max_duration > 0).then(|| Instant::now() + Duration::from_secs(max_duration as u64));
         let bounds = twilio::Bounds { max_rate_limited: crate::settings::TWILIO_MAX_RATE_LIMITED.get().max(0) as usize, deadline };
         // Credentials are checked before any row is read.
-        let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config(bounds))));
+        let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config(bounds, policy.transcriptions))));
         let target = policy.check_target(true, true);
         if target.citus.is_some() && citus::on_worker_node() {
             let message = format!(

@@ -160,7 +160,8 @@ pub struct Held {
 }
 
 /// The kinds of failure a recording run counts, each a key of its result.
-pub const FAILURE_KINDS: [&str; 6] = ["rate_limited", "server_error", "timeout", "connection_error", "bad_request", "account_unverified"];
+pub const FAILURE_KINDS: [&str; 7] =
+    ["rate_limited", "server_error", "timeout", "connection_error", "bad_request", "account_unverified", "transcriptions_left"];
 
 /// Counts of a recording run. `checked = deleted + failed + skipped`, always.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -174,9 +175,28 @@ pub struct Tally {
     /// Never sent: no SID, or not `RE` + 32 hex digits.
     pub skipped: i64,
     /// `failed`, by kind (keys from `FAILURE_KINDS`).
-    pub failures: [i64; 6],
+    pub failures: [i64; 7],
     /// The SIDs of the first `FAILED_SIDS_KEPT` failed recordings.
     pub failed_sids: Vec<String>,
+    /// Policies that delete transcriptions: what Twilio answered for them.
+    pub transcriptions: Option<TranscriptionTally>,
+}
+
+/// A run's transcription DELETEs: confirmed gone (204 or 404), and not.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TranscriptionTally {
+    pub deleted: i64,
+    pub failed: i64,
+}
+
+impl TranscriptionTally {
+    pub fn count(&mut self, answer: &Answer) {
+        if answer.confirms_deletion() {
+            self.deleted += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
 }
 
 /// How many failed SIDs a run's result names.
@@ -226,6 +246,10 @@ impl Tally {
             map.insert((*kind).into(), json!(n));
         }
         map.insert("failed_sids".into(), json!(self.failed_sids));
+        if let Some(transcriptions) = &self.transcriptions {
+            map.insert("transcriptions_deleted".into(), json!(transcriptions.deleted));
+            map.insert("transcriptions_failed".into(), json!(transcriptions.failed));
+        }
         Value::Object(map)
     }
 }

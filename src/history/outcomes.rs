@@ -1,4 +1,5 @@
-//! Every statement on `retention.recording_outcomes`: one row per recording a run touched,
+//! Every statement on `retention.recording_outcomes`: one row per Twilio object (a recording,
+//! and its transcriptions when the policy deletes them) a run touched,
 //! written in the transaction that marks its batch, so that an outcome and its mark are
 //! committed together or not at all. Kept as long as the run history. Runs as the extension
 //! owner (see `store`).
@@ -9,9 +10,11 @@ use crate::error::spi;
 use crate::settings;
 use crate::statement::{execute, one};
 
-/// What happened to one recording of a batch.
+/// What happened to one Twilio object of a batch's row.
 pub struct Outcome {
     pub key: String,
+    /// `recording` or `transcription` (the table's CHECK lists exactly these).
+    pub object: &'static str,
     pub sid: Option<String>,
     /// The Twilio account whose path the DELETE took (None: not sent).
     pub account: Option<String>,
@@ -27,7 +30,7 @@ pub fn record(run_id: i64, policy: &str, outcomes: Vec<Outcome>) {
     if outcomes.is_empty() {
         return;
     }
-    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for o in outcomes {
         columns.0.push(o.key);
         columns.1.push(o.sid);
@@ -36,17 +39,18 @@ pub fn record(run_id: i64, policy: &str, outcomes: Vec<Outcome>) {
         columns.4.push(o.request_id);
         columns.5.push(o.reason);
         columns.6.push(o.account);
+        columns.7.push(o.object.to_string());
     }
     execute(
-        "INSERT INTO retention.recording_outcomes (run_id, policy, key, sid, outcome, http_status, request_id, reason, account)
-         SELECT $1, $2, o.key, o.sid, o.outcome, o.http_status, o.request_id, o.reason, o.account
+        "INSERT INTO retention.recording_outcomes (run_id, policy, key, sid, outcome, http_status, request_id, reason, account, object)
+         SELECT $1, $2, o.key, o.sid, o.outcome, o.http_status, o.request_id, o.reason, o.account, o.object
            FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.text[]),
                            pg_catalog.unnest($6::pg_catalog.int4[]), pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]),
-                           pg_catalog.unnest($9::pg_catalog.text[]))
-                AS o(key, sid, outcome, http_status, request_id, reason, account)",
+                           pg_catalog.unnest($9::pg_catalog.text[]), pg_catalog.unnest($10::pg_catalog.text[]))
+                AS o(key, sid, outcome, http_status, request_id, reason, account, object)",
         || {
-            let (keys, sids, outcomes, statuses, request_ids, reasons, accounts) = columns;
-            vec![run_id.into(), policy.into(), keys.into(), sids.into(), outcomes.into(), statuses.into(), request_ids.into(), reasons.into(), accounts.into()]
+            let (keys, sids, outcomes, statuses, request_ids, reasons, accounts, objects) = columns;
+            vec![run_id.into(), policy.into(), keys.into(), sids.into(), outcomes.into(), statuses.into(), request_ids.into(), reasons.into(), accounts.into(), objects.into()]
         },
     );
 }
@@ -69,28 +73,34 @@ const CHUNK: i64 = 1000;
 
 /// A run's outcomes for its record and ledger entry: how many, and their digest, computed a
 /// chunk at a time so that memory does not grow with the run. Each outcome is one line
-/// `key sid outcome http_status`; in key order (collation "C"), every 1,000 lines joined by
+/// `key sid outcome http_status` (a transcription's line has its own SID); in order of key,
+/// then SID (collation "C"; a run before 0.9.0 had one per key), every 1,000 lines joined by
 /// newlines are hashed (SHA-256, hex), and the run's digest is the SHA-256 of those chunk
 /// hashes joined by newlines: anyone holding the rows can recompute it. None without outcomes.
 pub fn digest(run_id: i64) -> Option<(i64, String)> {
     let mut chunks = Vec::new();
-    let (mut total, mut after) = (0, None::<String>);
+    let (mut total, mut after) = (0, None::<(String, String)>);
     loop {
         let (rows, last, hash) = spi(Spi::connect(|client| {
+            let (after_key, after_sid) = after.clone().unzip();
             let rows = client.select(
-                "SELECT pg_catalog.count(*)::pg_catalog.int8, pg_catalog.max(c.key),
-                        pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.string_agg(c.line, E'\\n' ORDER BY c.key), 'UTF8')), 'hex')
-                   FROM (SELECT o.key COLLATE \"C\" AS key,
+                "SELECT pg_catalog.count(*)::pg_catalog.int8,
+                        (pg_catalog.array_agg(c.key ORDER BY c.key DESC, c.sid DESC))[1], (pg_catalog.array_agg(c.sid ORDER BY c.key DESC, c.sid DESC))[1],
+                        pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.string_agg(c.line, E'\\n' ORDER BY c.key, c.sid), 'UTF8')), 'hex')
+                   FROM (SELECT o.key COLLATE \"C\" AS key, COALESCE(o.sid, '') COLLATE \"C\" AS sid,
                                 o.key OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) COALESCE(o.sid, '') OPERATOR(pg_catalog.||) ' '
                                 OPERATOR(pg_catalog.||) o.outcome OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) COALESCE(o.http_status::pg_catalog.text, '') AS line
                            FROM retention.recording_outcomes o
-                          WHERE o.run_id OPERATOR(pg_catalog.=) $1 AND ($2::pg_catalog.text IS NULL OR o.key COLLATE \"C\" OPERATOR(pg_catalog.>) $2::pg_catalog.text)
-                          ORDER BY o.key COLLATE \"C\" LIMIT $3) c",
+                          WHERE o.run_id OPERATOR(pg_catalog.=) $1
+                            AND ($2::pg_catalog.text IS NULL OR o.key COLLATE \"C\" OPERATOR(pg_catalog.>) $2::pg_catalog.text
+                                 OR (o.key OPERATOR(pg_catalog.=) $2::pg_catalog.text AND COALESCE(o.sid, '') COLLATE \"C\" OPERATOR(pg_catalog.>) $3::pg_catalog.text))
+                          ORDER BY o.key COLLATE \"C\", COALESCE(o.sid, '') COLLATE \"C\" LIMIT $4) c",
                 Some(1),
-                &[run_id.into(), after.clone().into(), CHUNK.into()],
+                &[run_id.into(), after_key.into(), after_sid.into(), CHUNK.into()],
             )?;
             let row = rows.first();
-            Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<String>(2)?, row.get::<String>(3)?))
+            let last = row.get::<String>(2)?.zip(row.get::<String>(3)?);
+            Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), last, row.get::<String>(4)?))
         }));
         if let Some(hash) = hash {
             chunks.push(hash);

@@ -130,6 +130,8 @@ pub struct Policy {
     /// Recordings: the column holding each row's Twilio account (a subaccount's SID); None:
     /// every recording is the credentials' own account's.
     pub account_column: Option<String>,
+    /// Recordings: each recording's transcriptions are listed and deleted before it.
+    pub transcriptions: bool,
 }
 
 /// What a recordings policy does with a row past the cutoff that has no valid recording SID
@@ -249,6 +251,8 @@ impl Policy {
             missing_sid,
             // Added in 0.8.0: absent while an upgrade script from an older release runs.
             account_column: row.column("account_column").unwrap_or(None),
+            // Added in 0.9.0: absent while an upgrade script from an older release runs.
+            transcriptions: row.column("transcriptions").unwrap_or(None).unwrap_or(false),
             name,
         }
     }
@@ -323,6 +327,12 @@ impl Policy {
             invalid(
                 format!("retention policy \"{}\": account_column is for twilio_recording policies", self.name),
                 Some("Other actions never call Twilio; leave account_column NULL."),
+            );
+        }
+        if self.transcriptions && self.action != Action::TwilioRecording {
+            invalid(
+                format!("retention policy \"{}\": transcriptions is for twilio_recording policies", self.name),
+                Some("Other actions never call Twilio; leave transcriptions false."),
             );
         }
         if let Some(schema) = &self.archive_schema {

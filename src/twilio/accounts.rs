@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use super::{Client, Method};
+
 /// Whose recording a row holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Account {
@@ -94,3 +96,31 @@ pub const FIRST_PAGE: &str = "/2010-04-01/Accounts.json?PageSize=1000";
 
 /// Pages followed at most (a million accounts): a server that never ends its list ends here.
 pub const MAX_PAGES: usize = 1000;
+
+impl Client {
+    /// The accounts the credentials reach: listed once, on first need.
+    pub(super) fn reachable(&self) -> &Reachable {
+        self.reachable.get_or_init(|| self.list_accounts())
+    }
+
+    fn list_accounts(&self) -> Reachable {
+        let mut listed = std::collections::BTreeSet::from([self.config.credentials.account_sid.clone()]);
+        let mut page = Some(FIRST_PAGE.to_string());
+        for _ in 0..MAX_PAGES {
+            let Some(path) = page.take() else { return Reachable::Listed(listed) };
+            let body = match self.exchange(Method::Get, &path) {
+                Ok(http) if http.status == 200 => http.body,
+                Ok(http) => return Reachable::Unknown(format!("listing the accounts got HTTP {}", http.status)),
+                Err((answer, _)) => return Reachable::Unknown(format!("listing the accounts failed: {answer:?}")),
+            };
+            match parse_page(&body) {
+                Ok((sids, next)) => {
+                    listed.extend(sids);
+                    page = next;
+                }
+                Err(why) => return Reachable::Unknown(why),
+            }
+        }
+        Reachable::Unknown(format!("the account list did not end within {} pages", MAX_PAGES))
+    }
+}

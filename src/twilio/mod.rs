@@ -27,7 +27,7 @@ pub fn is_api_key_sid(sid: &str) -> bool {
     has_sid_shape(sid, "SK")
 }
 
-fn has_sid_shape(sid: &str, prefix: &str) -> bool {
+pub(crate) fn has_sid_shape(sid: &str, prefix: &str) -> bool {
     sid.len() == 34 && sid.starts_with(prefix) && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -53,6 +53,9 @@ pub enum Answer {
     /// Not sent, or a 404 that proves nothing, because of the account (`accounts`): the
     /// status if there was an answer, and why.
     AccountUnverified(Option<u16>, String),
+    /// Not sent: the recording's transcriptions are not all confirmed gone (`transcriptions`);
+    /// the status of the answer that decided it, if any, and why.
+    TranscriptionsLeft(Option<u16>, String),
 }
 
 impl Answer {
@@ -71,6 +74,7 @@ impl Answer {
             Answer::ConnectionError(_) => Some("connection_error"),
             Answer::BadRequest(..) => Some("bad_request"),
             Answer::AccountUnverified(..) => Some("account_unverified"),
+            Answer::TranscriptionsLeft(..) => Some("transcriptions_left"),
         }
     }
 }
@@ -81,8 +85,10 @@ impl Answer {
 pub struct Reply {
     pub answer: Answer,
     pub request_id: Option<String>,
-    /// The account whose path the DELETE took (None: not sent).
+    /// The account whose path the requests took (None: not sent).
     pub account: Option<String>,
+    /// With `transcriptions`: each of the recording's transcriptions, as Twilio answered its DELETE.
+    pub transcriptions: Vec<transcriptions::Deletion>,
 }
 
 /// A recording's outcome as `retention.recording_outcomes` records it: `deleted`,
@@ -98,6 +104,7 @@ pub fn outcome(answer: &Answer) -> (&'static str, Option<u16>, Option<String>) {
         Answer::ConnectionError(message) => ("failed", None, Some(format!("connection_error: {message}"))),
         Answer::BadRequest(status, body) => ("failed", Some(*status), Some(format!("bad_request: HTTP {status}: {body}"))),
         Answer::AccountUnverified(status, why) => ("failed", *status, Some(format!("account_unverified: {why}"))),
+        Answer::TranscriptionsLeft(status, why) => ("failed", *status, Some(format!("transcriptions_left: {why}"))),
     }
 }
 
@@ -163,6 +170,8 @@ pub struct ClientConfig {
     pub concurrency: usize,
     pub retry: RetryPolicy,
     pub bounds: Bounds,
+    /// Delete each recording's transcriptions first (`transcriptions`).
+    pub transcriptions: bool,
 }
 
 /// When a run's Twilio calls stop before the work is done, leaving the rest for the next run.
@@ -273,8 +282,14 @@ impl Client {
         let reachable = || self.reachable();
         let account = match accounts::route(main, &target.account, &reachable) {
             Ok(account) => account,
-            Err(why) => return Reply { answer: Answer::AccountUnverified(None, why), request_id: None, account: None },
+            Err(why) => return Reply { answer: Answer::AccountUnverified(None, why), request_id: None, account: None, transcriptions: Vec::new() },
         };
+        let mut transcriptions = Vec::new();
+        if self.config.transcriptions {
+            if let Err((answer, request_id)) = self.delete_transcriptions(&account, target, &mut transcriptions) {
+                return Reply { answer, request_id, account: Some(account), transcriptions };
+            }
+        }
         let (answer, request_id) = match self.exchange(Method::Delete, &recording_path(&account, &target.sid)) {
             Ok(http) => (http.answer, http.request_id),
             Err(failure) => failure,
@@ -286,33 +301,7 @@ impl Client {
             },
             answer => answer,
         };
-        Reply { answer, request_id, account: Some(account) }
-    }
-
-    /// The accounts the credentials reach: listed once, on first need.
-    fn reachable(&self) -> &Reachable {
-        self.reachable.get_or_init(|| self.list_accounts())
-    }
-
-    fn list_accounts(&self) -> Reachable {
-        let mut listed = std::collections::BTreeSet::from([self.config.credentials.account_sid.clone()]);
-        let mut page = Some(accounts::FIRST_PAGE.to_string());
-        for _ in 0..accounts::MAX_PAGES {
-            let Some(path) = page.take() else { return Reachable::Listed(listed) };
-            let body = match self.exchange(Method::Get, &path) {
-                Ok(http) if http.status == 200 => http.body,
-                Ok(http) => return Reachable::Unknown(format!("listing the accounts got HTTP {}", http.status)),
-                Err((answer, _)) => return Reachable::Unknown(format!("listing the accounts failed: {answer:?}")),
-            };
-            match accounts::parse_page(&body) {
-                Ok((sids, next)) => {
-                    listed.extend(sids);
-                    page = next;
-                }
-                Err(why) => return Reachable::Unknown(why),
-            }
-        }
-        Reachable::Unknown(format!("the account list did not end within {} pages", accounts::MAX_PAGES))
+        Reply { answer, request_id, account: Some(account), transcriptions }
     }
 
     /// One request, 429s retried as the retry policy allows: the final HTTP answer, or what
@@ -438,6 +427,9 @@ fn block_signals() {
 
 pub mod accounts;
 pub mod secret;
+pub mod transcriptions;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transcription_tests;

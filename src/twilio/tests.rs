@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn retry() -> RetryPolicy {
+pub(super) fn retry() -> RetryPolicy {
     RetryPolicy { attempts: 3, default_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(10) }
 }
 
@@ -79,7 +79,7 @@ fn credentials_never_printed() {
 const SPEC: &str = include_str!("../../tests/fixtures/twilio_delete_recording.json");
 
 /// Checks `value` against an OpenAPI pattern of the form `^XX[0-9a-fA-F]{N}$`.
-fn matches_sid_pattern(pattern: &str, value: &str) -> bool {
+pub(super) fn matches_sid_pattern(pattern: &str, value: &str) -> bool {
     let inner = pattern.strip_prefix('^').and_then(|p| p.strip_suffix('$')).expect("anchored pattern");
     let (prefix, rest) = inner.split_once("[0-9a-fA-F]{").expect("a hex-digits pattern");
     let count: usize = rest.strip_suffix('}').expect("{N}").parse().expect("N");
@@ -108,15 +108,15 @@ fn one_request(status: &str) -> (String, std::thread::JoinHandle<String>) {
     (url, handle)
 }
 
-const MAIN: &str = "AC0123456789abcdef0123456789abcdef";
-const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
+pub(super) const MAIN: &str = "AC0123456789abcdef0123456789abcdef";
+pub(super) const RECORDING: &str = "RE0123456789abcdef0123456789abcdef";
 
 /// A recording of the credentials' own account (a policy with no account column).
-fn main(sid: &str) -> Target {
+pub(super) fn main(sid: &str) -> Target {
     Target { sid: sid.into(), account: Account::Main }
 }
 
-fn client(base_url: String, username: &str, password: &str) -> Client {
+pub(super) fn client(base_url: String, username: &str, password: &str) -> Client {
     Client::new(ClientConfig {
         base_url,
         credentials: Credentials {
@@ -129,6 +129,7 @@ fn client(base_url: String, username: &str, password: &str) -> Client {
         concurrency: 1,
         retry: retry(),
         bounds: Bounds::default(),
+        transcriptions: false,
     })
 }
 
@@ -268,12 +269,12 @@ fn delete_all_finishes_when_twilio_asks_for_an_absurd_wait() {
 
 // Accounts: a subaccount's recording is a 404 under its parent's path (issue 24).
 
-const SUB: &str = "AC11111111111111111111111111111111";
+pub(super) const SUB: &str = "AC11111111111111111111111111111111";
 const STRANGER: &str = "AC22222222222222222222222222222222";
 
 /// Serves requests on a loopback port, one per connection, each answered by `answer(method,
 /// path)` as (status line, body), until the client stops; returns the request lines seen.
-fn scripted(answer: impl Fn(&str, &str) -> (&'static str, String) + Send + 'static) -> (String, Arc<Mutex<Vec<String>>>) {
+pub(super) fn scripted(answer: impl Fn(&str, &str) -> (&'static str, String) + Send + 'static) -> (String, Arc<Mutex<Vec<String>>>) {
     use std::io::{BufRead, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -298,7 +299,7 @@ fn scripted(answer: impl Fn(&str, &str) -> (&'static str, String) + Send + 'stat
     (url, seen)
 }
 
-fn account_page(sids: &[&str], next: Option<&str>) -> String {
+pub(super) fn account_page(sids: &[&str], next: Option<&str>) -> String {
     let accounts: Vec<serde_json::Value> = sids.iter().map(|sid| serde_json::json!({ "sid": sid, "status": "active" })).collect();
     serde_json::json!({ "accounts": accounts, "next_page_uri": next, "page": 0, "page_size": 1000 }).to_string()
 }
@@ -312,7 +313,7 @@ fn nowhere(listed: &'static [&'static str]) -> (String, Arc<Mutex<Vec<String>>>)
     })
 }
 
-fn of_row(sid: &str, account: Option<&str>) -> Target {
+pub(super) fn of_row(sid: &str, account: Option<&str>) -> Target {
     Target { sid: sid.into(), account: Account::Row(account.map(str::to_string)) }
 }
 

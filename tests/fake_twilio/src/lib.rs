@@ -5,6 +5,7 @@
 //! Subaccounts as at Twilio: the main account's credentials reach a subaccount's recordings
 //! under the subaccount's path only; anywhere else the recording is a 404. `GET
 //! /2010-04-01/Accounts.json` lists the main account and its subaccounts, in pages.
+//! Transcriptions as at Twilio too (`transcriptions`).
 //!
 //! Control it in-process (the methods below) or over HTTP on the same port:
 //! `POST /_fake/recordings` (JSON array of SIDs to add), `GET /_fake/recordings`,
@@ -19,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+
+mod transcriptions;
 use serde_json::{json, Value};
 
 /// What the next request gets instead of the normal answer.
@@ -72,6 +75,7 @@ struct State {
     listings: usize,
     /// Answer account listings 401, as Twilio does to a standard API key.
     refuse_listing: bool,
+    transcriptions: transcriptions::Transcriptions,
     faults: VecDeque<Fault>,
     /// Every Nth DELETE gets this fault (rate-based injection).
     every_nth: Option<(u64, Fault)>,
@@ -137,6 +141,32 @@ impl FakeTwilio {
         self.state().subaccounts.get(account_sid).cloned().unwrap_or_default()
     }
 
+    /// Transcriptions of `recording` (under `account`, the main one or a subaccount).
+    pub fn add_transcriptions<I: IntoIterator<Item = String>>(&self, account: &str, recording: &str, sids: I) {
+        self.state().transcriptions.add(account, recording, sids);
+    }
+
+    /// Every transcription still stored.
+    pub fn transcriptions(&self) -> BTreeSet<String> {
+        self.state().transcriptions.remaining()
+    }
+
+    /// The recording deleted by someone else (the application, the console), its
+    /// transcriptions left as Twilio leaves them.
+    pub fn delete_recording_outside(&self, account: &str, sid: &str) {
+        let mut state = self.state();
+        let state = &mut *state;
+        let recordings = if account == self.account_sid { Some(&mut state.recordings) } else { state.subaccounts.get_mut(account) };
+        assert!(recordings.is_some_and(|recordings| recordings.remove(sid)), "{sid} is not stored under {account}");
+        state.transcriptions.recording_deleted(account, sid);
+    }
+
+    /// Twilio's 40 days have passed: recordings deleted so far are unknown from now on, and
+    /// listing their transcriptions is a 404.
+    pub fn forget_deleted_recordings(&self) {
+        self.state().transcriptions.forget_deleted();
+    }
+
     /// Answer account listings 401 (a standard API key), or list again.
     pub fn refuse_account_listing(&self, refuse: bool) {
         self.state().refuse_listing = refuse;
@@ -177,7 +207,7 @@ impl FakeTwilio {
         self.state()
             .requests
             .iter()
-            .filter(|r| r.status == 204 || r.status == 404)
+            .filter(|r| r.method == "DELETE" && (r.status == 204 || r.status == 404))
             .filter_map(|r| r.path.rsplit('/').next().and_then(|f| f.strip_suffix(".json")).map(str::to_string))
             .collect()
     }
@@ -363,20 +393,34 @@ impl Server {
         if !authenticated {
             return Answer { status: 401, headers: vec![], body: error_body(20003, "Authenticate", 401) };
         }
-        let target = path
-            .strip_prefix("/2010-04-01/Accounts/")
-            .and_then(|rest| rest.split_once("/Recordings/"))
-            .and_then(|(account, rest)| Some((account, rest.strip_suffix(".json")?)));
-        let deleted = |account: &str, sid: &str| {
-            let mut state = self.state();
-            if account == self.account_sid {
-                state.recordings.remove(sid)
-            } else {
-                state.subaccounts.get_mut(account).is_some_and(|recordings| recordings.remove(sid))
-            }
+        let Some((account, resource)) = path.strip_prefix("/2010-04-01/Accounts/").and_then(|rest| rest.split_once('/')) else {
+            return not_found(path);
         };
+        let (resource, query) = resource.split_once('?').unwrap_or((resource, ""));
+        let mut state = self.state();
+        let state = &mut *state;
+        let recordings = if account == self.account_sid { Some(&mut state.recordings) } else { state.subaccounts.get_mut(account) };
+        let Some(recordings) = recordings else { return not_found(path) };
+        if let Some(sid) = resource.strip_prefix("Transcriptions/").and_then(|r| r.strip_suffix(".json")) {
+            return match method {
+                "DELETE" if state.transcriptions.delete(account, sid) => Answer { status: 204, headers: vec![], body: String::new() },
+                "DELETE" | "GET" => not_found(path),
+                _ => Answer { status: 405, headers: vec![], body: error_body(20004, "Method not allowed", 405) },
+            };
+        }
+        if let Some(recording) = resource.strip_prefix("Recordings/").and_then(|r| r.strip_suffix("/Transcriptions.json")) {
+            let listed = (method == "GET").then(|| state.transcriptions.list(account, recording, recordings.contains(recording), query)).flatten();
+            return match listed {
+                Some(body) => Answer { status: 200, headers: vec![], body },
+                None => not_found(path),
+            };
+        }
+        let target = resource.strip_prefix("Recordings/").and_then(|r| r.strip_suffix(".json"));
         match (method, target) {
-            ("DELETE", Some((account, sid))) if deleted(account, sid) => Answer { status: 204, headers: vec![], body: String::new() },
+            ("DELETE", Some(sid)) if recordings.remove(sid) => {
+                state.transcriptions.recording_deleted(account, sid);
+                Answer { status: 204, headers: vec![], body: String::new() }
+            }
             ("DELETE", _) | ("GET", _) => Answer {
                 status: 404,
                 headers: vec![],
@@ -422,6 +466,10 @@ impl Server {
         };
         Answer { status: 200, headers: vec![], body: output.to_string() }
     }
+}
+
+fn not_found(path: &str) -> Answer {
+    Answer { status: 404, headers: vec![], body: error_body(20404, &format!("The requested resource {path} was not found"), 404) }
 }
 
 /// Twilio's JSON error body.

@@ -81,5 +81,14 @@ SELECT retention.alter_policy('expired_traces', account_column => 'account');
 \set VERBOSITY default
 SELECT (retention.alter_policy('tenant_recordings', batch_size => 500)).account_column AS kept;
 SELECT (retention.alter_policy('tenant_recordings', account_column => '')).account_column AS cleared;
+-- transcriptions (0.9.0): each recording's transcriptions deleted at Twilio first; recordings
+-- policies only; off unless asked for, NULL in alter_policy keeps it.
+SELECT transcriptions AS off_by_default FROM retention.policies WHERE name = 'tenant_recordings';
+SELECT (retention.alter_policy('tenant_recordings', transcriptions => true)).transcriptions AS turned_on;
+SELECT (retention.alter_policy('tenant_recordings', batch_size => 400)).transcriptions AS kept;
+\set VERBOSITY terse
+SELECT retention.alter_policy('expired_traces', transcriptions => true);
+\set VERBOSITY default
+SELECT retention.preview('tenant_recordings') ->> 'transcriptions' AS preview_says;
 SELECT retention.drop_policy('tenant_recordings');
 DROP TABLE tenant_recordings;
