@@ -10,6 +10,9 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Unit tests and #[pg_test]s; arguments filter by test name, as cargo test's do.
 run_pg_tests() {
+    # One test at a time: many run the same preset policies, and a run finding its policy's lock
+    # held by another test's open transaction is skipped, not waited for.
+    export RUST_TEST_THREADS=1
     if [ "$(id -u)" -eq 0 ]; then
         # initdb refuses root: the pgrx test cluster runs as postgres.
         local data=/var/lib/postgresql/pgrx-test
