@@ -13,6 +13,7 @@ mod policy;
 mod rights;
 mod schedule;
 mod settings;
+mod s3;
 mod statement;
 mod twilio;
 mod version;

@@ -416,7 +416,7 @@ struct Work {
 
 /// Signals belong to the backend's main thread: a SIGTERM handled on a helper thread would
 /// run Postgres code there.
-fn block_signals() {
+pub(crate) fn block_signals() {
     // SAFETY: plain libc calls on a local signal set.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
