@@ -31,6 +31,22 @@ if [ "$(cargo pgrx --version 2>/dev/null || true)" != "cargo-pgrx $PGRX_VERSION"
     cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
 fi
 
+# The S3 servers the tests and the benchmark run on loopback (tests/s3_servers): s3s-fs, which
+# checks SigV4 signatures (into ~/.cargo/bin, which the chroots share), and moto with boto3 in
+# a virtual environment of this checkout's target/ (made with the Debian python3 of each major).
+S3S_VERSION=0.14.1
+if [ "$(s3s-fs --version 2>/dev/null || "$HOME/.cargo/bin/s3s-fs" --version 2>/dev/null || true)" != "s3s-fs $S3S_VERSION" ]; then
+    echo "setup: installing s3s-fs $S3S_VERSION (takes about 3 minutes)"
+    cargo install s3s-fs --version "=$S3S_VERSION" --locked --features binary
+fi
+S3_VENV=target/s3-venv
+if ! "$S3_VENV/bin/python" -c "import moto, boto3, flask" 2>/dev/null; then
+    echo "setup: installing moto and boto3 into $S3_VENV"
+    mkdir -p target
+    /usr/bin/python3 -m venv --clear "$S3_VENV"
+    "$S3_VENV/bin/pip" install -q "moto[server]==5.2.1" "boto3==1.43.11"
+fi
+
 if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
     cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
 fi

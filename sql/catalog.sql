@@ -34,6 +34,12 @@ CREATE TABLE retention.policies (
     account_column     text,
     -- Recordings: each recording's transcriptions are listed and deleted at Twilio before it.
     transcriptions     boolean NOT NULL DEFAULT false,
+    -- Recordings: the stores (retention.stores) of the Twilio recording and of its S3 copies,
+    -- the columns holding each row's S3 keys, and what goes on a bucket that keeps versions.
+    twilio_store       text NOT NULL DEFAULT 'twilio',
+    s3_store           text,
+    s3_key_columns     text[],
+    s3_versions        text NOT NULL DEFAULT 'all',
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
     CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),
@@ -41,7 +47,8 @@ CREATE TABLE retention.policies (
     CONSTRAINT policies_batch_size_check CHECK (batch_size BETWEEN 1 AND 1000000),
     CONSTRAINT policies_max_rows_per_second_check CHECK (max_rows_per_second > 0),
     CONSTRAINT policies_expired_partitions_check CHECK (expired_partitions IN ('drop', 'detach', 'rows')),
-    CONSTRAINT policies_missing_sid_check CHECK (missing_sid IN ('skip', 'mark'))
+    CONSTRAINT policies_missing_sid_check CHECK (missing_sid IN ('skip', 'mark')),
+    CONSTRAINT policies_s3_versions_check CHECK (s3_versions IN ('all', 'markers'))
 );
 COMMENT ON TABLE retention.policies IS 'One row per retention policy: which rows of which table expire, and what happens to them';
 
@@ -113,11 +120,36 @@ CREATE TABLE retention.recording_outcomes (
     reason      text,
     at          timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     account     text, -- the Twilio account whose path the DELETE took (NULL: not sent)
-    object      text NOT NULL DEFAULT 'recording' CHECK (object IN ('recording', 'transcription'))
+    object      text NOT NULL DEFAULT 'recording' CHECK (object IN ('recording', 'transcription', 's3_object')),
+    store       text, -- the store of an S3 object (retention.stores)
+    version     text  -- the version of an S3 object deleted (NULL: a bucket that keeps none)
 );
 CREATE INDEX recording_outcomes_run_id_key_idx ON retention.recording_outcomes (run_id, key COLLATE "C");
 CREATE INDEX recording_outcomes_at_idx ON retention.recording_outcomes (at);
-COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each Twilio object of a row (its recording, and its transcriptions when the policy deletes them): deleted, already_gone, failed (with the HTTP status and reason), skipped; and under which Twilio account';
+COMMENT ON TABLE retention.recording_outcomes IS 'What each recordings run did with each external object of a row (its Twilio recording, its transcriptions, its S3 objects and their versions): deleted, already_gone, failed (with the HTTP status and reason), skipped; and under which Twilio account or store';
+
+-- The external stores recordings policies delete from (src/store.rs), each named once by a
+-- superuser: Twilio accounts and S3 buckets. The store 'twilio' is the pg_retention.twilio_*
+-- settings. Secrets stay in files; a store names the file, never its content.
+CREATE TABLE retention.stores (
+    name        text PRIMARY KEY,
+    kind        text NOT NULL,
+    endpoint    text, -- twilio: base URL (NULL: the setting); s3: https://s3.REGION.amazonaws.com, or a loopback server
+    region      text, -- s3
+    bucket      text, -- s3
+    addressing  text NOT NULL DEFAULT 'path', -- s3: https://host/bucket/key or https://bucket.host/key
+    account_sid text, -- twilio (NULL: the setting)
+    api_key_sid text, -- twilio (NULL: the setting)
+    secret_file text, -- twilio: the auth token or API key secret (NULL: the setting); s3: AWS shared-credentials format
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT stores_kind_check CHECK (kind IN ('twilio', 's3')),
+    CONSTRAINT stores_addressing_check CHECK (addressing IN ('path', 'virtual'))
+);
+COMMENT ON TABLE retention.stores IS 'External stores recordings policies delete from, named once by a superuser; the store twilio is the pg_retention.twilio_* settings';
+-- Foreign keys also order pg_dump's data: the stores are restored before the policies naming them.
+ALTER TABLE retention.policies
+    ADD CONSTRAINT policies_twilio_store_fkey FOREIGN KEY (twilio_store) REFERENCES retention.stores (name),
+    ADD CONSTRAINT policies_s3_store_fkey FOREIGN KEY (s3_store) REFERENCES retention.stores (name);
 
 -- Legal holds (see src/policy/holds.rs): rows of a table matching an active hold's condition
 -- are kept by every run of every policy on that table. Every hold is kept, released ones too.
@@ -173,6 +205,7 @@ SELECT pg_catalog.pg_extension_config_dump('retention.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.runs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.removed_presets', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.recording_outcomes', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.stores', 'WHERE name <> ''twilio''');
 SELECT pg_catalog.pg_extension_config_dump('retention.holds', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger', '');

@@ -1,5 +1,9 @@
 -- pg_retention: what names the Rust functions, the preset policies, and privileges.
 
+-- The default store, the settings, which every policy names unless told otherwise. Inserted
+-- before its trigger, which keeps it as it is.
+INSERT INTO retention.stores (name, kind) VALUES ('twilio', 'twilio');
+
 -- The presets of the product contract. Inserted before the validation trigger exists,
 -- because the application tables may not exist yet; a run of a preset checks its table.
 INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action, batch_size)
@@ -14,6 +18,10 @@ VALUES ('old_recordings', 'public', 'voice_recordings', 'created_at', 'older_tha
 ALTER FUNCTION retention.policies_validate() SET search_path = pg_catalog, pg_temp;
 CREATE TRIGGER policies_validate BEFORE INSERT OR UPDATE OR DELETE ON retention.policies
     FOR EACH ROW EXECUTE FUNCTION retention.policies_validate();
+
+ALTER FUNCTION retention.stores_validate() SET search_path = pg_catalog, pg_temp;
+CREATE TRIGGER stores_validate BEFORE INSERT OR UPDATE OR DELETE ON retention.stores
+    FOR EACH ROW EXECUTE FUNCTION retention.stores_validate();
 
 -- The presets' memory for dump and restore (see src/policy/restore.rs). A preset removed or
 -- renamed by a statement (not by a restore replacing a pristine preset, which runs inside the
@@ -69,23 +77,27 @@ CREATE FUNCTION retention.add_policy(
     archive_schema     text DEFAULT NULL,
     missing_sid        text DEFAULT 'skip',
     account_column     text DEFAULT NULL,
-    transcriptions     boolean DEFAULT false
+    transcriptions     boolean DEFAULT false,
+    twilio_store       text DEFAULT 'twilio',
+    s3_store           text DEFAULT NULL,
+    s3_key_columns     text[] DEFAULT NULL,
+    s3_versions        text DEFAULT 'all'
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
                                     soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
                                     sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
-                                    account_column, transcriptions)
+                                    account_column, transcriptions, twilio_store, s3_store, s3_key_columns, s3_versions)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
             soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
             sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
-            account_column, transcriptions)
+            account_column, transcriptions, twilio_store, s3_store, s3_key_columns, s3_versions)
     RETURNING *;
 $$;
 
 -- Arguments left NULL keep their value; switching to rule expires_at clears retain;
--- max_rows_per_second => 0 lifts the pace limit; archive_schema => '' and account_column => ''
--- clear them.
+-- max_rows_per_second => 0 lifts the pace limit; archive_schema => '', account_column => ''
+-- and s3_store => '' (with its key columns) clear them.
 CREATE FUNCTION retention.alter_policy(
     policy_name        text,
     table_name         text DEFAULT NULL,
@@ -106,7 +118,11 @@ CREATE FUNCTION retention.alter_policy(
     archive_schema     text DEFAULT NULL,
     missing_sid        text DEFAULT NULL,
     account_column     text DEFAULT NULL,
-    transcriptions     boolean DEFAULT NULL
+    transcriptions     boolean DEFAULT NULL,
+    twilio_store       text DEFAULT NULL,
+    s3_store           text DEFAULT NULL,
+    s3_key_columns     text[] DEFAULT NULL,
+    s3_versions        text DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -135,7 +151,13 @@ BEGIN
         missing_sid        = coalesce(alter_policy.missing_sid, p.missing_sid),
         account_column     = CASE WHEN alter_policy.account_column = '' THEN NULL
                                   ELSE coalesce(alter_policy.account_column, p.account_column) END,
-        transcriptions     = coalesce(alter_policy.transcriptions, p.transcriptions)
+        transcriptions     = coalesce(alter_policy.transcriptions, p.transcriptions),
+        twilio_store       = coalesce(alter_policy.twilio_store, p.twilio_store),
+        s3_store           = CASE WHEN alter_policy.s3_store = '' THEN NULL
+                                  ELSE coalesce(alter_policy.s3_store, p.s3_store) END,
+        s3_key_columns     = CASE WHEN alter_policy.s3_store = '' THEN NULL
+                                  ELSE coalesce(alter_policy.s3_key_columns, p.s3_key_columns) END,
+        s3_versions        = coalesce(alter_policy.s3_versions, p.s3_versions)
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN

@@ -170,9 +170,11 @@ pub mod retention {
             // A row replacing a pristine preset with the preset's own target (a restore) needs
             // no table yet, as the preset did not.
             None => !crate::policy::replace_pristine_presets(&policy),
-            Some(old) => target_columns.iter().any(|c| {
-                old.get_by_name::<String>(c).ok().flatten() != new.get_by_name::<String>(c).ok().flatten()
-            }),
+            Some(old) => {
+                use crate::policy::PolicyRow as _;
+                target_columns.iter().any(|c| old.get_by_name::<String>(c).ok().flatten() != new.get_by_name::<String>(c).ok().flatten())
+                    || old.into_owned().text_array("s3_key_columns") != new.text_array("s3_key_columns")
+            }
         };
         policy.check_for_write(target_changed);
         // An insert keeps the row's own updated_at (its default, or a restored row's value).
@@ -182,6 +184,17 @@ pub mod retention {
                 .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));
         }
         Ok(Some(new))
+    }
+
+    /// Validates every row written to `retention.stores` (see `store::validate`).
+    #[pg_trigger]
+    fn stores_validate<'a>(
+        trigger: &'a PgTrigger<'a>,
+    ) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
+        crate::version::check_installed_sql();
+        let (old, new) = (trigger.old().map(|t| t.into_owned()), trigger.new().map(|t| t.into_owned()));
+        crate::store::validate(old.as_ref(), new.as_ref());
+        Ok(new.or(old))
     }
 }
 

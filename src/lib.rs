@@ -14,6 +14,7 @@ mod rights;
 mod schedule;
 mod settings;
 mod s3;
+mod store;
 mod statement;
 mod twilio;
 mod version;

@@ -3,6 +3,7 @@
 //!
 //! Scenarios: purge (one DELETE against `CALL retention.run_batched`), idle cost (a run that
 //! finds nothing, with and without an index), recordings against a fake Twilio with latency,
+//! S3 deletions against boto3's on the same loopback server,
 //! and live traffic (pgbench) alone and during a purge.
 
 use std::fmt::Write as _;
@@ -15,6 +16,7 @@ use fake_twilio::FakeTwilio;
 
 mod citus;
 mod partitioned;
+mod s3;
 mod traffic;
 use postgres::{Client, Config, NoTls};
 
@@ -414,6 +416,7 @@ fn main() {
         ("purge", purge as fn(&Scale, &mut Vec<Line>)),
         ("idle", idle),
         ("recordings", recordings),
+        ("s3", s3::scenario),
         ("live traffic", live_traffic),
         ("partitioned", partitioned::scenario),
         ("citus", citus::scenario),

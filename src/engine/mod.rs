@@ -16,12 +16,15 @@ mod partitions;
 mod plan;
 mod recordings;
 mod committer;
+mod external;
+mod objects;
 mod run;
 mod sql;
 mod stride;
 pub mod xact;
 
 pub use committer::Committer;
+pub use external::limits as twilio_limits;
 pub use run::run;
 
 /// Counts what a run would touch now: same predicate and cutoff rule, nothing changed.
@@ -42,9 +45,14 @@ pub fn preview(name: &str, retain: Option<Interval>) -> JsonB {
             counted["held"] = json!(sql::held(&parts, cutoff, None));
         }
         if let (crate::policy::Action::TwilioRecording, Some(sid_column)) = (policy.action, policy.sid_column.as_deref()) {
-            if let Some(JsonB(serde_json::Value::Object(dry_run))) = sql::recordings_preview(&parts, sid_column, policy.account_column.as_deref(), cutoff) {
+            if let Some(JsonB(serde_json::Value::Object(dry_run))) = sql::recordings_preview(&parts, &policy, sid_column, cutoff) {
                 if let serde_json::Value::Object(map) = &mut counted {
                     map.extend(dry_run);
+                    if let Some(store) = &policy.s3_store {
+                        // Its secret file read as a run would, so that a preview finds what a run would refuse.
+                        crate::store::Store::load(store, &policy.name).s3_config(policy.s3_versions);
+                        map.insert("s3_store".into(), json!(store));
+                    }
                     if policy.transcriptions {
                         // Not asked of Twilio by a preview: how many there are is known only by listing.
                         map.insert("transcriptions".into(), json!("listed, then each deleted, before each recording sent"));

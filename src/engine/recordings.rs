@@ -5,9 +5,9 @@
 use pgrx::prelude::*;
 
 use super::run::Run;
-use super::sql::Fetched;
+use super::sql::{Confirmed, Fetched};
 use super::xact::shutdown_requested;
-use crate::error::{invalid, raise, say};
+use crate::error::{raise, say};
 use crate::history::Tally;
 use crate::rights::as_table_owner;
 use crate::settings;
@@ -38,25 +38,28 @@ impl Run {
     /// When a bound of the run (`twilio::Bounds`) stopped the calls early, the answers cover
     /// only the rows before the first one not sent: the rest is left for the next run, and
     /// `bound` says why.
-    pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Vec<Option<Reply>>, Halt> {
-        let policy = &self.policy.name;
-        let tally = self.record.tally.get_or_insert_with(Tally::default);
-        let by_row_account = self.policy.account_column.is_some();
-        let to_send: Vec<Target> = fetched
-            .sids
-            .iter()
-            .zip(&fetched.accounts)
-            .filter_map(|(sid, account)| sid.as_ref().filter(|sid| twilio::is_recording_sid(sid)).map(|sid| (sid, account)))
-            .map(|(sid, account)| Target { sid: sid.clone(), account: if by_row_account { Account::Row(account.clone()) } else { Account::Main } })
-            .collect();
-        let Some(client) = self.twilio.as_ref() else {
-            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: a recording run without a Twilio client".into(), None)
-        };
+    pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Answers, Halt> {
         // A cancel, a terminate, or (in the worker) a shutdown request; not the other interrupts
         // (barriers, catch-up) that Postgres also flags, which need no answer from us here.
         // SAFETY: reading flags that Postgres' signal handlers set.
         let interrupted =
             || unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 } || shutdown_requested();
+        // The S3 copies first: a row whose objects are not all gone keeps its Twilio recording too.
+        let objects = self.delete_objects(fetched, &interrupted)?;
+        let policy = &self.policy.name;
+        let tally = self.record.tally.get_or_insert_with(Tally::default);
+        let by_row_account = self.policy.account_column.is_some();
+        let sendable = |row: usize| fetched.sids[row].as_deref().is_some_and(twilio::is_recording_sid) && super::objects::gone(&objects[row]);
+        let to_send: Vec<Target> = (0..fetched.keys.len())
+            .filter(|row| sendable(*row))
+            .map(|row| {
+                let account = if by_row_account { Account::Row(fetched.accounts[row].clone()) } else { Account::Main };
+                Target { sid: fetched.sids[row].clone().unwrap_or_default(), account }
+            })
+            .collect();
+        let Some(client) = self.twilio.as_ref() else {
+            raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "pg_retention: a recording run without a Twilio client".into(), None)
+        };
         let answers = client.delete_all(to_send, &interrupted).map_err(|_| Halt::Stopped)?;
         if let Some(Some(Reply { answer: Answer::Refused(status), .. })) = answers.iter().find(|a| matches!(a, Some(Reply { answer: Answer::Refused(_), .. }))) {
             return Err(Halt::Refused(*status));
@@ -66,7 +69,7 @@ impl Run {
         let mut unsent_left = answers.len() - unsent;
         let mut sent = answers.into_iter();
         let mut per_row = Vec::with_capacity(fetched.keys.len());
-        for (key, sid) in fetched.keys.iter().zip(&fetched.sids) {
+        for (row, (key, sid)) in fetched.keys.iter().zip(&fetched.sids).enumerate() {
             if !sid.as_deref().is_some_and(twilio::is_recording_sid) {
                 if tally.skipped < ROWS_LOGGED_PER_RUN {
                     let shown: String = sid.as_deref().unwrap_or("NULL").chars().take(40).collect();
@@ -76,11 +79,18 @@ impl Run {
                 per_row.push(None);
                 continue;
             }
-            if unsent_left == 0 {
+            let reply = if !sendable(row) {
+                let left = super::objects::left(&objects[row]);
+                if tally.failed_as("objects_left") < ROWS_LOGGED_PER_RUN {
+                    say!(LOG, "pg_retention: policy \"{policy}\": row {key} is not marked: {left:?}");
+                }
+                Reply { answer: left, request_id: None, account: None, transcriptions: Vec::new() }
+            } else if unsent_left == 0 {
                 break; // a bound stopped the calls: this row and the rest wait for the next run
-            }
-            unsent_left -= 1;
-            let reply = sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None, account: None, transcriptions: Vec::new() });
+            } else {
+                unsent_left -= 1;
+                sent.next().flatten().unwrap_or(Reply { answer: Answer::ConnectionError("not sent".into()), request_id: None, account: None, transcriptions: Vec::new() })
+            };
             if let Answer::BadRequest(status, body) = &reply.answer {
                 if tally.failed_as("bad_request") < ROWS_LOGGED_PER_RUN {
                     say!(LOG, "pg_retention: policy \"{policy}\": row {key}: Twilio answered HTTP {status} to the DELETE: {body}");
@@ -101,32 +111,36 @@ impl Run {
             }
             per_row.push(Some(reply));
         }
-        Ok(per_row)
+        Ok(Answers { replies: per_row, objects })
     }
 
     /// Step 3: marks the rows whose SID Twilio confirmed (204 or 404), and records every row's
     /// outcome, in one transaction.
-    pub(super) fn mark(&mut self, fetched: &Fetched, replies: &[Option<Reply>]) {
+    pub(super) fn mark(&mut self, fetched: &Fetched, answers: &Answers) {
         let mark_missing = self.policy.missing_sid == MissingSid::Mark;
-        let (mut confirmed_keys, mut confirmed_sids, mut confirmed_accounts) = (Vec::new(), Vec::new(), Vec::new());
+        let store = self.policy.s3_store.clone().unwrap_or_default();
+        let mut confirmed = Confirmed::default();
         let (mut missing_keys, mut missing_sids) = (Vec::new(), Vec::new());
         let mut outcomes = Vec::with_capacity(fetched.keys.len());
-        for (((key, sid), account), reply) in fetched.keys.iter().zip(&fetched.sids).zip(&fetched.accounts).zip(replies) {
+        for (row, reply) in answers.replies.iter().enumerate() {
+            let (key, sid, objects) = (&fetched.keys[row], &fetched.sids[row], &answers.objects[row]);
             match reply {
                 Some(reply) if reply.answer.confirms_deletion() => {
-                    confirmed_keys.push(key.clone());
-                    confirmed_sids.push(sid.clone().unwrap_or_default());
-                    confirmed_accounts.push(account.clone());
+                    confirmed.keys.push(key.clone());
+                    confirmed.sids.push(sid.clone().unwrap_or_default());
+                    confirmed.accounts.push(fetched.accounts[row].clone());
+                    confirmed.objects.push(fetched.objects[row].clone());
                 }
-                // Never sent: no valid SID.
-                None if mark_missing => {
+                // Never sent: no valid SID; its S3 objects, if any, confirmed gone.
+                None if mark_missing && super::objects::gone(objects) => {
                     missing_keys.push(key.clone());
                     missing_sids.push(sid.clone());
                 }
                 _ => {}
             }
-            outcomes.push(row_outcome(key, sid, reply.as_ref(), mark_missing));
+            outcomes.push(row_outcome(key, sid, reply.as_ref(), mark_missing && super::objects::gone(objects)));
             outcomes.extend(reply.iter().flat_map(|reply| transcription_outcomes(key, reply)));
+            outcomes.extend(super::objects::outcomes(key, &store, objects));
         }
         self.history.record_outcomes(&self.record, outcomes);
         let super::plan::BatchPlan::Recordings { statements, .. } = &self.plan else {
@@ -137,12 +151,19 @@ impl Run {
             let reason = self.policy.reason_column.as_ref().map(|_| NO_SID_REASON);
             self.record.rows_deleted += as_table_owner(self.owner, || statements.mark_missing(cutoff, missing_keys, missing_sids, reason)) as i64;
         }
-        if !confirmed_keys.is_empty() {
+        if !confirmed.keys.is_empty() {
             let reason = self.policy.reason();
-            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark(cutoff, confirmed_keys, confirmed_sids, confirmed_accounts, reason)) as i64;
+            self.record.rows_deleted += as_table_owner(self.owner, || statements.mark(cutoff, confirmed, reason)) as i64;
         }
         self.record.batches += 1;
     }
+}
+
+/// What a batch's external calls came to, per fetched row (the rows a bound left unsent have
+/// no reply): its Twilio reply (None: never sent, no valid SID), and its S3 objects' answers.
+pub(super) struct Answers {
+    pub replies: Vec<Option<Reply>>,
+    pub objects: Vec<Vec<crate::s3::KeyReply>>,
 }
 
 /// The reason written on a row marked without a Twilio call (`missing_sid => 'mark'`).
@@ -160,7 +181,7 @@ fn row_outcome(key: &str, sid: &Option<String>, reply: Option<&Reply>, mark_miss
         None => ("skipped", None, Some(format!("the SID is not RE + 32 hex digits{marked}")), None),
     };
     let account = reply.and_then(|reply| reply.account.clone());
-    Outcome { key: key.to_string(), object: "recording", sid: sid.clone(), account, outcome, http_status, request_id, reason }
+    Outcome { key: key.to_string(), object: "recording", sid: sid.clone(), account, store: None, version: None, outcome, http_status, request_id, reason }
 }
 
 /// The outcomes of a row's transcriptions, one each, under the account they were listed under.
@@ -172,6 +193,8 @@ fn transcription_outcomes<'r>(key: &'r str, reply: &'r Reply) -> impl Iterator<I
             object: "transcription",
             sid: Some(deletion.sid.clone()),
             account: reply.account.clone(),
+            store: None,
+            version: None,
             outcome,
             http_status: status.map(i32::from),
             request_id: deletion.request_id.clone(),
@@ -184,6 +207,8 @@ fn transcription_outcomes<'r>(key: &'r str, reply: &'r Reply) -> impl Iterator<I
 pub(super) enum Halt {
     /// 401/403: the run stops.
     Refused(u16),
+    /// The S3 store answered 401/403 (a wrong key or secret, no right to delete): the run stops.
+    StoreRefused(u16, String),
     /// A cancel, terminate or shutdown request arrived while calls were in flight.
     Stopped,
     /// A bound of the run was reached (`pg_retention.twilio_max_rate_limited`,
@@ -195,6 +220,7 @@ impl Halt {
     pub(super) fn message(&self) -> String {
         match self {
             Halt::Refused(status) => refused_text(*status),
+            Halt::StoreRefused(status, why) => format!("the S3 {why} (HTTP {status}): the run stopped and no row of this batch was marked"),
             Halt::Stopped => "stopped by a cancel or shutdown request while Twilio calls were in flight; no row of this batch was marked".into(),
             Halt::Bound(twilio::BoundReached::RateLimited(n)) => format!(
                 "Twilio answered 429 (rate limited) to {n} recordings in a row, each after every attempt allowed; the run stopped at pg_retention.twilio_max_rate_limited and left the rest for the next run"
@@ -210,6 +236,11 @@ impl Halt {
     pub(super) fn raise(self) -> ! {
         match self {
             Halt::Refused(status) => refused_error(status),
+            Halt::StoreRefused(..) => raise(
+                PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                self.message(),
+                Some("Check the store's secret_file (aws_access_key_id, aws_secret_access_key, aws_session_token), its region, and that the key may delete in the bucket (s3:DeleteObject, s3:DeleteObjectVersion, s3:ListBucketVersions, s3:GetBucketVersioning).".into()),
+            ),
             Halt::Bound(_) => raise(
                 PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
                 self.message(),
@@ -236,58 +267,4 @@ fn refused_error(status: u16) -> ! {
         refused_text(status),
         Some("Check pg_retention.twilio_account_sid, the secret in pg_retention.twilio_secret_file (and pg_retention.twilio_api_key_sid if you use an API key), and that pg_retention.twilio_base_url is the account's region.".into()),
     )
-}
-
-pub(super) fn twilio_config(bounds: twilio::Bounds, transcriptions: bool) -> twilio::ClientConfig {
-    let missing = |setting: &str, what: &str| -> ! {
-        invalid(
-            format!("{setting} is not set: {what}"),
-            Some("Set it in postgresql.conf or with ALTER SYSTEM, then SELECT pg_reload_conf(). Nothing was read or sent."),
-        )
-    };
-    let account_sid = settings::text(&settings::TWILIO_ACCOUNT_SID)
-        .unwrap_or_else(|| missing("pg_retention.twilio_account_sid", "the Twilio Account SID whose recordings are deleted"));
-    if !twilio::is_account_sid(&account_sid) {
-        invalid("pg_retention.twilio_account_sid must be AC followed by 32 hex digits".into(), None)
-    }
-    let username = match settings::text(&settings::TWILIO_API_KEY_SID) {
-        Some(key_sid) => {
-            if !twilio::is_api_key_sid(&key_sid) {
-                invalid("pg_retention.twilio_api_key_sid must be SK followed by 32 hex digits".into(), None)
-            }
-            key_sid
-        }
-        None => account_sid.clone(),
-    };
-    let secret_file = settings::text(&settings::TWILIO_SECRET_FILE).unwrap_or_else(|| {
-        missing(twilio::secret::SETTING, "the file holding the account's auth token (or the API key's secret, with pg_retention.twilio_api_key_sid)")
-    });
-    // SAFETY: DataDir is set at server start and never changes; geteuid has no preconditions.
-    let (data_dir, server_uid) = unsafe { (std::ffi::CStr::from_ptr(pg_sys::DataDir).to_string_lossy().into_owned(), libc::geteuid()) };
-    let password = twilio::secret::read(&secret_file, std::path::Path::new(&data_dir), server_uid).unwrap_or_else(|problem| {
-        invalid(
-            problem,
-            Some("The file must be owned by the server's OS user with mode 0600 (chmod 0600), or by root with mode 0640. Nothing was read or sent."),
-        )
-    });
-    let base_url = settings::twilio_base_url();
-    if let Err(problem) = twilio::check_base_url(&base_url) {
-        invalid(format!("pg_retention.twilio_base_url: {problem}"), None)
-    }
-    let millis = |setting: &pgrx::GucSetting<i32>| std::time::Duration::from_millis(setting.get().max(0) as u64);
-    let max_backoff = millis(&settings::TWILIO_MAX_BACKOFF_MS);
-    twilio::ClientConfig {
-        base_url,
-        credentials: twilio::Credentials { account_sid, username, password },
-        connect_timeout: millis(&settings::TWILIO_CONNECT_TIMEOUT_MS),
-        timeout: millis(&settings::TWILIO_TIMEOUT_MS),
-        concurrency: settings::TWILIO_CONCURRENCY.get().max(1) as usize,
-        retry: twilio::RetryPolicy {
-            attempts: settings::TWILIO_MAX_ATTEMPTS.get().max(1) as u32,
-            default_backoff: max_backoff / 10,
-            max_backoff,
-        },
-        bounds,
-        transcriptions,
-    }
 }

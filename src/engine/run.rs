@@ -13,7 +13,8 @@ use pgrx::prelude::*;
 use super::committer::Committer;
 use super::partitions::dropper;
 use super::plan::BatchPlan;
-use super::recordings::{self, Halt};
+use super::external;
+use super::recordings::Halt;
 use super::sql::{self, Parts};
 use super::xact::{in_subtransaction, pause, shutdown_requested, with_interrupts_held, with_snapshot};
 use super::{lock, timestamp_text};
@@ -56,6 +57,8 @@ pub(super) struct Run {
     pub(super) cutoff: TimestampWithTimeZone,
     pub(super) record: RunRecord,
     pub(super) twilio: Option<Arc<twilio::Client>>,
+    /// Recordings policies with an S3 store: its client.
+    pub(super) s3: Option<Arc<crate::s3::Client>>,
     lock: lock::PolicyLock,
     pub(super) history: History,
     started: Instant,
@@ -188,7 +191,8 @@ impl Run {
         let deadline = (mode == Mode::Batched && max_duration > 0).then(|| Instant::now() + Duration::from_secs(max_duration as u64));
         let bounds = twilio::Bounds { max_rate_limited: crate::settings::TWILIO_MAX_RATE_LIMITED.get().max(0) as usize, deadline };
         // Credentials are checked before any row is read.
-        let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(recordings::twilio_config(bounds, policy.transcriptions))));
+        let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(external::twilio_config(&policy, bounds))));
+        let s3 = super::objects::client(&policy);
         let target = policy.check_target(true, true);
         if target.citus.is_some() && citus::on_worker_node() {
             let message = format!(
@@ -223,7 +227,7 @@ impl Run {
             plan.set_batched(record.run_id);
         }
         let started = Instant::now();
-        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, lock, history, started, deadline, bound: None }))
+        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, s3, lock, history, started, deadline, bound: None }))
     }
 
     pub(super) fn batch_size(&self) -> i64 {

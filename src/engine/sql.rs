@@ -284,6 +284,18 @@ pub struct Fetched {
     pub keys: Vec<String>,
     pub sids: Vec<Option<String>>,
     pub accounts: Vec<Option<String>>,
+    /// Each row's S3 keys, one per `s3_key_columns` (NULL: no object there).
+    pub objects: Vec<Vec<Option<String>>>,
+}
+
+/// The rows of a batch whose deletions were all confirmed: to mark while they still name
+/// what was deleted.
+#[derive(Default)]
+pub struct Confirmed {
+    pub keys: Vec<String>,
+    pub sids: Vec<String>,
+    pub accounts: Vec<Option<String>>,
+    pub objects: Vec<Vec<Option<String>>>,
 }
 
 impl RecordingStatements {
@@ -297,21 +309,32 @@ impl RecordingStatements {
         let account_read = account.as_ref().map_or("NULL".to_string(), |a| format!("{a}::pg_catalog.text"));
         // The row is marked only while its account is still the one the DELETE went under.
         let same_account = account.as_ref().map_or(String::new(), |a| format!("AND t.{a}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.account"));
+        // And only while its S3 keys are still the ones deleted.
+        let keys = |row: &str| {
+            let columns: Vec<String> = policy.s3_key_columns.iter().map(|c| format!("{row}{}::pg_catalog.text", quote_identifier(c))).collect();
+            format!("ARRAY[{}]::pg_catalog.text[]", columns.join(", "))
+        };
+        let (objects_read, same_objects) = match policy.s3_key_columns.is_empty() {
+            true => ("NULL::pg_catalog.text[]".to_string(), String::new()),
+            false => (keys(""), format!("AND {} IS NOT DISTINCT FROM confirmed.objects", keys("t."))),
+        };
         RecordingStatements {
             // $1 cutoff, $2 the last key seen (text, NULL at first), $3 batch size. ORDER BY
             // names the table's column: a bare name would sort by the text output column.
             fetch: format!(
-                "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text, {account_read} FROM {table}
+                "SELECT {id}::pg_catalog.text, {sid}::pg_catalog.text, {account_read}, {objects_read} FROM {table}
                   WHERE {predicate} AND ($2::pg_catalog.text IS NULL OR {id} OPERATOR(pg_catalog.>) CAST($2 AS {id_type}))
                   ORDER BY {table}.{id} LIMIT $3"
             ),
             // $1 cutoff, $2 keys (text[]), $3 their SIDs (text[]), $4 reason, $5 their accounts
-            // (text[]). Only rows of this batch, and only while their SID is still the one
-            // Twilio confirmed.
+            // (text[]), $6 their S3 keys (jsonb[], each an array of text). Only rows of this
+            // batch, and only while their SID is still the one Twilio confirmed.
             mark: format!(
                 "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[]),
-                                                        pg_catalog.unnest($5::pg_catalog.text[])) AS confirmed(key, sid, account)
-                  WHERE t.{id} OPERATOR(pg_catalog.=) confirmed.key AND t.{sid}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.sid {same_account}
+                                                        pg_catalog.unnest($5::pg_catalog.text[]),
+                                                        pg_catalog.unnest($6::pg_catalog.jsonb[])) AS confirmed_row(key, sid, account, objects_json),
+                       LATERAL (SELECT confirmed_row.*, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(confirmed_row.objects_json)) AS objects) confirmed
+                  WHERE t.{id} OPERATOR(pg_catalog.=) confirmed.key AND t.{sid}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.sid {same_account} {same_objects}
                     AND t.{time_column} OPERATOR(pg_catalog.<) {cutoff} AND t.{marker} IS NULL",
                 parts.set_marker("$4"),
             ),
@@ -330,11 +353,12 @@ impl RecordingStatements {
     pub fn fetch(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, batch_size: i64) -> Fetched {
         spi(Spi::connect(|client| {
             let rows = client.select(&self.fetch, None, &[cutoff.into(), after.into(), batch_size.into()])?;
-            let mut fetched = Fetched { keys: Vec::with_capacity(rows.len()), sids: Vec::with_capacity(rows.len()), accounts: Vec::with_capacity(rows.len()) };
+            let mut fetched = Fetched { keys: Vec::new(), sids: Vec::new(), accounts: Vec::new(), objects: Vec::new() };
             for row in rows {
                 fetched.keys.push(row.get::<String>(1)?.unwrap_or_default());
                 fetched.sids.push(row.get::<String>(2)?);
                 fetched.accounts.push(row.get::<String>(3)?);
+                fetched.objects.push(row.get::<Vec<Option<String>>>(4)?.unwrap_or_default());
             }
             Ok::<_, pgrx::spi::Error>(fetched)
         }))
@@ -346,8 +370,9 @@ impl RecordingStatements {
     }
 
     /// Marks the rows with these keys whose SID (and account) is still the one Twilio confirmed.
-    pub fn mark(&self, cutoff: TimestampWithTimeZone, keys: Vec<String>, sids: Vec<String>, accounts: Vec<Option<String>>, reason: Option<&str>) -> usize {
-        execute(&self.mark, || vec![cutoff.into(), keys.into(), sids.into(), reason.into(), accounts.into()])
+    pub fn mark(&self, cutoff: TimestampWithTimeZone, confirmed: Confirmed, reason: Option<&str>) -> usize {
+        let objects: Vec<pgrx::JsonB> = confirmed.objects.into_iter().map(|keys| pgrx::JsonB(serde_json::json!(keys))).collect();
+        execute(&self.mark, || vec![cutoff.into(), confirmed.keys.into(), confirmed.sids.into(), reason.into(), confirmed.accounts.into(), objects.into()])
     }
 }
 
@@ -363,7 +388,8 @@ pub fn held(parts: &Parts, cutoff: TimestampWithTimeZone, table: Option<&str>) -
 /// would be sent to Twilio and how many skipped, by reason; with an account column, how many
 /// valid SIDs have no usable account (NULL or malformed: never sent). The shapes are the
 /// client's (`twilio::is_recording_sid`, `is_account_sid`): `RE`/`AC` + 32 hex digits.
-pub fn recordings_preview(parts: &Parts, sid_column: &str, account_column: Option<&str>, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
+pub fn recordings_preview(parts: &Parts, policy: &Policy, sid_column: &str, cutoff: TimestampWithTimeZone) -> Option<JsonB> {
+    let account_column = policy.account_column.as_deref();
     let sid = quote_identifier(sid_column);
     let valid = format!("{sid}::pg_catalog.text OPERATOR(pg_catalog.~) '^RE[0-9a-fA-F]{{32}}$'");
     let (sendable, no_account) = match account_column {
@@ -374,9 +400,18 @@ pub fn recordings_preview(parts: &Parts, sid_column: &str, account_column: Optio
             (usable.clone(), format!("'no_account', pg_catalog.count(*) FILTER (WHERE {valid} AND ({usable}) IS NOT TRUE),"))
         }
     };
+    // With an S3 store: the keys of the rows that would be sent, each deleted from it first.
+    let s3_keys = match &policy.s3_store {
+        None => String::new(),
+        Some(_) => {
+            let present: Vec<String> =
+                policy.s3_key_columns.iter().map(|c| format!("({} IS NOT NULL)::pg_catalog.int8", quote_identifier(c))).collect();
+            format!("'s3_keys', COALESCE(pg_catalog.sum({}) FILTER (WHERE {valid}), 0),", present.join(" OPERATOR(pg_catalog.+) "))
+        }
+    };
     let sql = format!(
         "SELECT pg_catalog.jsonb_build_object(
-                    'would_send', pg_catalog.count(*) FILTER (WHERE {valid} AND ({sendable}) IS TRUE), {no_account}
+                    'would_send', pg_catalog.count(*) FILTER (WHERE {valid} AND ({sendable}) IS TRUE), {no_account} {s3_keys}
                     'would_skip', pg_catalog.jsonb_build_object(
                         'no_sid', pg_catalog.count(*) FILTER (WHERE {sid} IS NULL),
                         'malformed_sid', pg_catalog.count(*) FILTER (WHERE {sid} IS NOT NULL AND NOT ({valid}))))

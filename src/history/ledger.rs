@@ -216,7 +216,7 @@ pub fn certificate(run_id: i64) -> Option<JsonB> {
                     'ledger_id', l.id, 'at', l.at, 'entry', l.entry, 'prev_hash', l.prev_hash, 'hash', l.hash,
                     'hash_rule', 'hash = hex(sha256(prev_hash || entry::text)), prev_hash of the first entry ever empty; entry.sealed_at = at in UTC',
                     'chain_head', (SELECT pg_catalog.jsonb_build_object('id', h.id, 'hash', h.hash) FROM retention.ledger h ORDER BY h.id DESC LIMIT 1),
-                    'recording_outcomes', (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) OPERATOR(pg_catalog.-) 'run_id' OPERATOR(pg_catalog.-) 'policy' ORDER BY o.key, o.sid)
+                    'recording_outcomes', (SELECT pg_catalog.jsonb_agg(pg_catalog.to_jsonb(o) OPERATOR(pg_catalog.-) 'run_id' OPERATOR(pg_catalog.-) 'policy' ORDER BY o.key, o.object, o.sid, o.version)
                                              FROM retention.recording_outcomes o WHERE o.run_id OPERATOR(pg_catalog.=) $1))
            FROM retention.ledger l
           WHERE (l.entry OPERATOR(pg_catalog.->>) 'run_id')::pg_catalog.int8 OPERATOR(pg_catalog.=) $1)",

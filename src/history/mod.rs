@@ -160,8 +160,8 @@ pub struct Held {
 }
 
 /// The kinds of failure a recording run counts, each a key of its result.
-pub const FAILURE_KINDS: [&str; 7] =
-    ["rate_limited", "server_error", "timeout", "connection_error", "bad_request", "account_unverified", "transcriptions_left"];
+pub const FAILURE_KINDS: [&str; 8] =
+    ["rate_limited", "server_error", "timeout", "connection_error", "bad_request", "account_unverified", "transcriptions_left", "objects_left"];
 
 /// Counts of a recording run. `checked = deleted + failed + skipped`, always.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -175,21 +175,23 @@ pub struct Tally {
     /// Never sent: no SID, or not `RE` + 32 hex digits.
     pub skipped: i64,
     /// `failed`, by kind (keys from `FAILURE_KINDS`).
-    pub failures: [i64; 7],
+    pub failures: [i64; 8],
     /// The SIDs of the first `FAILED_SIDS_KEPT` failed recordings.
     pub failed_sids: Vec<String>,
     /// Policies that delete transcriptions: what Twilio answered for them.
-    pub transcriptions: Option<TranscriptionTally>,
+    pub transcriptions: Option<ObjectTally>,
+    /// Policies with an S3 store: what S3 answered for each key.
+    pub objects: Option<ObjectTally>,
 }
 
-/// A run's transcription DELETEs: confirmed gone (204 or 404), and not.
+/// A run's deletions of one kind of object (transcriptions, S3 keys): confirmed gone, and not.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TranscriptionTally {
+pub struct ObjectTally {
     pub deleted: i64,
     pub failed: i64,
 }
 
-impl TranscriptionTally {
+impl ObjectTally {
     pub fn count(&mut self, answer: &Answer) {
         if answer.confirms_deletion() {
             self.deleted += 1;
@@ -249,6 +251,10 @@ impl Tally {
         if let Some(transcriptions) = &self.transcriptions {
             map.insert("transcriptions_deleted".into(), json!(transcriptions.deleted));
             map.insert("transcriptions_failed".into(), json!(transcriptions.failed));
+        }
+        if let Some(objects) = &self.objects {
+            map.insert("s3_objects_deleted".into(), json!(objects.deleted));
+            map.insert("s3_objects_failed".into(), json!(objects.failed));
         }
         Value::Object(map)
     }

@@ -132,6 +132,12 @@ pub struct Policy {
     pub account_column: Option<String>,
     /// Recordings: each recording's transcriptions are listed and deleted before it.
     pub transcriptions: bool,
+    /// Recordings: the store of the Twilio recording (`retention.stores`).
+    pub twilio_store: String,
+    /// Recordings: the store of each row's S3 objects, named in `s3_key_columns`.
+    pub s3_store: Option<String>,
+    pub s3_key_columns: Vec<String>,
+    pub s3_versions: crate::s3::Versions,
 }
 
 /// What a recordings policy does with a row past the cutoff that has no valid recording SID
@@ -163,17 +169,25 @@ impl<T: FromDatum + IntoDatum + for<'a> UnboxDatum<As<'a> = T> + 'static> Column
 /// A row of `retention.policies`, read by column name: an SPI row or the trigger's new tuple.
 pub trait PolicyRow {
     fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String>;
+    /// A `text[]` column (its NULL elements dropped).
+    fn text_array(&self, name: &str) -> Option<Vec<String>>;
 }
 
 impl PolicyRow for SpiHeapTupleData<'_> {
     fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String> {
         self.get_by_name(name).map_err(|e| e.to_string())
     }
+    fn text_array(&self, name: &str) -> Option<Vec<String>> {
+        self.get_by_name::<Vec<Option<String>>, _>(name).ok().flatten().map(|v| v.into_iter().flatten().collect())
+    }
 }
 
 impl PolicyRow for PgHeapTuple<'_, AllocatedByRust> {
     fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String> {
         self.get_by_name(name).map_err(|e| e.to_string())
+    }
+    fn text_array(&self, name: &str) -> Option<Vec<String>> {
+        self.get_by_name::<pgrx::datum::Array<'_, String>>(name).ok().flatten().map(|a| a.iter().flatten().collect())
     }
 }
 
@@ -253,6 +267,12 @@ impl Policy {
             account_column: row.column("account_column").unwrap_or(None),
             // Added in 0.9.0: absent while an upgrade script from an older release runs.
             transcriptions: row.column("transcriptions").unwrap_or(None).unwrap_or(false),
+            twilio_store: row.column("twilio_store").unwrap_or(None).unwrap_or_else(|| crate::store::DEFAULT_TWILIO.to_string()),
+            s3_store: row.column("s3_store").unwrap_or(None),
+            s3_key_columns: row.text_array("s3_key_columns").unwrap_or_default(),
+            s3_versions: row.column::<String>("s3_versions").unwrap_or(None).map_or(crate::s3::Versions::All, |text| {
+                text.parse().unwrap_or_else(|e: String| invalid(format!("retention policy \"{name}\": {e}"), None))
+            }),
             name,
         }
     }
@@ -317,23 +337,22 @@ impl Policy {
                 Some("Leave it NULL for no limit (alter_policy(..., max_rows_per_second => 0) lifts one)."),
             );
         }
-        if self.missing_sid == MissingSid::Mark && self.action != Action::TwilioRecording {
-            invalid(
-                format!("retention policy \"{}\": missing_sid => 'mark' is for twilio_recording policies", self.name),
-                Some("Other actions never look at a recording SID; leave missing_sid at 'skip'."),
-            );
-        }
-        if self.account_column.is_some() && self.action != Action::TwilioRecording {
-            invalid(
-                format!("retention policy \"{}\": account_column is for twilio_recording policies", self.name),
-                Some("Other actions never call Twilio; leave account_column NULL."),
-            );
-        }
-        if self.transcriptions && self.action != Action::TwilioRecording {
-            invalid(
-                format!("retention policy \"{}\": transcriptions is for twilio_recording policies", self.name),
-                Some("Other actions never call Twilio; leave transcriptions false."),
-            );
+        if self.action != Action::TwilioRecording {
+            let recordings_only = [
+                ("missing_sid => 'mark'", self.missing_sid == MissingSid::Mark),
+                ("account_column", self.account_column.is_some()),
+                ("transcriptions", self.transcriptions),
+                ("s3_store", self.s3_store.is_some() || !self.s3_key_columns.is_empty()),
+                ("twilio_store", self.twilio_store != crate::store::DEFAULT_TWILIO),
+            ];
+            if let Some((option, _)) = recordings_only.iter().find(|(_, set)| *set) {
+                invalid(
+                    format!("retention policy \"{}\": {option} is for twilio_recording policies", self.name),
+                    Some("Other actions never call Twilio or a store; leave it at its default."),
+                );
+            }
+        } else {
+            crate::store::check_policy(self);
         }
         if let Some(schema) = &self.archive_schema {
             let exists = spi(Spi::get_one_with_args::<bool>(

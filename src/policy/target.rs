@@ -212,6 +212,9 @@ impl Policy {
             if let Some(account_column) = &self.account_column {
                 text_column("account_column", account_column);
             }
+            for key_column in &self.s3_key_columns {
+                text_column("s3_key_columns", key_column);
+            }
             let id_column = needed(&self.id_column, "id_column", "id");
             let oid = self.column_type(relid, &table, &id_column, repoint_hint());
             // Keys page the batches and pick the rows to mark: a NULL key could be neither.

@@ -1,96 +1,13 @@
 //! The S3 client against real S3 servers on loopback that this project did not write: `s3s-fs`
 //! (which checks every SigV4 signature) and `moto` in server mode (versioned buckets, object
-//! lock); fixtures made and read with boto3 (`tests/s3/servers.py`). Both are installed by
-//! `.ci/run` (`cargo install s3s-fs`, `pip install moto[server] boto3`).
+//! lock), from `tests/s3_servers`; fixtures made and read with boto3.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use s3_servers::{Server, ACCESS, SECRET};
 
 use super::*;
-
-const ACCESS: &str = "AKIAPGRETENTIONTEST";
-const SECRET: &str = "pg-retention-s3-secret/+=";
-
-/// A server process, stopped (and its files removed) when dropped.
-struct Server {
-    child: Child,
-    endpoint: String,
-    root: Option<PathBuf>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(root) = &self.root {
-            let _ = std::fs::remove_dir_all(root);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn started(mut child: Child, port: u16, root: Option<PathBuf>, what: &str) -> Server {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited at start ({status})");
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on 127.0.0.1:{port} within 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, endpoint: format!("http://127.0.0.1:{port}"), root }
-}
-
-/// The program on PATH or in ~/.cargo/bin; a clear failure when it is not installed.
-fn program(name: &str, install: &str) -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .chain([home.join(".cargo/bin")])
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: {install} (.ci/run does)"))
-}
-
-/// s3s-fs serving `root`, with bucket `media` (a directory), checking every signature.
-fn s3s_fs() -> Server {
-    let root = std::env::temp_dir().join(format!("pg_retention-s3s-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(root.join("media")).unwrap();
-    let port = free_port();
-    let child = Command::new(program("s3s-fs", "cargo install s3s-fs --version =0.14.1 --locked --features binary"))
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", ACCESS, "--secret-key", SECRET])
-        .arg(&root)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    started(child, port, Some(root), "s3s-fs")
-}
-
-fn moto() -> Server {
-    let port = free_port();
-    let child = Command::new(program("moto_server", "pip install 'moto[server]' boto3"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    started(child, port, None, "moto_server")
-}
-
-/// Runs `tests/s3/servers.py` (boto3) against the server: its JSON answer.
-fn boto3(server: &Server, args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3/servers.py");
-    let output = Command::new("python3").arg(script).args([&server.endpoint, ACCESS, SECRET]).args(args).output().unwrap();
-    assert!(output.status.success(), "servers.py {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
-}
 
 fn config(server: &Server, bucket: &str, secret: &str, versions: Versions) -> Config {
     Config {
@@ -119,107 +36,82 @@ const AWKWARD: [&str; 12] = [
     "calls/R&D <1>.wav", "calls/it's \"x\".wav", "calls/ünïcödé/日本.wav", "calls/~tilde=.wav", "AC1/RE1", "a",
 ];
 
-fn stored(server: &Server) -> Vec<String> {
-    let bucket = server.root.as_ref().unwrap().join("media");
-    let mut found = Vec::new();
-    let mut stack = vec![bucket.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                found.push(entry.path().strip_prefix(&bucket).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-fn put_files(server: &Server, keys: &[&str]) {
-    for key in keys {
-        let path = server.root.as_ref().unwrap().join("media").join(key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, b"audio").unwrap();
-    }
-}
-
 #[test]
 fn keys_of_every_awkward_shape_are_deleted_and_only_those() {
-    let server = s3s_fs();
-    put_files(&server, &AWKWARD);
-    put_files(&server, &["calls/a", "calls/a b.wav.keep", "calls/a%20b.wav"]);
+    let server = Server::s3s_fs(&["media"]);
+    server.put_files("media", &AWKWARD);
+    server.put_files("media", &["calls/a", "calls/a b.wav.keep", "calls/a%20b.wav"]);
     let replies = delete(config(&server, "media", SECRET, Versions::All), &AWKWARD);
     for reply in &replies {
         assert_eq!(reply.answer, KeyAnswer::Deleted(vec![]), "{reply:?}");
     }
     assert_eq!(replies.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), AWKWARD, "answers in input order");
-    assert_eq!(stored(&server), ["calls/a", "calls/a b.wav.keep", "calls/a%20b.wav"], "only the named keys went");
+    assert_eq!(server.stored("media"), ["calls/a", "calls/a b.wav.keep", "calls/a%20b.wav"], "only the named keys went");
 }
 
 #[test]
 fn a_wrong_secret_is_refused_and_deletes_nothing() {
-    let server = s3s_fs();
-    put_files(&server, &["calls/1.wav", "calls/2.wav"]);
+    let server = Server::s3s_fs(&["media"]);
+    server.put_files("media", &["calls/1.wav", "calls/2.wav"]);
     let replies = delete(config(&server, "media", "not-the-secret", Versions::All), &["calls/1.wav", "calls/2.wav"]);
     for reply in &replies {
         assert!(matches!(&reply.answer, KeyAnswer::Refused(403, why) if why.contains("SignatureDoesNotMatch")), "{reply:?}");
         assert!(!reply.answer.confirms_deletion());
     }
-    assert_eq!(stored(&server).len(), 2);
+    assert_eq!(server.stored("media").len(), 2);
 }
 
 #[test]
 fn more_than_a_thousand_keys_take_several_requests() {
-    let server = s3s_fs();
+    let server = Server::s3s_fs(&["media"]);
     let keys: Vec<String> = (0..2500).map(|i| format!("bulk/{i}.wav")).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    put_files(&server, &refs);
+    server.put_files("media", &refs);
     let replies = delete(config(&server, "media", SECRET, Versions::All), &refs);
     assert!(replies.iter().all(|r| r.answer.confirms_deletion()));
-    assert!(stored(&server).is_empty());
+    assert!(server.stored("media").is_empty());
 }
 
 #[test]
 fn on_a_versioned_bucket_every_version_of_the_key_goes() {
-    let server = moto();
-    boto3(&server, &["bucket", "versioned", "versioned"]);
+    let server = Server::moto();
+    server.boto3(&["bucket", "versioned", "versioned"]);
     for key in ["calls/1.wav", "calls/1.wav.other", "calls/../1.wav", "calls/2 +.wav"] {
-        boto3(&server, &["put", "versioned", key, "3"]);
+        server.boto3(&["put", "versioned", key, "3"]);
     }
-    boto3(&server, &["marker", "versioned", "calls/1.wav"]);
+    server.boto3(&["marker", "versioned", "calls/1.wav"]);
     let replies = delete(config(&server, "versioned", SECRET, Versions::All), &["calls/1.wav", "calls/../1.wav", "calls/2 +.wav", "calls/never"]);
     assert!(matches!(&replies[0].answer, KeyAnswer::Deleted(versions) if versions.len() == 4), "three versions and the marker: {:?}", replies[0]);
     assert!(matches!(&replies[1].answer, KeyAnswer::Deleted(versions) if versions.len() == 3), "{:?}", replies[1]);
     assert!(matches!(&replies[2].answer, KeyAnswer::Deleted(versions) if versions.len() == 3), "{:?}", replies[2]);
     assert_eq!(replies[3].answer, KeyAnswer::Absent);
-    let left: Vec<String> = boto3(&server, &["versions", "versioned"]).as_array().unwrap().iter().map(|v| v[0].as_str().unwrap().to_string()).collect();
+    let left: Vec<String> = server.boto3(&["versions", "versioned"]).as_array().unwrap().iter().map(|v| v[0].as_str().unwrap().to_string()).collect();
     assert_eq!(left, ["calls/1.wav.other"; 3], "no version of a deleted key is left; the key sharing its prefix is untouched");
 }
 
 #[test]
 fn markers_only_leaves_the_versions_as_asked() {
-    let server = moto();
-    boto3(&server, &["bucket", "markers", "versioned"]);
-    boto3(&server, &["put", "markers", "calls/1.wav", "2"]);
+    let server = Server::moto();
+    server.boto3(&["bucket", "markers", "versioned"]);
+    server.boto3(&["put", "markers", "calls/1.wav", "2"]);
     let replies = delete(config(&server, "markers", SECRET, Versions::Markers), &["calls/1.wav"]);
     assert_eq!(replies[0].answer, KeyAnswer::Deleted(vec![]));
-    let versions = boto3(&server, &["versions", "markers"]);
+    let versions = server.boto3(&["versions", "markers"]);
     assert_eq!(versions.as_array().unwrap().iter().filter(|v| v[2] == true).count(), 1, "a delete marker: {versions}");
     assert_eq!(versions.as_array().unwrap().iter().filter(|v| v[2] == false).count(), 2, "both versions kept: {versions}");
 }
 
 #[test]
 fn a_key_s_own_error_fails_that_key_only() {
-    let server = moto();
-    boto3(&server, &["bucket", "locked", "locked"]);
-    let held = boto3(&server, &["put", "locked", "calls/held.wav"]);
-    boto3(&server, &["hold", "locked", "calls/held.wav", held[0].as_str().unwrap()]);
-    boto3(&server, &["put", "locked", "calls/free.wav"]);
+    let server = Server::moto();
+    server.boto3(&["bucket", "locked", "locked"]);
+    let held = server.boto3(&["put", "locked", "calls/held.wav"]);
+    server.boto3(&["hold", "locked", "calls/held.wav", held[0].as_str().unwrap()]);
+    server.boto3(&["put", "locked", "calls/free.wav"]);
     let replies = delete(config(&server, "locked", SECRET, Versions::All), &["calls/held.wav", "calls/free.wav"]);
     assert!(matches!(&replies[0].answer, KeyAnswer::KeyError { code, .. } if code == "AccessDenied"), "{:?}", replies[0]);
     assert!(replies[1].answer.confirms_deletion(), "{:?}", replies[1]);
-    let left: Vec<String> = boto3(&server, &["versions", "locked"]).as_array().unwrap().iter().map(|v| v[0].as_str().unwrap().to_string()).collect();
+    let left: Vec<String> = server.boto3(&["versions", "locked"]).as_array().unwrap().iter().map(|v| v[0].as_str().unwrap().to_string()).collect();
     assert_eq!(left, ["calls/held.wav"]);
 }
 
@@ -275,12 +167,21 @@ fn slow_down_is_waited_out_like_twilio_s_429() {
     let slow = ("503 Slow Down", "<Error><Code>SlowDown</Code></Error>".to_string());
     let ok = ("200 OK", "<DeleteResult><Deleted><Key>k</Key></Deleted></DeleteResult>".to_string());
     let (url, requests) = scripted(vec![slow.clone(), slow.clone(), ok]);
-    let server = Server { child: Command::new("true").spawn().unwrap(), endpoint: url, root: None };
+    let server = Server::at(url);
     let replies = delete(config(&server, "media", SECRET, Versions::Markers), &["k"]);
     assert_eq!((replies[0].answer.clone(), replies[0].request_id.as_deref()), (KeyAnswer::Deleted(vec![]), Some("RQ3")));
     assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 3);
     let (url, _) = scripted(vec![slow.clone(), slow.clone(), slow]);
-    let server = Server { child: Command::new("true").spawn().unwrap(), endpoint: url, root: None };
+    let server = Server::at(url);
     let replies = delete(config(&server, "media", SECRET, Versions::Markers), &["k"]);
     assert!(matches!(&replies[0].answer, KeyAnswer::Failed(Some(503), why) if why.starts_with("slow_down")), "{replies:?}");
+}
+
+#[test]
+fn path_and_virtual_hosted_addresses() {
+    let server = Server::at("https://s3.eu-west-1.amazonaws.com/".into());
+    let mut path = config(&server, "acme-media", SECRET, Versions::All);
+    assert_eq!(Client::new(path.clone()).url("delete="), "https://s3.eu-west-1.amazonaws.com/acme-media?delete=");
+    path.addressing = Addressing::Virtual;
+    assert_eq!(Client::new(path).url("versioning"), "https://acme-media.s3.eu-west-1.amazonaws.com/?versioning");
 }

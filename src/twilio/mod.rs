@@ -56,6 +56,8 @@ pub enum Answer {
     /// Not sent: the recording's transcriptions are not all confirmed gone (`transcriptions`);
     /// the status of the answer that decided it, if any, and why.
     TranscriptionsLeft(Option<u16>, String),
+    /// Not sent: the row's S3 objects are not all confirmed gone (`s3_store`).
+    ObjectsLeft(Option<u16>, String),
 }
 
 impl Answer {
@@ -75,6 +77,7 @@ impl Answer {
             Answer::BadRequest(..) => Some("bad_request"),
             Answer::AccountUnverified(..) => Some("account_unverified"),
             Answer::TranscriptionsLeft(..) => Some("transcriptions_left"),
+            Answer::ObjectsLeft(..) => Some("objects_left"),
         }
     }
 }
@@ -105,6 +108,7 @@ pub fn outcome(answer: &Answer) -> (&'static str, Option<u16>, Option<String>) {
         Answer::BadRequest(status, body) => ("failed", Some(*status), Some(format!("bad_request: HTTP {status}: {body}"))),
         Answer::AccountUnverified(status, why) => ("failed", *status, Some(format!("account_unverified: {why}"))),
         Answer::TranscriptionsLeft(status, why) => ("failed", *status, Some(format!("transcriptions_left: {why}"))),
+        Answer::ObjectsLeft(status, why) => ("failed", *status, Some(format!("objects_left: {why}"))),
     }
 }
 

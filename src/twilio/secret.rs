@@ -12,19 +12,25 @@ pub const SETTING: &str = "pg_retention.twilio_secret_file";
 
 /// Reads the secret from `path`: absolute, or relative to `data_dir`. The first line, trimmed.
 pub fn read(path: &str, data_dir: &Path, server_uid: u32) -> Result<String, String> {
-    let path = resolve(path, data_dir);
-    let shown = path.display();
-    let metadata = std::fs::metadata(&path).map_err(|e| format!("could not read {SETTING} \"{shown}\": {e}"))?;
-    if !metadata.is_file() {
-        return Err(format!("{SETTING} \"{shown}\" is not a regular file"));
-    }
-    check_access(metadata.uid(), metadata.permissions().mode(), server_uid).map_err(|problem| format!("{SETTING} \"{shown}\" {problem}"))?;
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("could not read {SETTING} \"{shown}\": {e}"))?;
+    let text = read_file(path, data_dir, server_uid, SETTING)?;
     let secret = text.lines().next().unwrap_or("").trim();
     if secret.is_empty() {
-        return Err(format!("{SETTING} \"{shown}\" is empty"));
+        return Err(format!("{SETTING} \"{}\" is empty", resolve(path, data_dir).display()));
     }
     Ok(secret.to_string())
+}
+
+/// The whole text of a secret file under the same rules; `named_by` (a setting, a store) is
+/// what errors say names the file.
+pub fn read_file(path: &str, data_dir: &Path, server_uid: u32, named_by: &str) -> Result<String, String> {
+    let path = resolve(path, data_dir);
+    let shown = path.display();
+    let metadata = std::fs::metadata(&path).map_err(|e| format!("could not read {named_by} \"{shown}\": {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("{named_by} \"{shown}\" is not a regular file"));
+    }
+    check_access(metadata.uid(), metadata.permissions().mode(), server_uid).map_err(|problem| format!("{named_by} \"{shown}\" {problem}"))?;
+    std::fs::read_to_string(&path).map_err(|e| format!("could not read {named_by} \"{shown}\": {e}"))
 }
 
 fn resolve(path: &str, data_dir: &Path) -> PathBuf {
