@@ -225,6 +225,15 @@ impl Client {
     /// threads; answers come back in input order. Stops starting requests once S3 refuses the
     /// credentials, or when `should_stop` says so (then `Err(Stopped)` at once).
     pub fn delete_keys(self: &Arc<Self>, keys: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<KeyReply>, crate::twilio::Stopped> {
+        // A key two rows (or two columns) name is sent once; each gets its answer.
+        let mut unique: Vec<String> = Vec::with_capacity(keys.len());
+        let mut seen = std::collections::HashMap::with_capacity(keys.len());
+        let positions: Vec<usize> = keys.into_iter().map(|key| *seen.entry(key.clone()).or_insert_with(|| { unique.push(key); unique.len() - 1 })).collect();
+        let replies = self.delete_unique(unique, should_stop)?;
+        Ok(positions.into_iter().map(|i| replies[i].clone()).collect())
+    }
+
+    fn delete_unique(self: &Arc<Self>, keys: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<KeyReply>, crate::twilio::Stopped> {
         let versioned = match self.config.versions {
             Versions::Markers => Ok(false),
             Versions::All if keys.is_empty() => Ok(false),

@@ -185,3 +185,12 @@ fn path_and_virtual_hosted_addresses() {
     path.addressing = Addressing::Virtual;
     assert_eq!(Client::new(path).url("versioning"), "https://acme-media.s3.eu-west-1.amazonaws.com/?versioning");
 }
+
+#[test]
+fn a_key_named_twice_is_sent_once_and_answered_twice() {
+    let server = Server::s3s_fs(&["media"]);
+    server.put_files("media", &["calls/1.wav"]);
+    let replies = delete(config(&server, "media", SECRET, Versions::All), &["calls/1.wav", "calls/2.wav", "calls/1.wav"]);
+    assert_eq!(replies.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["calls/1.wav", "calls/2.wav", "calls/1.wav"]);
+    assert!(replies.iter().all(|r| r.answer.confirms_deletion()));
+}
