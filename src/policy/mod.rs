@@ -6,19 +6,17 @@ use std::str::FromStr;
 
 use pgrx::datum::{Interval, TimestampWithTimeZone};
 use pgrx::prelude::*;
-use pgrx::spi::SpiHeapTupleData;
-use pgrx::datum::UnboxDatum;
-use pgrx::heap_tuple::PgHeapTuple;
-use pgrx::{AllocatedByRust, FromDatum, IntoDatum};
 
 use crate::error::{invalid, raise, spi};
 use crate::limits;
 
 pub mod holds;
 mod restore;
+mod row;
 mod target;
 
 pub use restore::replace_pristine_presets;
+pub use row::{ColumnValue, PolicyRow};
 pub use target::{Target, TimeType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,35 +157,6 @@ impl FromStr for MissingSid {
             "mark" => Ok(MissingSid::Mark),
             other => Err(format!("missing_sid must be 'skip' or 'mark', not '{other}'")),
         }
-    }
-}
-
-/// A value of a policy column: text, interval, integer or boolean.
-pub trait ColumnValue: FromDatum + IntoDatum + for<'a> UnboxDatum<As<'a> = Self> + 'static {}
-impl<T: FromDatum + IntoDatum + for<'a> UnboxDatum<As<'a> = T> + 'static> ColumnValue for T {}
-
-/// A row of `retention.policies`, read by column name: an SPI row or the trigger's new tuple.
-pub trait PolicyRow {
-    fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String>;
-    /// A `text[]` column (its NULL elements dropped).
-    fn text_array(&self, name: &str) -> Option<Vec<String>>;
-}
-
-impl PolicyRow for SpiHeapTupleData<'_> {
-    fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String> {
-        self.get_by_name(name).map_err(|e| e.to_string())
-    }
-    fn text_array(&self, name: &str) -> Option<Vec<String>> {
-        self.get_by_name::<Vec<Option<String>>, _>(name).ok().flatten().map(|v| v.into_iter().flatten().collect())
-    }
-}
-
-impl PolicyRow for PgHeapTuple<'_, AllocatedByRust> {
-    fn column<T: ColumnValue>(&self, name: &str) -> Result<Option<T>, String> {
-        self.get_by_name(name).map_err(|e| e.to_string())
-    }
-    fn text_array(&self, name: &str) -> Option<Vec<String>> {
-        self.get_by_name::<pgrx::datum::Array<'_, String>>(name).ok().flatten().map(|a| a.iter().flatten().collect())
     }
 }
 
