@@ -405,7 +405,7 @@ pub fn recordings_preview(parts: &Parts, policy: &Policy, sid_column: &str, cuto
         None => String::new(),
         Some(_) => {
             let present: Vec<String> =
-                policy.s3_key_columns.iter().map(|c| format!("({} IS NOT NULL)::pg_catalog.int8", quote_identifier(c))).collect();
+                policy.s3_key_columns.iter().map(|c| format!("({} IS NOT NULL)::pg_catalog.int4", quote_identifier(c))).collect();
             format!("'s3_keys', COALESCE(pg_catalog.sum({}) FILTER (WHERE {valid}), 0),", present.join(" OPERATOR(pg_catalog.+) "))
         }
     };

@@ -160,7 +160,8 @@ impl Client {
                 Err(e) => return Err((None, format!("connection_error: {e}"))),
             };
             let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-            let request_id = header("x-amz-request-id").map(|v| v.chars().take(64).collect::<String>());
+            // S3's own header; some S3 servers send AWS's other spelling.
+            let request_id = header("x-amz-request-id").or_else(|| header("x-amzn-requestid")).map(|v| v.chars().take(64).collect::<String>());
             let retry_after = header("Retry-After");
             let status = response.status().as_u16();
             let body = response.body_mut().read_to_string().unwrap_or_default();

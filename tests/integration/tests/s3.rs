@@ -86,6 +86,9 @@ fn every_s3_object_of_a_row_goes_before_the_row_is_marked() {
     let rows = [(1, Some(keys[0]), Some(keys[1])), (2, Some(keys[2]), None), (3, Some(keys[3]), None), (4, None, None)];
     let (fake, mut client) = setup("it_s3_all", "it_media", &rows);
 
+    let preview: String = client.query_one("SELECT retention.preview('it_s3_all')::text", &[]).unwrap().get(0);
+    let preview: Value = serde_json::from_str(&preview).unwrap();
+    assert_eq!((preview["s3_store"].as_str(), preview["s3_keys"].as_i64(), preview["would_send"].as_i64()), (Some("it_media"), Some(4), Some(4)), "{preview}");
     let result = run(&mut client, "it_s3_all");
     assert_eq!(marked(&mut client, "it_s3_all"), BTreeSet::from([1, 2, 3, 4]), "{result}");
     assert_eq!(server.stored("it-media"), ["calls/1 a+b.wav.kept", "calls/4.wav"], "only the keys the rows named went");
@@ -102,7 +105,6 @@ fn every_s3_object_of_a_row_goes_before_the_row_is_marked() {
         .map(|(k, s)| (k.to_string(), s.to_string(), "it_media".to_string(), "deleted".to_string()))
         .collect();
     assert_eq!(objects, expected);
-    assert_eq!(count(&mut client, "SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'it_s3_all' AND object = 's3_object' AND request_id IS NOT NULL"), 4);
 }
 
 #[test]
@@ -145,6 +147,8 @@ fn a_key_s3_will_not_delete_leaves_exactly_its_row() {
     assert_eq!(left, ["calls/held.wav"], "no version of the free key is left: a versioned bucket keeps none of it");
     let versions = count(&mut client, "SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'it_s3_locked' AND key = '2' AND object = 's3_object' AND version IS NOT NULL");
     assert_eq!(versions, 2, "one outcome per version deleted");
+    let named = count(&mut client, "SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'it_s3_locked' AND object = 's3_object' AND request_id IS NOT NULL");
+    assert_eq!(named, 3, "each S3 outcome names the store's request");
 }
 
 /// The backend is SIGKILLed after the first row's S3 object and recording were deleted, before

@@ -213,9 +213,10 @@ SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SEL
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
 
--- From 0.8.0: policies get transcriptions (off, as before); each outcome says which Twilio
--- object it is (every earlier one a recording); add_policy and alter_policy take transcriptions
--- and keep a DBA's grant; the same as a fresh install after.
+-- From 0.8.0: policies get transcriptions (off, as before) and stores: the default store
+-- 'twilio' (the settings), which every policy names; each outcome says which external object
+-- it is (every earlier one a recording); add_policy and alter_policy take the new options and
+-- keep a DBA's grant; the same as a fresh install after.
 CREATE EXTENSION pg_retention VERSION '0.8.0';
 CREATE ROLE upgrade_admin_090;
 GRANT EXECUTE ON FUNCTION retention.alter_policy TO upgrade_admin_090;
@@ -223,7 +224,8 @@ INSERT INTO retention.recording_outcomes (run_id, policy, key, sid, outcome, htt
 VALUES (-1, 'old_recordings', '1', 'RE00000000000000000000000000000001', 'deleted', 204);
 ALTER EXTENSION pg_retention UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
-SELECT name, transcriptions FROM retention.policies WHERE action = 'twilio_recording';
+SELECT name, transcriptions, twilio_store, s3_store FROM retention.policies WHERE action = 'twilio_recording';
+SELECT name, kind FROM retention.stores;
 SELECT key, object, outcome FROM retention.recording_outcomes WHERE run_id = -1;
 SELECT has_function_privilege('upgrade_admin_090', 'retention.alter_policy'::regproc, 'EXECUTE') AS grant_kept;
 REVOKE EXECUTE ON FUNCTION retention.alter_policy FROM upgrade_admin_090;

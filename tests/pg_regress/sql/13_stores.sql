@@ -15,7 +15,9 @@ CREATE EXTENSION pg_retention;
 -- The default store is the pg_retention.twilio_* settings; every policy names it.
 SELECT name, kind, endpoint, account_sid, secret_file FROM retention.stores;
 SELECT name, twilio_store, s3_store, s3_key_columns, s3_versions FROM retention.policies ORDER BY name;
--- A secret file in the AWS shared-credentials format, private to the server (COPY writes 0600).
+-- Secret files in the AWS shared-credentials format. COPY writes them with mode 0644, which
+-- the secret-file rules refuse: the runs' and previews' errors below say so. (The integration
+-- tests, tests/integration/tests/s3.rs, run with files of mode 0600.)
 COPY (SELECT '[default]' UNION ALL SELECT 'aws_access_key_id = AKIAREGRESS' UNION ALL SELECT 'aws_secret_access_key = regress-secret')
   TO '/tmp/pg_retention_regress_store.aws';
 COPY (SELECT 'aws_access_key_id = AKIAREGRESS') TO '/tmp/pg_retention_regress_half.aws';
@@ -44,6 +46,8 @@ SELECT name, kind, endpoint, region, bucket, addressing FROM retention.stores OR
 
 -- Policies name stores; each mistake refused.
 CREATE TABLE store_calls (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, sid text, audio_key text, size integer, deleted_at timestamptz);
+CREATE INDEX ON store_calls (created_at);
+INSERT INTO store_calls VALUES (1, now() - interval '100 days', 'RE00000000000000000000000000000001', 'calls/1.wav', 1, NULL), (2, now() - interval '100 days', NULL, NULL, 2, NULL);
 \set VERBOSITY terse
 SELECT retention.add_policy('store_calls', 'store_calls', 'created_at', 'older_than', interval '90 days', action => 'twilio_recording',
        soft_delete_column => 'deleted_at', sid_column => 'sid', id_column => 'id', s3_store => 'nowhere', s3_key_columns => ARRAY['audio_key']);
@@ -70,13 +74,14 @@ SELECT name, twilio_store, s3_store, s3_key_columns, s3_versions
 DELETE FROM retention.stores WHERE name = 'media';
 UPDATE retention.stores SET name = 'media2' WHERE name = 'media';
 \set VERBOSITY default
--- Its endpoint may change (the secret file is read again).
+-- Its endpoint may change; a preview reads the secret file as a run would, and refuses one
+-- others may read.
 UPDATE retention.stores SET endpoint = 'https://s3.eu-central-1.amazonaws.com', region = 'eu-central-1' WHERE name = 'media';
 SELECT retention.preview('store_calls') - 'cutoff' AS preview;
 SELECT (retention.alter_policy('store_calls', s3_store => '')).s3_key_columns AS cleared;
 DELETE FROM retention.stores WHERE name = 'media';
 -- The secret file is read by each run and preview, not when the store is written (a restore
--- onto a host without the file yet must not fail): a bad one is found by the preview.
+-- onto a host without the file yet must not fail): a missing one is found by the preview.
 INSERT INTO retention.stores (name, kind, endpoint, region, bucket, secret_file)
 VALUES ('media_half', 's3', 'https://s3.eu-west-1.amazonaws.com', 'eu-west-1', 'media', '/tmp/pg_retention_regress_half.aws'),
        ('media_none', 's3', 'https://s3.eu-west-1.amazonaws.com', 'eu-west-1', 'media', '/tmp/pg_retention_regress_none.aws');
