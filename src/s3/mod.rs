@@ -118,15 +118,7 @@ struct Http {
 
 impl Client {
     pub fn new(config: Config) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .max_redirects(0)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_global(Some(config.timeout))
-            .user_agent(concat!("pg_retention/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = crate::twilio::agent(config.connect_timeout, config.timeout);
         Client { agent, config, keeps_versions: OnceLock::new() }
     }
 

@@ -244,15 +244,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None) // never a proxy from the environment
-            .max_redirects(0)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_global(Some(config.timeout))
-            .user_agent(concat!("pg_retention/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = agent(config.connect_timeout, config.timeout);
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", config.credentials.username, config.credentials.password));
         Client { agent, config, authorization: format!("Basic {token}"), rate_limited_in_a_row: AtomicUsize::new(0), reachable: OnceLock::new() }
@@ -395,6 +387,20 @@ struct Http {
     body: String,
     request_id: Option<String>,
     answer: Answer,
+}
+
+/// The HTTP agent of every external call (Twilio's, S3's): every status an answer, never a
+/// proxy from the environment, never a redirect followed.
+pub fn agent(connect_timeout: Duration, timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .timeout_connect(Some(connect_timeout))
+        .timeout_global(Some(timeout))
+        .user_agent(concat!("pg_retention/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
 }
 
 /// A request that got no HTTP answer.

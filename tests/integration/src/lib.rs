@@ -256,3 +256,14 @@ impl Drop for OtherCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// `retention.run_policy(name)`'s result.
+pub fn run_policy(client: &mut Client, name: &str) -> serde_json::Value {
+    let text: String = client.query_one(&format!("SELECT retention.run_policy('{name}')::text"), &[]).unwrap().get(0);
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The ids of table `name`'s rows marked deleted (`deleted_at` set).
+pub fn marked_ids(client: &mut Client, name: &str) -> std::collections::BTreeSet<i64> {
+    client.query(&format!("SELECT id FROM {name} WHERE deleted_at IS NOT NULL"), &[]).unwrap().iter().map(|r| r.get(0)).collect()
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{connect, count, reconnect, secret_file, wait_for};
+use pg_retention_it::{marked_ids, run_policy, connect, count, reconnect, secret_file, wait_for};
 use postgres::Client;
 use s3_servers::{Server, ACCESS, SECRET};
 use serde_json::Value;
@@ -66,15 +66,6 @@ fn setup(name: &str, store: &str, rows: &[(u32, Option<&str>, Option<&str>)]) ->
     (fake, client)
 }
 
-fn run(client: &mut Client, name: &str) -> Value {
-    let text: String = client.query_one(&format!("SELECT retention.run_policy('{name}')::text"), &[]).unwrap().get(0);
-    serde_json::from_str(&text).unwrap()
-}
-
-fn marked(client: &mut Client, name: &str) -> BTreeSet<i64> {
-    client.query(&format!("SELECT id FROM {name} WHERE deleted_at IS NOT NULL"), &[]).unwrap().iter().map(|r| r.get(0)).collect()
-}
-
 #[test]
 fn every_s3_object_of_a_row_goes_before_the_row_is_marked() {
     let server = Server::s3s_fs(&["it-media"]);
@@ -89,8 +80,8 @@ fn every_s3_object_of_a_row_goes_before_the_row_is_marked() {
     let preview: String = client.query_one("SELECT retention.preview('it_s3_all')::text", &[]).unwrap().get(0);
     let preview: Value = serde_json::from_str(&preview).unwrap();
     assert_eq!((preview["s3_store"].as_str(), preview["s3_keys"].as_i64(), preview["would_send"].as_i64()), (Some("it_media"), Some(4), Some(4)), "{preview}");
-    let result = run(&mut client, "it_s3_all");
-    assert_eq!(marked(&mut client, "it_s3_all"), BTreeSet::from([1, 2, 3, 4]), "{result}");
+    let result = run_policy(&mut client, "it_s3_all");
+    assert_eq!(marked_ids(&mut client, "it_s3_all"), BTreeSet::from([1, 2, 3, 4]), "{result}");
     assert_eq!(server.stored("it-media"), ["calls/1 a+b.wav.kept", "calls/4.wav"], "only the keys the rows named went");
     assert!(fake.recordings().is_empty());
     assert_eq!((result["s3_objects_deleted"].as_i64(), result["s3_objects_failed"].as_i64()), (Some(4), Some(0)), "{result}");
@@ -118,7 +109,7 @@ fn a_wrong_secret_is_refused_and_nothing_is_deleted_or_marked() {
     let message = error.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
     assert!(message.contains("store \"it_refused\" refused the credentials") && message.contains("403"), "{message}");
     assert!(!message.contains("not-the-secret"), "the secret is never in an error");
-    assert!(marked(&mut client, "it_s3_refused").is_empty());
+    assert!(marked_ids(&mut client, "it_s3_refused").is_empty());
     assert_eq!(server.stored("it-refused"), ["calls/1.wav"]);
     assert!(fake.requests().is_empty(), "Twilio never called");
 }
@@ -134,8 +125,8 @@ fn a_key_s3_will_not_delete_leaves_exactly_its_row() {
     add_store(&mut admin, &server, "it_locked", "it-locked", SECRET);
     let (fake, mut client) = setup("it_s3_locked", "it_locked", &[(1, Some("calls/held.wav"), None), (2, Some("calls/free.wav"), None)]);
 
-    let result = run(&mut client, "it_s3_locked");
-    assert_eq!(marked(&mut client, "it_s3_locked"), BTreeSet::from([2]), "{result}");
+    let result = run_policy(&mut client, "it_s3_locked");
+    assert_eq!(marked_ids(&mut client, "it_s3_locked"), BTreeSet::from([2]), "{result}");
     assert_eq!(fake.recordings(), BTreeSet::from([sid(1)]), "the held row's recording is kept at Twilio too");
     assert_eq!(result["objects_left"].as_i64(), Some(1), "{result}");
     let reason: String = client
@@ -192,9 +183,9 @@ fn a_crash_between_the_deletions_and_the_mark_loses_nothing() {
             fake.base_url()
         ))
         .unwrap();
-    assert!(marked(&mut client, "it_s3_kill").is_empty(), "nothing was marked by the killed run");
-    let result = run(&mut client, "it_s3_kill");
-    assert_eq!(marked(&mut client, "it_s3_kill"), BTreeSet::from([1, 2]), "{result}");
+    assert!(marked_ids(&mut client, "it_s3_kill").is_empty(), "nothing was marked by the killed run");
+    let result = run_policy(&mut client, "it_s3_kill");
+    assert_eq!(marked_ids(&mut client, "it_s3_kill"), BTreeSet::from([1, 2]), "{result}");
     let one: Vec<(String, String)> = client
         .query("SELECT object, outcome FROM retention.recording_outcomes WHERE policy = 'it_s3_kill' AND key = '1' ORDER BY object", &[])
         .unwrap()

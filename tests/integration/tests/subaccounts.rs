@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{connect, count, secret_file};
+use pg_retention_it::{marked_ids, run_policy, connect, count, secret_file};
 use postgres::Client;
 use serde_json::Value;
 
@@ -58,15 +58,6 @@ fn table(client: &mut Client, name: &str, rows: &[(u32, Option<&str>)], account_
     }
 }
 
-fn run(client: &mut Client, name: &str) -> Value {
-    let text: String = client.query_one(&format!("SELECT retention.run_policy('{name}')::text"), &[]).unwrap().get(0);
-    serde_json::from_str(&text).unwrap()
-}
-
-fn marked(client: &mut Client, name: &str) -> BTreeSet<i64> {
-    client.query(&format!("SELECT id FROM {name} WHERE deleted_at IS NOT NULL"), &[]).unwrap().iter().map(|r| r.get(0)).collect()
-}
-
 fn deletes(fake: &FakeTwilio) -> BTreeSet<String> {
     fake.requests().iter().filter(|r| r.method == "DELETE").map(|r| r.path.clone()).collect()
 }
@@ -84,8 +75,8 @@ fn a_subaccount_recording_is_never_marked_gone_from_the_main_account_s_404() {
     fake.add_subaccount(SUB, (1..=5).map(sid));
     fake.add_recordings((6..=8).map(sid));
 
-    let result = run(&mut client, "it_sub_nocolumn");
-    assert_eq!(marked(&mut client, "it_sub_nocolumn"), BTreeSet::from([6, 7, 8]), "only what Twilio deleted is marked: {result}");
+    let result = run_policy(&mut client, "it_sub_nocolumn");
+    assert_eq!(marked_ids(&mut client, "it_sub_nocolumn"), BTreeSet::from([6, 7, 8]), "only what Twilio deleted is marked: {result}");
     assert_eq!(fake.recordings_of(SUB), (1..=5).map(sid).collect(), "the subaccount's audio is still stored");
     assert_eq!((result["deleted"].as_i64(), result["already_gone"].as_i64()), (Some(3), Some(0)), "{result}");
     assert_eq!((result["failed"].as_i64(), result["account_unverified"].as_i64()), (Some(5), Some(5)), "{result}");
@@ -111,8 +102,8 @@ fn with_account_column_each_recording_is_deleted_under_its_own_account() {
     let preview: String = client.query_one("SELECT retention.preview('it_sub_column')::text", &[]).unwrap().get(0);
     let preview: Value = serde_json::from_str(&preview).unwrap();
     assert_eq!((preview["would_send"].as_i64(), preview["no_account"].as_i64()), (Some(5), Some(2)), "{preview}");
-    let result = run(&mut client, "it_sub_column");
-    assert_eq!(marked(&mut client, "it_sub_column"), BTreeSet::from([1, 2, 3, 7]), "{result}");
+    let result = run_policy(&mut client, "it_sub_column");
+    assert_eq!(marked_ids(&mut client, "it_sub_column"), BTreeSet::from([1, 2, 3, 7]), "{result}");
     assert_eq!(deletes(&fake), BTreeSet::from([path(SUB, 1), path(SUB, 2), path(MAIN, 3), path(SUB, 7)]), "no request for 4, 5, 6");
     assert_eq!(fake.recordings(), BTreeSet::from([sid(4), sid(5), sid(6)]));
     assert_eq!((result["deleted"].as_i64(), result["already_gone"].as_i64(), result["account_unverified"].as_i64()), (Some(4), Some(1), Some(3)), "{result}");
@@ -138,8 +129,8 @@ fn with_account_column_each_recording_is_deleted_under_its_own_account() {
     // Row 4 corrected to its real account: deleted there at the next run.
     client.batch_execute(&format!("UPDATE it_sub_column SET twilio_account_sid = '{SUB}' WHERE id = 4")).unwrap();
     fake.add_subaccount(SUB, [sid(4)]);
-    let again = run(&mut client, "it_sub_column");
-    assert!(marked(&mut client, "it_sub_column").contains(&4), "{again}");
+    let again = run_policy(&mut client, "it_sub_column");
+    assert!(marked_ids(&mut client, "it_sub_column").contains(&4), "{again}");
     assert!(fake.recordings_of(SUB).is_empty());
 }
 
@@ -150,8 +141,8 @@ fn credentials_that_may_not_list_accounts_mark_nothing_on_a_404() {
     table(&mut client, "it_sub_unlisted", &[(1, None), (2, None)], false);
     fake.add_recordings([sid(1)]); // 2 is stored nowhere the main account's path reaches
 
-    let result = run(&mut client, "it_sub_unlisted");
-    assert_eq!(marked(&mut client, "it_sub_unlisted"), BTreeSet::from([1]), "{result}");
+    let result = run_policy(&mut client, "it_sub_unlisted");
+    assert_eq!(marked_ids(&mut client, "it_sub_unlisted"), BTreeSet::from([1]), "{result}");
     let reason: String = client
         .query_one("SELECT reason FROM retention.recording_outcomes WHERE policy = 'it_sub_unlisted' AND key = '2'", &[])
         .unwrap()
@@ -161,6 +152,6 @@ fn credentials_that_may_not_list_accounts_mark_nothing_on_a_404() {
     // With account_column, the row's own account's 404 is proof, listing or not.
     client.batch_execute(&format!("SELECT retention.alter_policy('it_sub_unlisted', account_column => 'twilio_account_sid');
                                    UPDATE it_sub_unlisted SET twilio_account_sid = '{MAIN}'")).unwrap();
-    let result = run(&mut client, "it_sub_unlisted");
-    assert_eq!(marked(&mut client, "it_sub_unlisted"), BTreeSet::from([1, 2]), "{result}");
+    let result = run_policy(&mut client, "it_sub_unlisted");
+    assert_eq!(marked_ids(&mut client, "it_sub_unlisted"), BTreeSet::from([1, 2]), "{result}");
 }

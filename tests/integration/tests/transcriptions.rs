@@ -7,9 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fake_twilio::{Fault, FakeTwilio};
-use pg_retention_it::{connect, count, reconnect, secret_file, wait_for};
+use pg_retention_it::{marked_ids, run_policy, connect, count, reconnect, secret_file, wait_for};
 use postgres::Client;
-use serde_json::Value;
 
 const MAIN: &str = "AC00000000000000000000000000000025";
 const TOKEN: &str = "it-transcriptions-token-83c1";
@@ -55,15 +54,6 @@ fn setup(name: &str, ids: &[u32]) -> (FakeTwilio, Client) {
     (fake, client)
 }
 
-fn run(client: &mut Client, name: &str) -> Value {
-    let text: String = client.query_one(&format!("SELECT retention.run_policy('{name}')::text"), &[]).unwrap().get(0);
-    serde_json::from_str(&text).unwrap()
-}
-
-fn marked(client: &mut Client, name: &str) -> BTreeSet<i64> {
-    client.query(&format!("SELECT id FROM {name} WHERE deleted_at IS NOT NULL"), &[]).unwrap().iter().map(|r| r.get(0)).collect()
-}
-
 /// (key, object, sid, outcome, http_status) of the policy's outcomes, in key and SID order.
 fn outcomes(client: &mut Client, name: &str) -> Vec<(String, String, String, String, Option<i32>)> {
     client
@@ -89,8 +79,8 @@ fn every_transcription_is_deleted_before_its_recording_and_each_is_recorded() {
 
     let preview: String = client.query_one("SELECT retention.preview('it_tr_all')::text", &[]).unwrap().get(0);
     assert!(preview.contains("\"transcriptions\""), "preview says transcriptions go first: {preview}");
-    let result = run(&mut client, "it_tr_all");
-    assert_eq!(marked(&mut client, "it_tr_all"), BTreeSet::from([1, 2, 3]), "{result}");
+    let result = run_policy(&mut client, "it_tr_all");
+    assert_eq!(marked_ids(&mut client, "it_tr_all"), BTreeSet::from([1, 2, 3]), "{result}");
     assert!(fake.transcriptions().is_empty() && fake.recordings().is_empty());
     assert_eq!((result["transcriptions_deleted"].as_i64(), result["transcriptions_failed"].as_i64()), (Some(3), Some(0)), "{result}");
 
@@ -129,8 +119,8 @@ fn a_transcription_twilio_did_not_delete_keeps_its_row_and_its_recording() {
     fake.add_transcriptions(MAIN, &sid(1), [tr(11), tr(12)]);
     // The second DELETE (of tr(12)) is answered 503.
     fake.set_every_nth(Some((2, Fault::Status(503))));
-    let result = run(&mut client, "it_tr_fail");
-    assert!(marked(&mut client, "it_tr_fail").is_empty(), "{result}");
+    let result = run_policy(&mut client, "it_tr_fail");
+    assert!(marked_ids(&mut client, "it_tr_fail").is_empty(), "{result}");
     assert_eq!(fake.recordings(), BTreeSet::from([sid(1)]), "the recording was never sent");
     assert_eq!(fake.transcriptions(), BTreeSet::from([tr(12)]));
     assert_eq!((result["failed"].as_i64(), result["transcriptions_left"].as_i64()), (Some(1), Some(1)), "{result}");
@@ -141,8 +131,8 @@ fn a_transcription_twilio_did_not_delete_keeps_its_row_and_its_recording() {
     assert!(reason.starts_with("transcriptions_left: 1 of its 2"), "{reason}");
 
     fake.set_every_nth(None);
-    let again = run(&mut client, "it_tr_fail");
-    assert_eq!(marked(&mut client, "it_tr_fail"), BTreeSet::from([1]), "{again}");
+    let again = run_policy(&mut client, "it_tr_fail");
+    assert_eq!(marked_ids(&mut client, "it_tr_fail"), BTreeSet::from([1]), "{again}");
     assert!(fake.transcriptions().is_empty() && fake.recordings().is_empty());
     let expected = vec![
         (1.to_string(), "recording".to_string(), sid(1), "failed".to_string(), None),
@@ -165,8 +155,8 @@ fn a_listing_twilio_no_longer_answers_proves_nothing_and_marks_nothing() {
     fake.forget_deleted_recordings();
     fake.delete_recording_outside(MAIN, &sid(1));
 
-    let result = run(&mut client, "it_tr_404");
-    assert_eq!(marked(&mut client, "it_tr_404"), BTreeSet::from([1]), "1's transcription listed and deleted, its recording already gone: {result}");
+    let result = run_policy(&mut client, "it_tr_404");
+    assert_eq!(marked_ids(&mut client, "it_tr_404"), BTreeSet::from([1]), "1's transcription listed and deleted, its recording already gone: {result}");
     assert_eq!(fake.transcriptions(), BTreeSet::from([tr(21)]), "2's transcription is still stored, and its row says so");
     let (status, reason): (Option<i32>, String) = client
         .query_one("SELECT http_status, reason FROM retention.recording_outcomes WHERE policy = 'it_tr_404' AND key = '2'", &[])
@@ -205,10 +195,10 @@ fn a_crash_between_the_deletions_and_the_mark_loses_nothing() {
 
     let mut client = reconnect();
     client.batch_execute(&settings(&fake)).unwrap();
-    assert!(marked(&mut client, "it_tr_kill").is_empty(), "nothing was marked by the killed run");
+    assert!(marked_ids(&mut client, "it_tr_kill").is_empty(), "nothing was marked by the killed run");
     assert_eq!(count(&mut client, "SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'it_tr_kill'"), 0, "nor any outcome");
-    let result = run(&mut client, "it_tr_kill");
-    assert_eq!(marked(&mut client, "it_tr_kill"), BTreeSet::from([1, 2]), "{result}");
+    let result = run_policy(&mut client, "it_tr_kill");
+    assert_eq!(marked_ids(&mut client, "it_tr_kill"), BTreeSet::from([1, 2]), "{result}");
     assert!(fake.recordings().is_empty() && fake.transcriptions().is_empty());
     let one: Vec<_> = outcomes(&mut client, "it_tr_kill").into_iter().filter(|o| o.0 == "1").collect();
     assert_eq!(one, vec![row(1, "recording", sid(1), "already_gone", 404)], "the next run names what happened: gone before it came");
