@@ -309,15 +309,17 @@ impl RecordingStatements {
         let account_read = account.as_ref().map_or("NULL".to_string(), |a| format!("{a}::pg_catalog.text"));
         // The row is marked only while its account is still the one the DELETE went under.
         let same_account = account.as_ref().map_or(String::new(), |a| format!("AND t.{a}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.account"));
-        // And only while its S3 keys are still the ones deleted.
-        let keys = |row: &str| {
-            let columns: Vec<String> = policy.s3_key_columns.iter().map(|c| format!("{row}{}::pg_catalog.text", quote_identifier(c))).collect();
-            format!("ARRAY[{}]::pg_catalog.text[]", columns.join(", "))
+        // And only while each of its S3 key columns still holds the key deleted: one array
+        // parameter per column from $6 (plain text comparisons, which Citus pushes down).
+        let key_columns: Vec<String> = policy.s3_key_columns.iter().map(|c| quote_identifier(c)).collect();
+        let objects_read = match key_columns.is_empty() {
+            true => "NULL::pg_catalog.text[]".to_string(),
+            false => format!("ARRAY[{}]::pg_catalog.text[]", key_columns.iter().map(|c| format!("{c}::pg_catalog.text")).collect::<Vec<_>>().join(", ")),
         };
-        let (objects_read, same_objects) = match policy.s3_key_columns.is_empty() {
-            true => ("NULL::pg_catalog.text[]".to_string(), String::new()),
-            false => (keys(""), format!("AND {} IS NOT DISTINCT FROM confirmed.objects", keys("t."))),
-        };
+        let objects_unnest: String = (0..key_columns.len()).map(|i| format!(", pg_catalog.unnest(${}::pg_catalog.text[])", 6 + i)).collect();
+        let objects_names: String = (0..key_columns.len()).map(|i| format!(", object{i}")).collect();
+        let same_objects: String =
+            key_columns.iter().enumerate().map(|(i, c)| format!(" AND t.{c}::pg_catalog.text IS NOT DISTINCT FROM confirmed.object{i}")).collect();
         RecordingStatements {
             // $1 cutoff, $2 the last key seen (text, NULL at first), $3 batch size. ORDER BY
             // names the table's column: a bare name would sort by the text output column.
@@ -327,14 +329,12 @@ impl RecordingStatements {
                   ORDER BY {table}.{id} LIMIT $3"
             ),
             // $1 cutoff, $2 keys (text[]), $3 their SIDs (text[]), $4 reason, $5 their accounts
-            // (text[]), $6 their S3 keys (jsonb[], each an array of text). Only rows of this
-            // batch, and only while their SID is still the one Twilio confirmed.
+            // (text[]), from $6 their S3 keys (text[] per key column). Only rows of this batch,
+            // and only while their SID is still the one Twilio confirmed.
             mark: format!(
                 "UPDATE {table} AS t SET {} FROM ROWS FROM (pg_catalog.unnest(CAST($2 AS {id_type}[])), pg_catalog.unnest($3::pg_catalog.text[]),
-                                                        pg_catalog.unnest($5::pg_catalog.text[]),
-                                                        pg_catalog.unnest($6::pg_catalog.jsonb[])) AS confirmed_row(key, sid, account, objects_json),
-                       LATERAL (SELECT confirmed_row.*, ARRAY(SELECT pg_catalog.jsonb_array_elements_text(confirmed_row.objects_json)) AS objects) confirmed
-                  WHERE t.{id} OPERATOR(pg_catalog.=) confirmed.key AND t.{sid}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.sid {same_account} {same_objects}
+                                                        pg_catalog.unnest($5::pg_catalog.text[]){objects_unnest}) AS confirmed(key, sid, account{objects_names})
+                  WHERE t.{id} OPERATOR(pg_catalog.=) confirmed.key AND t.{sid}::pg_catalog.text OPERATOR(pg_catalog.=) confirmed.sid {same_account}{same_objects}
                     AND t.{time_column} OPERATOR(pg_catalog.<) {cutoff} AND t.{marker} IS NULL",
                 parts.set_marker("$4"),
             ),
@@ -371,8 +371,14 @@ impl RecordingStatements {
 
     /// Marks the rows with these keys whose SID (and account) is still the one Twilio confirmed.
     pub fn mark(&self, cutoff: TimestampWithTimeZone, confirmed: Confirmed, reason: Option<&str>) -> usize {
-        let objects: Vec<pgrx::JsonB> = confirmed.objects.into_iter().map(|keys| pgrx::JsonB(serde_json::json!(keys))).collect();
-        execute(&self.mark, || vec![cutoff.into(), confirmed.keys.into(), confirmed.sids.into(), reason.into(), confirmed.accounts.into(), objects.into()])
+        // Each row's keys, one array per key column.
+        let columns = confirmed.objects.first().map_or(0, Vec::len);
+        let by_column: Vec<Vec<Option<String>>> = (0..columns).map(|c| confirmed.objects.iter().map(|keys| keys.get(c).cloned().flatten()).collect()).collect();
+        execute(&self.mark, || {
+            let mut args = vec![cutoff.into(), confirmed.keys.into(), confirmed.sids.into(), reason.into(), confirmed.accounts.into()];
+            args.extend(by_column.into_iter().map(Into::into));
+            args
+        })
     }
 }
 

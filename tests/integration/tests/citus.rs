@@ -566,3 +566,51 @@ fn a_pg_cron_job_on_the_coordinator_purges_a_distributed_table() {
     );
     assert_eq!(count(&mut client, ALL_TRACES), all - expired);
 }
+
+/// A distributed recordings table whose rows name S3 objects (issue 24): each batch's objects
+/// are deleted from the store before its Twilio calls, and the shards' rows are marked only
+/// while their keys are still the ones deleted, by a statement Citus pushes down.
+#[test]
+fn a_distributed_recordings_policy_deletes_each_row_s_s3_objects_first() {
+    if !cluster() {
+        return;
+    }
+    const ACCOUNT: &str = "AC00000000000000000000000000000002";
+    const TOKEN: &str = "it-citus-s3-token-81c0";
+    let fake = FakeTwilio::start(ACCOUNT, vec![(ACCOUNT.into(), TOKEN.into())]);
+    fake.add_recordings((1..=40).map(|g| format!("RE{g:032x}")));
+    let server = s3_servers::Server::s3s_fs(&["it-citus-media"]);
+    let keys: Vec<String> = (1..=40).map(|g| format!("calls/{g} a+b.wav")).collect();
+    server.put_files("it-citus-media", &keys.iter().map(String::as_str).collect::<Vec<_>>());
+    let aws = secret_file("it-citus.aws", &format!("[default]\naws_access_key_id = {}\naws_secret_access_key = {}", s3_servers::ACCESS, s3_servers::SECRET));
+    let mut client = connect();
+    client
+        .batch_execute(&format!(
+            "SET pg_retention.twilio_account_sid = '{ACCOUNT}';
+             SET pg_retention.twilio_secret_file = '{}';
+             SET pg_retention.twilio_base_url = '{}';
+             DELETE FROM retention.policies WHERE name = 'citus_media';
+             DELETE FROM retention.stores WHERE name = 'it_citus_media';
+             INSERT INTO retention.stores (name, kind, endpoint, region, bucket, secret_file)
+             VALUES ('it_citus_media', 's3', '{}', 'us-east-1', 'it-citus-media', '{aws}');
+             DROP TABLE IF EXISTS citus_media;
+             CREATE TABLE citus_media (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, sid text, media_key text, deleted_at timestamptz);
+             CREATE INDEX ON citus_media (created_at);
+             SELECT create_distributed_table('citus_media', 'id');
+             INSERT INTO citus_media SELECT g, now() - interval '100 days', 'RE' || lpad(to_hex(g), 32, '0'), 'calls/' || g || ' a+b.wav', NULL
+               FROM generate_series(1, 40) g;
+             SELECT retention.add_policy('citus_media', 'citus_media', 'created_at', 'older_than', interval '90 days',
+                                         action => 'twilio_recording', soft_delete_column => 'deleted_at', sid_column => 'sid',
+                                         id_column => 'id', batch_size => 15, s3_store => 'it_citus_media', s3_key_columns => ARRAY['media_key']);",
+            secret_file("it-citus-s3.secret", TOKEN),
+            fake.base_url(),
+            server.endpoint
+        ))
+        .unwrap();
+    client.batch_execute("CALL retention.run_batched('citus_media')").unwrap();
+    assert_eq!(count(&mut client, "SELECT count(*) FROM citus_media WHERE deleted_at IS NOT NULL"), 40);
+    assert!(server.stored("it-citus-media").is_empty(), "every object deleted");
+    assert!(fake.recordings().is_empty());
+    assert_eq!(count(&mut client, "SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'citus_media' AND object = 's3_object' AND outcome = 'deleted'"), 40);
+    client.batch_execute("SELECT retention.drop_policy('citus_media'); DROP TABLE citus_media; DELETE FROM retention.stores WHERE name = 'it_citus_media';").unwrap();
+}
