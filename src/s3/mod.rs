@@ -236,9 +236,13 @@ impl Client {
         let work = Arc::new(Work { keys, replies, versioned, next: AtomicUsize::new(0), stop: AtomicBool::new(false) });
         let threads = self.config.concurrency.clamp(1, work.keys.len().div_ceil(KEYS_PER_REQUEST).max(1));
         let mut handles = Vec::with_capacity(threads);
+        // The waiting thread is woken by each helper as it ends, not only every 20 ms.
+        let (waiter, ended) = (std::thread::current(), Arc::new(AtomicUsize::new(0)));
         for _ in 0..threads {
             let (client, work) = (self.clone(), work.clone());
+            let wake = Wake(waiter.clone(), ended.clone());
             handles.push(std::thread::spawn(move || {
+                let _wake = wake;
                 crate::twilio::block_signals();
                 while !work.stop.load(Ordering::Relaxed) {
                     let start = work.next.fetch_add(KEYS_PER_REQUEST, Ordering::Relaxed);
@@ -255,12 +259,12 @@ impl Client {
                 }
             }));
         }
-        while !handles.iter().all(std::thread::JoinHandle::is_finished) {
+        while ended.load(Ordering::Acquire) < threads && !handles.iter().all(std::thread::JoinHandle::is_finished) {
             if should_stop() {
                 work.stop.store(true, Ordering::Relaxed);
                 return Err(crate::twilio::Stopped);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::park_timeout(Duration::from_millis(20));
         }
         let not_sent = |key: &String| KeyReply { key: key.clone(), answer: KeyAnswer::Failed(None, "not sent".into()), status: None, request_id: None };
         Ok(work.keys.iter().zip(&work.replies).map(|(key, reply)| reply.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| not_sent(key))).collect())
@@ -344,6 +348,16 @@ fn failure(status: Option<u16>, why: String) -> KeyAnswer {
     match status {
         Some(status @ (401 | 403)) => KeyAnswer::Refused(status, why),
         _ => KeyAnswer::Failed(status, why),
+    }
+}
+
+/// Counts a helper thread's end and wakes the waiting thread, whether it returns or panics.
+struct Wake(std::thread::Thread, Arc<AtomicUsize>);
+
+impl Drop for Wake {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::Release);
+        self.0.unpark();
     }
 }
 
