@@ -13,6 +13,7 @@ mod policy;
 mod rights;
 mod schedule;
 mod settings;
+mod helper_threads;
 mod s3;
 mod store;
 mod statement;

@@ -42,11 +42,7 @@ impl Run {
         }
         let counts = self.record.tally.get_or_insert_with(Default::default).objects.get_or_insert_with(Default::default);
         for (reply, row) in replies.into_iter().zip(owners) {
-            if reply.answer.confirms_deletion() {
-                counts.deleted += 1;
-            } else {
-                counts.failed += 1;
-            }
+            counts.count(reply.answer.confirms_deletion());
             per_row[row].push(reply);
         }
         Ok(per_row)

@@ -62,7 +62,7 @@ impl Run {
         };
         let answers = client.delete_all(to_send, &interrupted).map_err(|_| Halt::Stopped)?;
         if let Some(Some(Reply { answer: Answer::Refused(status), .. })) = answers.iter().find(|a| matches!(a, Some(Reply { answer: Answer::Refused(_), .. }))) {
-            return Err(Halt::Refused(*status));
+            return Err(Halt::Refused(*status, client.account_sid().to_string()));
         }
         let unsent = if client.bound_reached().is_some() { answers.iter().rev().take_while(|a| a.is_none()).count() } else { 0 };
         self.bound = client.bound_reached().filter(|_| unsent > 0);
@@ -104,7 +104,7 @@ impl Run {
             tally.count(&reply.answer);
             if self.policy.transcriptions {
                 let counts = tally.transcriptions.get_or_insert_with(Default::default);
-                reply.transcriptions.iter().for_each(|deletion| counts.count(&deletion.answer));
+                reply.transcriptions.iter().for_each(|deletion| counts.count(deletion.answer.confirms_deletion()));
             }
             if !reply.answer.confirms_deletion() {
                 tally.note_failed_sid(sid.as_deref().unwrap_or_default());
@@ -206,7 +206,7 @@ fn transcription_outcomes<'r>(key: &'r str, reply: &'r Reply) -> impl Iterator<I
 /// Why a run stops before its work is done, other than an error.
 pub(super) enum Halt {
     /// 401/403: the run stops.
-    Refused(u16),
+    Refused(u16, String),
     /// The S3 store answered 401/403 (a wrong key or secret, no right to delete): the run stops.
     StoreRefused(u16, String),
     /// A cancel, terminate or shutdown request arrived while calls were in flight.
@@ -219,7 +219,7 @@ pub(super) enum Halt {
 impl Halt {
     pub(super) fn message(&self) -> String {
         match self {
-            Halt::Refused(status) => refused_text(*status),
+            Halt::Refused(status, account) => refused_text(*status, account),
             Halt::StoreRefused(status, why) => format!("the S3 {why} (HTTP {status}): the run stopped and no row of this batch was marked"),
             Halt::Stopped => "stopped by a cancel or shutdown request while Twilio calls were in flight; no row of this batch was marked".into(),
             Halt::Bound(twilio::BoundReached::RateLimited(n)) => format!(
@@ -235,7 +235,7 @@ impl Halt {
     /// Raises the error that ends the run.
     pub(super) fn raise(self) -> ! {
         match self {
-            Halt::Refused(status) => refused_error(status),
+            Halt::Refused(status, ref account) => refused_error(status, account),
             Halt::StoreRefused(..) => raise(
                 PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
                 self.message(),
@@ -255,16 +255,16 @@ impl Halt {
     }
 }
 
-/// Twilio refused the credentials: the run stops; nothing of the batch is marked.
-fn refused_text(status: u16) -> String {
-    let account = settings::text(&settings::TWILIO_ACCOUNT_SID).unwrap_or_default();
+/// Twilio refused the credentials of `account` (the policy's Twilio store's): the run stops;
+/// nothing of the batch is marked.
+fn refused_text(status: u16, account: &str) -> String {
     format!("Twilio refused the credentials for account {account} (HTTP {status}); the run stopped and no row of this batch was marked")
 }
 
-fn refused_error(status: u16) -> ! {
+fn refused_error(status: u16, account: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-        refused_text(status),
-        Some("Check pg_retention.twilio_account_sid, the secret in pg_retention.twilio_secret_file (and pg_retention.twilio_api_key_sid if you use an API key), and that pg_retention.twilio_base_url is the account's region.".into()),
+        refused_text(status, account),
+        Some("Check pg_retention.twilio_account_sid, the secret in pg_retention.twilio_secret_file (and pg_retention.twilio_api_key_sid if you use an API key), and that pg_retention.twilio_base_url is the account's region; or, for a policy naming another twilio_store, that store's row in retention.stores.".into()),
     )
 }

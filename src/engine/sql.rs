@@ -353,7 +353,13 @@ impl RecordingStatements {
     pub fn fetch(&self, cutoff: TimestampWithTimeZone, after: Option<&str>, batch_size: i64) -> Fetched {
         spi(Spi::connect(|client| {
             let rows = client.select(&self.fetch, None, &[cutoff.into(), after.into(), batch_size.into()])?;
-            let mut fetched = Fetched { keys: Vec::new(), sids: Vec::new(), accounts: Vec::new(), objects: Vec::new() };
+            let capacity = rows.len();
+            let mut fetched = Fetched {
+                keys: Vec::with_capacity(capacity),
+                sids: Vec::with_capacity(capacity),
+                accounts: Vec::with_capacity(capacity),
+                objects: Vec::with_capacity(capacity),
+            };
             for row in rows {
                 fetched.keys.push(row.get::<String>(1)?.unwrap_or_default());
                 fetched.sids.push(row.get::<String>(2)?);

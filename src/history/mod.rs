@@ -192,8 +192,8 @@ pub struct ObjectTally {
 }
 
 impl ObjectTally {
-    pub fn count(&mut self, answer: &Answer) {
-        if answer.confirms_deletion() {
+    pub fn count(&mut self, confirmed: bool) {
+        if confirmed {
             self.deleted += 1;
         } else {
             self.failed += 1;

@@ -162,12 +162,7 @@ impl Client {
                     return Err((Some(status), format!("slow_down: still HTTP {status} after {attempt} attempts")));
                 }
                 let backoff = self.config.retry.default_backoff.saturating_mul(1 << attempt.min(16));
-                let wait = retry_after
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(|s| Duration::from_secs_f64(s.min(self.config.retry.max_backoff.as_secs_f64())))
-                    .unwrap_or(backoff);
-                std::thread::sleep(wait.min(self.config.retry.max_backoff));
+                std::thread::sleep(self.config.retry.wait(retry_after.as_deref(), backoff));
                 attempt += 1;
                 continue;
             }
@@ -217,7 +212,7 @@ impl Client {
     /// Deletes these keys (a few thousand at most, one batch of a run) on at most `concurrency`
     /// threads; answers come back in input order. Stops starting requests once S3 refuses the
     /// credentials, or when `should_stop` says so (then `Err(Stopped)` at once).
-    pub fn delete_keys(self: &Arc<Self>, keys: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<KeyReply>, crate::twilio::Stopped> {
+    pub fn delete_keys(self: &Arc<Self>, keys: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<KeyReply>, crate::helper_threads::Stopped> {
         // A key two rows (or two columns) name is sent once; each gets its answer.
         let mut unique: Vec<String> = Vec::with_capacity(keys.len());
         let mut seen = std::collections::HashMap::with_capacity(keys.len());
@@ -226,48 +221,38 @@ impl Client {
         Ok(positions.into_iter().map(|i| replies[i].clone()).collect())
     }
 
-    fn delete_unique(self: &Arc<Self>, keys: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<KeyReply>, crate::twilio::Stopped> {
+    fn delete_unique(self: &Arc<Self>, keys: Vec<String>, should_stop: &dyn Fn() -> bool) -> Result<Vec<KeyReply>, crate::helper_threads::Stopped> {
         let versioned = match self.config.versions {
             Versions::Markers => Ok(false),
             Versions::All if keys.is_empty() => Ok(false),
             Versions::All => self.keeps_versions(),
         };
         let replies: Vec<Mutex<Option<KeyReply>>> = keys.iter().map(|_| Mutex::new(None)).collect();
-        let work = Arc::new(Work { keys, replies, versioned, next: AtomicUsize::new(0), stop: AtomicBool::new(false) });
+        let stop = Arc::new(AtomicBool::new(false));
+        let work = Arc::new(Work { keys, replies, versioned, next: AtomicUsize::new(0), stop: stop.clone() });
         let threads = self.config.concurrency.clamp(1, work.keys.len().div_ceil(KEYS_PER_REQUEST).max(1));
-        let mut handles = Vec::with_capacity(threads);
-        // The waiting thread is woken by each helper as it ends, not only every 20 ms.
-        let (waiter, ended) = (std::thread::current(), Arc::new(AtomicUsize::new(0)));
-        for _ in 0..threads {
-            let (client, work) = (self.clone(), work.clone());
-            let wake = Wake(waiter.clone(), ended.clone());
-            handles.push(std::thread::spawn(move || {
-                let _wake = wake;
-                crate::twilio::block_signals();
-                while !work.stop.load(Ordering::Relaxed) {
-                    let start = work.next.fetch_add(KEYS_PER_REQUEST, Ordering::Relaxed);
-                    if start >= work.keys.len() {
-                        break;
-                    }
-                    let end = (start + KEYS_PER_REQUEST).min(work.keys.len());
-                    for (offset, reply) in client.delete_chunk(&work.keys[start..end], &work.versioned).into_iter().enumerate() {
-                        if matches!(reply.answer, KeyAnswer::Refused(..)) {
-                            work.stop.store(true, Ordering::Relaxed);
-                        }
-                        *work.replies[start + offset].lock().unwrap_or_else(|p| p.into_inner()) = Some(reply);
-                    }
-                }
-            }));
-        }
-        while ended.load(Ordering::Acquire) < threads && !handles.iter().all(std::thread::JoinHandle::is_finished) {
-            if should_stop() {
-                work.stop.store(true, Ordering::Relaxed);
-                return Err(crate::twilio::Stopped);
-            }
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
+        let (client, shared) = (self.clone(), work.clone());
+        crate::helper_threads::run(threads, move || client.delete_some(&shared), stop, should_stop)?;
         let not_sent = |key: &String| KeyReply { key: key.clone(), answer: KeyAnswer::Failed(None, "not sent".into()), status: None, request_id: None };
         Ok(work.keys.iter().zip(&work.replies).map(|(key, reply)| reply.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| not_sent(key))).collect())
+    }
+
+    /// One helper thread's share of `delete_unique`: the next 1,000 keys not taken, until none
+    /// is left or a stop (S3 refusing the credentials stops every thread).
+    fn delete_some(&self, work: &Work) {
+        while !work.stop.load(Ordering::Relaxed) {
+            let start = work.next.fetch_add(KEYS_PER_REQUEST, Ordering::Relaxed);
+            if start >= work.keys.len() {
+                break;
+            }
+            let end = (start + KEYS_PER_REQUEST).min(work.keys.len());
+            for (offset, reply) in self.delete_chunk(&work.keys[start..end], &work.versioned).into_iter().enumerate() {
+                if matches!(reply.answer, KeyAnswer::Refused(..)) {
+                    work.stop.store(true, Ordering::Relaxed);
+                }
+                *work.replies[start + offset].lock().unwrap_or_else(|p| p.into_inner()) = Some(reply);
+            }
+        }
     }
 
     /// Up to 1,000 keys: their versions listed first on a bucket that keeps them, then one
@@ -303,7 +288,7 @@ impl Client {
                 Ok(http) if http.status == 200 => http,
                 Ok(http) => {
                     let why = format!("DeleteObjects answered HTTP {} {}", http.status, xml::error_code(&http.body).unwrap_or_default());
-                    let answer = if matches!(http.status, 401 | 403) { KeyAnswer::Refused(http.status, why) } else { KeyAnswer::Failed(Some(http.status), why) };
+                    let answer = failure(Some(http.status), why);
                     request.iter().for_each(|(i, _)| answers[*i] = Some(reply(&keys[*i], answer.clone(), Some(http.status), http.request_id.clone())));
                     continue;
                 }
@@ -351,16 +336,6 @@ fn failure(status: Option<u16>, why: String) -> KeyAnswer {
     }
 }
 
-/// Counts a helper thread's end and wakes the waiting thread, whether it returns or panics.
-struct Wake(std::thread::Thread, Arc<AtomicUsize>);
-
-impl Drop for Wake {
-    fn drop(&mut self) {
-        self.1.fetch_add(1, Ordering::Release);
-        self.0.unpark();
-    }
-}
-
 /// Pages of one key's versions followed at most.
 const MAX_VERSION_PAGES: usize = 100;
 
@@ -383,7 +358,7 @@ struct Work {
     replies: Vec<Mutex<Option<KeyReply>>>,
     versioned: Result<bool, (Option<u16>, String)>,
     next: AtomicUsize,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
 }
 
 mod sign {

@@ -77,15 +77,11 @@ fn leaves(body: &str) -> Result<Vec<(String, String)>, String> {
             Event::Text(t) => text.push_str(&t.decode().map_err(|e| format!("S3's answer is not XML: {e}"))?),
             Event::GeneralRef(r) => {
                 let name = String::from_utf8_lossy(&r).into_owned();
-                let resolved = match name.as_str() {
-                    "amp" => "&".to_string(),
-                    "lt" => "<".to_string(),
-                    "gt" => ">".to_string(),
-                    "quot" => "\"".to_string(),
-                    "apos" => "'".to_string(),
-                    _ => r.resolve_char_ref().ok().flatten().map(String::from).ok_or(format!("S3's answer has an unknown entity &{name};"))?,
-                };
-                text.push_str(&resolved);
+                match (quick_xml::escape::resolve_xml_entity(&name), r.resolve_char_ref().ok().flatten()) {
+                    (Some(entity), _) => text.push_str(entity),
+                    (None, Some(c)) => text.push(c),
+                    (None, None) => return Err(format!("S3's answer has an unknown entity &{name};")),
+                }
             }
             Event::CData(c) => text.push_str(&String::from_utf8_lossy(&c)),
             Event::End(_) => {

@@ -125,15 +125,7 @@ pub fn decide(status: u16, retry_after: Option<&str>, body: &str, policy: &Retry
         204 | 200 => Decision::Final(Answer::Deleted),
         404 => Decision::Final(Answer::AlreadyGone),
         401 | 403 => Decision::Final(Answer::Refused(status)),
-        429 => {
-            // Capped before converting: Duration::from_secs_f64 panics past its range (1e20).
-            let wait = retry_after
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Duration::from_secs_f64(s.min(policy.max_backoff.as_secs_f64())))
-                .unwrap_or(policy.default_backoff);
-            Decision::RetryAfter(wait.min(policy.max_backoff))
-        }
+        429 => Decision::RetryAfter(policy.wait(retry_after, policy.default_backoff)),
         500..=599 => Decision::Final(Answer::ServerError(status)),
         _ => Decision::Final(Answer::BadRequest(status, body.chars().take(200).collect())),
     }
@@ -148,6 +140,20 @@ pub struct RetryPolicy {
     pub default_backoff: Duration,
     /// Cap on any wait, `Retry-After` included.
     pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// How long to wait before asking again: the raw `Retry-After` header's seconds if usable,
+    /// `otherwise` if not, either capped at `max_backoff`.
+    pub fn wait(&self, retry_after: Option<&str>, otherwise: Duration) -> Duration {
+        // Capped before converting: Duration::from_secs_f64 panics past its range (1e20).
+        let wait = retry_after
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(self.max_backoff.as_secs_f64())))
+            .unwrap_or(otherwise);
+        wait.min(self.max_backoff)
+    }
 }
 
 /// HTTP Basic credentials: the Account SID with its auth token, or an API key SID with its secret.
@@ -250,6 +256,11 @@ impl Client {
         Client { agent, config, authorization: format!("Basic {token}"), rate_limited_in_a_row: AtomicUsize::new(0), reachable: OnceLock::new() }
     }
 
+    /// The account the credentials are of (its store's, or the settings').
+    pub fn account_sid(&self) -> &str {
+        &self.config.credentials.account_sid
+    }
+
     /// Whether one of the run's bounds is reached: then no further call starts.
     pub fn bound_reached(&self) -> Option<BoundReached> {
         let in_a_row = self.rate_limited_in_a_row.load(Ordering::Relaxed);
@@ -328,50 +339,36 @@ impl Client {
         }
     }
 
-    /// Deletes many recordings on at most `concurrency` threads; answers come back in input
-    /// order. Stops starting new calls once Twilio refuses the credentials. The caller's thread
-    /// only waits, asking `should_stop` every 20 ms; when it says stop, this returns at once
-    /// (`Err(Stopped)`) and the calls still in flight finish on their own, answers unused.
+    /// Deletes many recordings on at most `concurrency` helper threads (`helper_threads::run`);
+    /// answers come back in input order. Stops starting new calls once Twilio refuses the
+    /// credentials.
     pub fn delete_all(self: &Arc<Self>, targets: Vec<Target>, should_stop: &dyn Fn() -> bool) -> Result<Vec<Option<Reply>>, Stopped> {
         let total = targets.len();
-        let work = Arc::new(Work {
-            targets,
-            answers: Mutex::new(vec![None; total]),
-            next: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let work = Arc::new(Work { targets, answers: Mutex::new(vec![None; total]), next: AtomicUsize::new(0), stop: stop.clone() });
         let threads = self.config.concurrency.clamp(1, total.max(1));
-        // The handles tell when a thread is done, whether it returned or panicked: a dead
-        // thread is never waited for. Its recording has no answer, so it counts as failed.
-        let mut handles = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let (client, work) = (self.clone(), work.clone());
-            handles.push(std::thread::spawn(move || {
-                block_signals();
-                // A bound reached leaves the calls not started yet unsent: a suffix of `targets`.
-                while !work.stop.load(Ordering::Relaxed) && client.bound_reached().is_none() {
-                    let i = work.next.fetch_add(1, Ordering::Relaxed);
-                    if i >= work.targets.len() {
-                        break;
-                    }
-                    let reply = client.delete_recording(&work.targets[i]);
-                    client.count_rate_limited(&reply.answer);
-                    if matches!(reply.answer, Answer::Refused(_)) {
-                        work.stop.store(true, Ordering::Relaxed);
-                    }
-                    work.answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(reply);
-                }
-            }));
-        }
-        while !handles.iter().all(std::thread::JoinHandle::is_finished) {
-            if should_stop() {
-                work.stop.store(true, Ordering::Relaxed);
-                return Err(Stopped);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (client, shared) = (self.clone(), work.clone());
+        // A thread that panicked leaves its recording without an answer: it counts as failed.
+        crate::helper_threads::run(threads, move || client.delete_some(&shared), stop, should_stop)?;
         let answers = std::mem::take(&mut *work.answers.lock().unwrap_or_else(|p| p.into_inner()));
         Ok(answers)
+    }
+
+    /// One helper thread's share of `delete_all`: the next recording not taken, until none is
+    /// left, a stop, or a bound reached (which leaves a suffix of `targets` unsent).
+    fn delete_some(&self, work: &Work) {
+        while !work.stop.load(Ordering::Relaxed) && self.bound_reached().is_none() {
+            let i = work.next.fetch_add(1, Ordering::Relaxed);
+            if i >= work.targets.len() {
+                break;
+            }
+            let reply = self.delete_recording(&work.targets[i]);
+            self.count_rate_limited(&reply.answer);
+            if matches!(reply.answer, Answer::Refused(_)) {
+                work.stop.store(true, Ordering::Relaxed);
+            }
+            work.answers.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(reply);
+        }
     }
 }
 
@@ -412,27 +409,14 @@ fn transport_failure(error: ureq::Error) -> Answer {
     }
 }
 
-/// `delete_all` was told to stop before every answer was in.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Stopped;
+pub use crate::helper_threads::Stopped;
 
 /// The calls of one `delete_all`, shared with its threads.
 struct Work {
     targets: Vec<Target>,
     answers: Mutex<Vec<Option<Reply>>>,
     next: AtomicUsize,
-    stop: AtomicBool,
-}
-
-/// Signals belong to the backend's main thread: a SIGTERM handled on a helper thread would
-/// run Postgres code there.
-pub(crate) fn block_signals() {
-    // SAFETY: plain libc calls on a local signal set.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
+    stop: Arc<AtomicBool>,
 }
 
 pub mod accounts;
