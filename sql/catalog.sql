@@ -40,6 +40,8 @@ CREATE TABLE retention.policies (
     s3_store           text,
     s3_key_columns     text[],
     s3_versions        text NOT NULL DEFAULT 'all',
+    -- Rows past the cutoff hidden from ordinary queries by row-level security (src/policy/hiding.rs).
+    hide_expired       boolean NOT NULL DEFAULT false,
     -- Backstops: the validation trigger reports these first, with clearer words.
     CONSTRAINT policies_rule_check CHECK (rule IN ('expires_at', 'older_than')),
     CONSTRAINT policies_action_check CHECK (action IN ('delete', 'soft_delete', 'twilio_recording')),
@@ -150,6 +152,17 @@ COMMENT ON TABLE retention.stores IS 'External stores recordings policies delete
 ALTER TABLE retention.policies
     ADD CONSTRAINT policies_twilio_store_fkey FOREIGN KEY (twilio_store) REFERENCES retention.stores (name),
     ADD CONSTRAINT policies_s3_store_fkey FOREIGN KEY (s3_store) REFERENCES retention.stores (name);
+
+-- What each table had before a policy's hide_expired turned row-level security on there, to
+-- put back when it is turned off (src/policy/hiding.rs). Written by the extension only.
+CREATE TABLE retention.hidden_tables (
+    policy_id        integer PRIMARY KEY,
+    relid            oid NOT NULL,
+    had_rls          boolean NOT NULL,
+    had_force        boolean NOT NULL,
+    added_permissive boolean NOT NULL
+);
+COMMENT ON TABLE retention.hidden_tables IS 'Row-level security a policy''s hide_expired turned on, and what the table had before';
 
 -- Legal holds (see src/policy/holds.rs): rows of a table matching an active hold's condition
 -- are kept by every run of every policy on that table. Every hold is kept, released ones too.

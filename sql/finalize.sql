@@ -81,17 +81,18 @@ CREATE FUNCTION retention.add_policy(
     twilio_store       text DEFAULT 'twilio',
     s3_store           text DEFAULT NULL,
     s3_key_columns     text[] DEFAULT NULL,
-    s3_versions        text DEFAULT 'all'
+    s3_versions        text DEFAULT 'all',
+    hide_expired       boolean DEFAULT false
 ) RETURNS retention.policies
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO retention.policies (name, table_schema, table_name, time_column, rule, retain, action,
                                     soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
                                     sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
-                                    account_column, transcriptions, twilio_store, s3_store, s3_key_columns, s3_versions)
+                                    account_column, transcriptions, twilio_store, s3_store, s3_key_columns, s3_versions, hide_expired)
     VALUES (policy_name, table_schema, table_name, time_column, rule, retain, action,
             soft_delete_column, reason_column, deletion_reason, batch_size, enabled,
             sid_column, id_column, max_rows_per_second, expired_partitions, archive_schema, missing_sid,
-            account_column, transcriptions, twilio_store, s3_store, s3_key_columns, s3_versions)
+            account_column, transcriptions, twilio_store, s3_store, s3_key_columns, s3_versions, hide_expired)
     RETURNING *;
 $$;
 
@@ -122,7 +123,8 @@ CREATE FUNCTION retention.alter_policy(
     twilio_store       text DEFAULT NULL,
     s3_store           text DEFAULT NULL,
     s3_key_columns     text[] DEFAULT NULL,
-    s3_versions        text DEFAULT NULL
+    s3_versions        text DEFAULT NULL,
+    hide_expired       boolean DEFAULT NULL
 ) RETURNS retention.policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -157,7 +159,8 @@ BEGIN
                                   ELSE coalesce(alter_policy.s3_store, p.s3_store) END,
         s3_key_columns     = CASE WHEN alter_policy.s3_store = '' THEN NULL
                                   ELSE coalesce(alter_policy.s3_key_columns, p.s3_key_columns) END,
-        s3_versions        = coalesce(alter_policy.s3_versions, p.s3_versions)
+        s3_versions        = coalesce(alter_policy.s3_versions, p.s3_versions),
+        hide_expired       = coalesce(alter_policy.hide_expired, p.hide_expired)
     WHERE p.name = policy_name
     RETURNING * INTO changed;
     IF NOT FOUND THEN
@@ -223,6 +226,8 @@ COMMENT ON VIEW retention.status IS 'One row per policy: last run, next worker r
 -- Nothing runs for PUBLIC: the README lists what to grant to an operator role.
 REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC; -- the view too
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
+-- Called by hide_expired's row-level security in every query on a hidden table, by any role.
+GRANT EXECUTE ON FUNCTION retention.run_sees_all() TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_expired_traces() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_agent_usage(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_recordings(integer) FROM PUBLIC;

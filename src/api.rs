@@ -151,11 +151,15 @@ pub mod retention {
         trigger: &'a PgTrigger<'a>,
     ) -> Result<Option<PgHeapTuple<'a, AllocatedByRust>>, PgHeapTupleError> {
         crate::version::check_installed_sql();
-        if let Some(old) = trigger.old() {
+        let old_policy = trigger.old().map(|old| Policy::from_row(&old.into_owned()));
+        if let Some(old) = &old_policy {
             let verb = if trigger.new().is_some() { "alter" } else { "drop" };
-            Policy::from_row(&old.into_owned()).check_may_change(verb);
+            old.check_may_change(verb);
         }
         let Some(new) = trigger.new() else {
+            if let Some(old) = old_policy.as_ref().filter(|old| old.hide_expired) {
+                crate::policy::hiding::remove(old);
+            }
             // A delete goes on with the row it was given.
             return Ok(trigger.old().map(|old| old.into_owned()));
         };
@@ -177,6 +181,13 @@ pub mod retention {
             }
         };
         policy.check_for_write(target_changed);
+        // hide_expired: the table's row-level security follows the policy as it is now.
+        if let Some(old) = old_policy.as_ref().filter(|old| old.hide_expired) {
+            crate::policy::hiding::remove(old);
+        }
+        if policy.hide_expired {
+            crate::policy::hiding::apply(&policy, &policy.check_target(false, false));
+        }
         // An insert keeps the row's own updated_at (its default, or a restored row's value).
         if trigger.old().is_some() {
             let now = Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT pg_catalog.now()").ok().flatten();
@@ -184,6 +195,13 @@ pub mod retention {
                 .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("pg_retention: setting updated_at: {e}"), None));
         }
         Ok(Some(new))
+    }
+
+    /// True only while pg_retention itself acts on a policy's table (`rights::acting_on_table`):
+    /// the way `hide_expired`'s row-level security lets the run see what it hides.
+    #[pg_extern(stable, parallel_safe)]
+    fn run_sees_all() -> bool {
+        crate::rights::acting_on_table()
     }
 
     /// Validates every row written to `retention.stores` (see `store::validate`).

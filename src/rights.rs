@@ -17,7 +17,7 @@ const PINNED_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
 /// literal or a comparison means: how string literals read backslashes, the zone and style of
 /// dates and intervals, whether `x = NULL` means `x IS NULL`, how arrays read `NULL`, the
 /// text-search configuration of one-argument calls.
-pub const FIXED_SETTINGS: [(&CStr, &CStr); 8] = [
+pub const FIXED_SETTINGS: [(&CStr, &CStr); 9] = [
     (c"search_path", PINNED_SEARCH_PATH),
     (c"standard_conforming_strings", c"on"),
     (c"TimeZone", c"UTC"),
@@ -26,6 +26,8 @@ pub const FIXED_SETTINGS: [(&CStr, &CStr); 8] = [
     (c"transform_null_equals", c"off"),
     (c"array_nulls", c"on"),
     (c"default_text_search_config", c"pg_catalog.simple"),
+    // A caller's `row_security = off` would make a run on a hidden table fail, not see more.
+    (c"row_security", c"on"),
 ];
 
 /// Runs `work` in `FIXED_SETTINGS`, restored after it (or by the abort of an error).
@@ -33,8 +35,25 @@ pub fn in_fixed_settings<R>(work: impl FnOnce() -> R) -> R {
     crate::engine::xact::with_settings(&FIXED_SETTINGS, work)
 }
 
+/// Whether pg_retention's own code is acting on a policy's table now: what
+/// `retention.run_sees_all()` answers, so that a run (or a preview) sees the rows `hide_expired`
+/// hides from everyone else. Only `as_table_owner` sets it; no setting or role can.
+static ACTING_ON_TABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn acting_on_table() -> bool {
+    ACTING_ON_TABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Runs `work` as `owner` of a policy's table.
 pub fn as_table_owner<R>(owner: pg_sys::Oid, work: impl FnOnce() -> R) -> R {
+    /// Puts the flag back as it was, on return or on an error's unwinding.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ACTING_ON_TABLE.store(self.0, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _restore = Restore(ACTING_ON_TABLE.swap(true, std::sync::atomic::Ordering::Relaxed));
     as_role(owner, work)
 }
 

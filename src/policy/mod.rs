@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 use crate::error::{invalid, raise, spi};
 use crate::limits;
 
+pub mod hiding;
 pub mod holds;
 mod restore;
 mod row;
@@ -136,6 +137,8 @@ pub struct Policy {
     pub s3_store: Option<String>,
     pub s3_key_columns: Vec<String>,
     pub s3_versions: crate::s3::Versions,
+    /// Rows past the cutoff hidden from ordinary queries by row-level security (`hiding`).
+    pub hide_expired: bool,
 }
 
 /// What a recordings policy does with a row past the cutoff that has no valid recording SID
@@ -242,6 +245,8 @@ impl Policy {
             s3_versions: row.column::<String>("s3_versions").unwrap_or(None).map_or(crate::s3::Versions::All, |text| {
                 text.parse().unwrap_or_else(|e: String| invalid(format!("retention policy \"{name}\": {e}"), None))
             }),
+            // Added in 0.10.0.
+            hide_expired: row.column("hide_expired").unwrap_or(None).unwrap_or(false),
             name,
         }
     }

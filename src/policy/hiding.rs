@@ -1,0 +1,105 @@
+//! `hide_expired` (issue 25, in progress): row-level security that hides from ordinary queries
+//! the rows the policy would delete, from the moment they expire, whatever the client. Three
+//! RESTRICTIVE policies on the table (SELECT, UPDATE, DELETE: an INSERT of an already expired row
+//! still goes in), a PERMISSIVE `true` when the table had none (a restrictive policy alone hides
+//! everything), RLS enabled and forced (the application usually owns its table). The run, which
+//! acts as the owner, sees every row through `retention.run_sees_all()`, true only while
+//! pg_retention's own code acts on the table (`rights::as_table_owner`): no setting or role can
+//! turn it on. What the table had before is kept in `retention.hidden_tables` and put back.
+
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+use super::{Policy, Target, TimeType};
+use crate::error::spi;
+use crate::rights::{as_extension_owner, as_table_owner};
+use crate::statement::{execute, one};
+
+/// The names of the policy's RLS policies on its table.
+fn names(policy_id: i32) -> [String; 4] {
+    ["select", "update", "delete", "allow"].map(|what| format!("pg_retention_{policy_id}_{what}"))
+}
+
+/// `DROP POLICY` of each of these that the table has (no NOTICE for the others).
+fn drops(relid: pg_sys::Oid, table: &str, wanted: &[String]) -> Vec<String> {
+    let present: Vec<String> = spi(Spi::connect(|client| {
+        let rows = client.select("SELECT polname::pg_catalog.text FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1", None, &[relid.into()])?;
+        rows.into_iter().map(|row| row.get::<String>(1).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
+    }));
+    wanted.iter().filter(|name| present.contains(name)).map(|name| format!("DROP POLICY {} ON {table}", quote_identifier(name))).collect()
+}
+
+/// The rows a query may see: not yet expired, or with no time at all (never deleted either).
+pub fn live(policy: &Policy, target: &Target, retain_literal: Option<&str>) -> String {
+    let column = quote_identifier(&policy.time_column);
+    let instant = match retain_literal {
+        None => "pg_catalog.now()".to_string(),
+        // As a run computes its cutoff: subtracted in UTC, so that no DST change moves it.
+        Some(retain) => format!("pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', pg_catalog.now()) OPERATOR(pg_catalog.-) {retain}::pg_catalog.interval)"),
+    };
+    let cutoff = match target.time_type {
+        TimeType::TimestampTz => instant,
+        TimeType::Timestamp => format!("pg_catalog.timezone('UTC', {instant})"),
+        TimeType::Date => format!("pg_catalog.timezone('UTC', {instant})::pg_catalog.date"),
+    };
+    format!("({column} IS NULL OR {column} OPERATOR(pg_catalog.>=) {cutoff})")
+}
+
+/// Creates (or makes again, after a change of the policy) the RLS policies on the table.
+pub fn apply(policy: &Policy, target: &Target) {
+    let retain = policy.retain.map(|retain| one::<String>("SELECT pg_catalog.quote_literal($1::pg_catalog.text)", || vec![retain.into()]).unwrap_or_default());
+    let live = live(policy, target, retain.as_deref());
+    let table = policy.qualified_table();
+    let all = names(policy.id);
+    let [select, update, delete, allow] = all.clone().map(|n| quote_identifier(&n));
+    let remembered = as_extension_owner(|| {
+        one::<bool>("SELECT EXISTS (SELECT FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1)", || vec![policy.id.into()])
+    });
+    if remembered != Some(true) {
+        let (had_rls, had_force, had_permissive) = spi(Spi::get_three_with_args::<bool, bool, bool>(
+            "SELECT c.relrowsecurity, c.relforcerowsecurity,
+                    EXISTS (SELECT FROM pg_catalog.pg_policy p WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND p.polpermissive)
+               FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            &[target.relid.into()],
+        ));
+        as_extension_owner(|| {
+            execute(
+                "INSERT INTO retention.hidden_tables (policy_id, relid, had_rls, had_force, added_permissive) VALUES ($1, $2, $3, $4, $5)",
+                || vec![policy.id.into(), target.relid.into(), had_rls.into(), had_force.into(), (had_permissive == Some(false)).into()],
+            )
+        });
+    }
+    let added_permissive = as_extension_owner(|| {
+        one::<bool>("SELECT added_permissive FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1", || vec![policy.id.into()])
+    });
+    let mut statements = drops(target.relid, &table, &all);
+    statements.extend([
+        format!("CREATE POLICY {select} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({live} OR retention.run_sees_all())"),
+        format!("CREATE POLICY {update} ON {table} AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ({live} OR retention.run_sees_all()) WITH CHECK (true)"),
+        format!("CREATE POLICY {delete} ON {table} AS RESTRICTIVE FOR DELETE TO PUBLIC USING ({live} OR retention.run_sees_all())"),
+    ]);
+    if added_permissive == Some(true) {
+        statements.push(format!("CREATE POLICY {allow} ON {table} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)"));
+    }
+    statements.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"));
+    as_table_owner(target.owner, || statements.iter().for_each(|sql| { execute(sql, Vec::new); }));
+}
+
+/// Drops the policy's RLS policies and puts the table's RLS flags back as they were.
+pub fn remove(policy: &Policy) {
+    let found = as_extension_owner(|| {
+        spi(Spi::get_three_with_args::<pg_sys::Oid, bool, bool>(
+            "DELETE FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 RETURNING relid, had_rls, had_force",
+            &[policy.id.into()],
+        ))
+    });
+    let (Some(relid), Some(had_rls), Some(had_force)) = found else { return };
+    let table = one::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", || vec![relid.into()]);
+    let (Some(table), Some(owner)) = (table, spi(Spi::get_one_with_args::<pg_sys::Oid>("SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1", &[relid.into()]))) else {
+        return; // the table is gone, and its policies with it
+    };
+    let mut statements = drops(relid, &table, &names(policy.id));
+    statements.push(format!("ALTER TABLE {table} {} ROW LEVEL SECURITY", if had_rls { "ENABLE" } else { "DISABLE" }));
+    statements.push(format!("ALTER TABLE {table} {} ROW LEVEL SECURITY", if had_force { "FORCE" } else { "NO FORCE" }));
+    as_table_owner(owner, || statements.iter().for_each(|sql| { execute(sql, Vec::new); }));
+}

@@ -1,0 +1,64 @@
+-- hide_expired (issue 25, in progress): rows past the cutoff vanish from ordinary queries the
+-- moment they expire, by row-level security, whatever the client; the run still sees and
+-- deletes them; turning it off puts the table back exactly as it was. Runs alone.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS pg_retention CASCADE;
+DROP TABLE IF EXISTS "ConversationTrace", hide_own CASCADE;
+DO $$ BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'hide_app') THEN DROP OWNED BY hide_app; DROP ROLE hide_app; END IF; END $$;
+RESET client_min_messages;
+CREATE EXTENSION pg_retention;
+CREATE ROLE hide_app;
+GRANT USAGE ON SCHEMA retention TO hide_app;
+GRANT EXECUTE ON FUNCTION retention.run_policy TO hide_app;
+-- The Prisma table, owned by the application's role as Prisma's migrations leave it.
+CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, "expiresAt" timestamp(3));
+CREATE INDEX ON "ConversationTrace" ("expiresAt");
+ALTER TABLE "ConversationTrace" OWNER TO hide_app;
+INSERT INTO "ConversationTrace" VALUES ('old', timezone('UTC', now()) - interval '1 day'), ('live', timezone('UTC', now()) + interval '1 day'),
+                                       ('none', NULL), ('soon', timezone('UTC', clock_timestamp()) + interval '1 second');
+SELECT name, hide_expired FROM retention.alter_policy('expired_traces', hide_expired => true);
+SELECT polname, polpermissive, polcmd, pg_get_expr(polqual, polrelid) AS using FROM pg_policy
+ WHERE polrelid = '"ConversationTrace"'::regclass ORDER BY 1;
+SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = '"ConversationTrace"'::regclass;
+SET ROLE hide_app;
+SELECT array_agg(id ORDER BY id) AS app_sees FROM "ConversationTrace";
+SELECT id AS for_update FROM "ConversationTrace" WHERE id IN ('old', 'live') FOR UPDATE;
+WITH u AS (UPDATE "ConversationTrace" SET id = id WHERE id IN ('old', 'live') RETURNING id) SELECT array_agg(id) AS updated FROM u;
+WITH d AS (DELETE FROM "ConversationTrace" WHERE id = 'old' RETURNING id) SELECT count(*) AS deleted_by_app FROM d;
+-- An expired row still goes in (and is hidden at once).
+INSERT INTO "ConversationTrace" VALUES ('late', timezone('UTC', now()) - interval '2 days');
+SELECT pg_sleep(1.2);
+SELECT array_agg(id ORDER BY id) AS app_sees_after_soon_expired FROM "ConversationTrace";
+-- Nothing a session can set shows the hidden rows to the application...
+SET row_security = off;
+SELECT count(*) FROM "ConversationTrace";
+RESET row_security;
+RESET ROLE;
+-- ... or makes the run (which acts as the owner, itself filtered) see fewer: it deletes all three.
+SET row_security = off;
+SELECT (retention.run_policy('expired_traces'))->>'rows_deleted' AS run_deleted;
+RESET row_security;
+SELECT array_agg(id ORDER BY id) AS left_after_run FROM "ConversationTrace";
+SELECT name, hide_expired FROM retention.alter_policy('expired_traces', hide_expired => false);
+SELECT count(*) AS policies_left FROM pg_policy WHERE polrelid = '"ConversationTrace"'::regclass;
+SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = '"ConversationTrace"'::regclass;
+
+-- A table with row-level security of its own: on and off leave it exactly as it was.
+CREATE TABLE hide_own (id int, at timestamptz, tenant text);
+CREATE INDEX ON hide_own (at);
+ALTER TABLE hide_own ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_only ON hide_own USING (tenant = current_user);
+CREATE TEMP TABLE before AS
+  SELECT policyname, permissive, roles::text, cmd, qual, with_check FROM pg_policies WHERE tablename = 'hide_own';
+SELECT (retention.add_policy('hide_own', 'hide_own', 'at', 'older_than', interval '30 days', hide_expired => true)).name;
+SELECT policyname, permissive, cmd FROM pg_policies WHERE tablename = 'hide_own' ORDER BY 1;
+SELECT retention.drop_policy('hide_own');
+SELECT policyname, permissive, roles::text, cmd, qual, with_check FROM pg_policies WHERE tablename = 'hide_own'
+EXCEPT SELECT * FROM before;
+SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'hide_own'::regclass;
+SELECT count(*) AS remembered FROM retention.hidden_tables;
+DROP TABLE hide_own, "ConversationTrace";
+DROP OWNED BY hide_app;
+DROP ROLE hide_app;
+DROP EXTENSION pg_retention;
