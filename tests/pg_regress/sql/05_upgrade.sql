@@ -240,3 +240,26 @@ UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_080) f
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
+
+-- From 0.9.0: policies get hide_expired (off, as before), retention.hidden_tables and
+-- retention.run_sees_all(); add_policy and alter_policy take it and keep a DBA's grant; the same
+-- as a fresh install after.
+CREATE EXTENSION pg_retention VERSION '0.9.0';
+CREATE ROLE upgrade_admin_0100;
+GRANT EXECUTE ON FUNCTION retention.add_policy TO upgrade_admin_0100;
+ALTER EXTENSION pg_retention UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
+SELECT name, hide_expired FROM retention.policies ORDER BY name;
+SELECT has_function_privilege('upgrade_admin_0100', 'retention.add_policy'::regproc, 'EXECUTE') AS grant_kept,
+       has_function_privilege('upgrade_admin_0100', 'retention.run_sees_all()', 'EXECUTE') AS anyone_may_ask;
+REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin_0100;
+CREATE TEMP TABLE from_090 AS SELECT * FROM pg_temp.shape();
+DROP EXTENSION pg_retention;
+DROP OWNED BY upgrade_admin_0100;
+DROP ROLE upgrade_admin_0100;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.9.0' AS side, * FROM (SELECT * FROM from_090 EXCEPT SELECT * FROM pg_temp.shape()) u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_090) f
+ORDER BY 1, 2, 3;
+DROP EXTENSION pg_retention;
