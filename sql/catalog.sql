@@ -156,11 +156,12 @@ ALTER TABLE retention.policies
 -- What each table had before a policy's hide_expired turned row-level security on there, to
 -- put back when it is turned off (src/policy/hiding.rs). Written by the extension only.
 CREATE TABLE retention.hidden_tables (
-    policy_id        integer PRIMARY KEY,
-    relid            oid NOT NULL,
+    policy_id        integer NOT NULL,
+    relid            oid NOT NULL, -- the policy's table, or a member of its tree
     had_rls          boolean NOT NULL,
     had_force        boolean NOT NULL,
-    added_permissive boolean NOT NULL
+    added_permissive boolean NOT NULL,
+    PRIMARY KEY (policy_id, relid)
 );
 COMMENT ON TABLE retention.hidden_tables IS 'Row-level security a policy''s hide_expired turned on, and what the table had before';
 

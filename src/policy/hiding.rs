@@ -45,61 +45,90 @@ pub fn live(policy: &Policy, target: &Target, retain_literal: Option<&str>) -> S
     format!("({column} IS NULL OR {column} OPERATOR(pg_catalog.>=) {cutoff})")
 }
 
-/// Creates (or makes again, after a change of the policy) the RLS policies on the table.
+/// The table and every member of its tree (partitions, inheritance children), each of which a
+/// query may name directly.
+fn tree(relid: pg_sys::Oid) -> Vec<(pg_sys::Oid, String)> {
+    spi(Spi::connect(|client| {
+        let rows = client.select(
+            "WITH RECURSIVE t(relid) AS (SELECT $1::pg_catalog.oid
+                                         UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent OPERATOR(pg_catalog.=) t.relid)
+             SELECT t.relid, t.relid::pg_catalog.regclass::pg_catalog.text FROM t ORDER BY 1",
+            None,
+            &[relid.into()],
+        )?;
+        rows.into_iter().map(|row| Ok((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<String>(2)?.unwrap_or_default()))).collect()
+    }))
+}
+
+/// Creates (or makes again, after a change of the policy) the RLS policies on the table and on
+/// every member of its tree, remembering what each had before.
 pub fn apply(policy: &Policy, target: &Target) {
     let retain = policy.retain.map(|retain| one::<String>("SELECT pg_catalog.quote_literal($1::pg_catalog.text)", || vec![retain.into()]).unwrap_or_default());
     let live = live(policy, target, retain.as_deref());
-    let table = policy.qualified_table();
     let all = names(policy.id);
     let [select, update, delete, allow] = all.clone().map(|n| quote_identifier(&n));
-    let remembered = as_extension_owner(|| {
-        one::<bool>("SELECT EXISTS (SELECT FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1)", || vec![policy.id.into()])
-    });
-    if remembered != Some(true) {
-        let (had_rls, had_force, had_permissive) = spi(Spi::get_three_with_args::<bool, bool, bool>(
-            "SELECT c.relrowsecurity, c.relforcerowsecurity,
-                    EXISTS (SELECT FROM pg_catalog.pg_policy p WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND p.polpermissive)
-               FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
-            &[target.relid.into()],
-        ));
-        as_extension_owner(|| {
-            execute(
-                "INSERT INTO retention.hidden_tables (policy_id, relid, had_rls, had_force, added_permissive) VALUES ($1, $2, $3, $4, $5)",
-                || vec![policy.id.into(), target.relid.into(), had_rls.into(), had_force.into(), (had_permissive == Some(false)).into()],
+    let mut statements = Vec::new();
+    for (relid, table) in tree(target.relid) {
+        let remembered = as_extension_owner(|| {
+            one::<bool>(
+                "SELECT (SELECT added_permissive FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 AND relid OPERATOR(pg_catalog.=) $2)",
+                || vec![policy.id.into(), relid.into()],
             )
         });
+        let added_permissive = remembered.unwrap_or_else(|| {
+            let (had_rls, had_force, had_permissive) = spi(Spi::get_three_with_args::<bool, bool, bool>(
+                "SELECT c.relrowsecurity, c.relforcerowsecurity,
+                        EXISTS (SELECT FROM pg_catalog.pg_policy p WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND p.polpermissive)
+                   FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+                &[relid.into()],
+            ));
+            let added = had_permissive == Some(false);
+            as_extension_owner(|| {
+                execute(
+                    "INSERT INTO retention.hidden_tables (policy_id, relid, had_rls, had_force, added_permissive) VALUES ($1, $2, $3, $4, $5)",
+                    || vec![policy.id.into(), relid.into(), had_rls.into(), had_force.into(), added.into()],
+                )
+            });
+            added
+        });
+        statements.extend(drops(relid, &table, &all));
+        statements.extend([
+            format!("CREATE POLICY {select} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({live} OR retention.run_sees_all())"),
+            format!("CREATE POLICY {update} ON {table} AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ({live} OR retention.run_sees_all()) WITH CHECK (true)"),
+            format!("CREATE POLICY {delete} ON {table} AS RESTRICTIVE FOR DELETE TO PUBLIC USING ({live} OR retention.run_sees_all())"),
+        ]);
+        if added_permissive {
+            statements.push(format!("CREATE POLICY {allow} ON {table} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)"));
+        }
+        statements.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"));
     }
-    let added_permissive = as_extension_owner(|| {
-        one::<bool>("SELECT added_permissive FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1", || vec![policy.id.into()])
-    });
-    let mut statements = drops(target.relid, &table, &all);
-    statements.extend([
-        format!("CREATE POLICY {select} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({live} OR retention.run_sees_all())"),
-        format!("CREATE POLICY {update} ON {table} AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ({live} OR retention.run_sees_all()) WITH CHECK (true)"),
-        format!("CREATE POLICY {delete} ON {table} AS RESTRICTIVE FOR DELETE TO PUBLIC USING ({live} OR retention.run_sees_all())"),
-    ]);
-    if added_permissive == Some(true) {
-        statements.push(format!("CREATE POLICY {allow} ON {table} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)"));
-    }
-    statements.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"));
     as_table_owner(target.owner, || statements.iter().for_each(|sql| { execute(sql, Vec::new); }));
 }
 
-/// Drops the policy's RLS policies and puts the table's RLS flags back as they were.
+/// Drops the policy's RLS policies from every table it hid rows of, and puts each table's RLS
+/// flags back as they were.
 pub fn remove(policy: &Policy) {
-    let found = as_extension_owner(|| {
-        spi(Spi::get_three_with_args::<pg_sys::Oid, bool, bool>(
-            "DELETE FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 RETURNING relid, had_rls, had_force",
-            &[policy.id.into()],
-        ))
+    let hidden: Vec<(pg_sys::Oid, bool, bool)> = as_extension_owner(|| {
+        spi(Spi::connect_mut(|client| {
+            let rows = client.update(
+                "DELETE FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 RETURNING relid, had_rls, had_force",
+                None,
+                &[policy.id.into()],
+            )?;
+            rows.into_iter()
+                .map(|row| Ok((row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), row.get::<bool>(2)?.unwrap_or(false), row.get::<bool>(3)?.unwrap_or(false))))
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        }))
     });
-    let (Some(relid), Some(had_rls), Some(had_force)) = found else { return };
-    let table = one::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", || vec![relid.into()]);
-    let (Some(table), Some(owner)) = (table, spi(Spi::get_one_with_args::<pg_sys::Oid>("SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1", &[relid.into()]))) else {
-        return; // the table is gone, and its policies with it
-    };
-    let mut statements = drops(relid, &table, &names(policy.id));
-    statements.push(format!("ALTER TABLE {table} {} ROW LEVEL SECURITY", if had_rls { "ENABLE" } else { "DISABLE" }));
-    statements.push(format!("ALTER TABLE {table} {} ROW LEVEL SECURITY", if had_force { "FORCE" } else { "NO FORCE" }));
-    as_table_owner(owner, || statements.iter().for_each(|sql| { execute(sql, Vec::new); }));
+    for (relid, had_rls, had_force) in hidden {
+        let found = spi(Spi::get_two_with_args::<String, pg_sys::Oid>(
+            "SELECT oid::pg_catalog.regclass::pg_catalog.text, relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
+            &[relid.into()],
+        ));
+        let (Some(table), Some(owner)) = found else { continue }; // gone, and its policies with it
+        let mut statements = drops(relid, &table, &names(policy.id));
+        statements.push(format!("ALTER TABLE {table} {} ROW LEVEL SECURITY", if had_rls { "ENABLE" } else { "DISABLE" }));
+        statements.push(format!("ALTER TABLE {table} {} ROW LEVEL SECURITY", if had_force { "FORCE" } else { "NO FORCE" }));
+        as_table_owner(owner, || statements.iter().for_each(|sql| { execute(sql, Vec::new); }));
+    }
 }

@@ -44,6 +44,30 @@ SELECT name, hide_expired FROM retention.alter_policy('expired_traces', hide_exp
 SELECT count(*) AS policies_left FROM pg_policy WHERE polrelid = '"ConversationTrace"'::regclass;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = '"ConversationTrace"'::regclass;
 
+-- A partitioned table: the parent and every partition (which a query may name directly).
+CREATE TABLE hide_parts (id int, at timestamptz) PARTITION BY RANGE (at);
+CREATE TABLE hide_parts_old PARTITION OF hide_parts FOR VALUES FROM ('2000-01-01') TO ('2020-01-01');
+CREATE TABLE hide_parts_new PARTITION OF hide_parts FOR VALUES FROM ('2020-01-01') TO ('2100-01-01');
+CREATE INDEX ON hide_parts (at);
+ALTER TABLE hide_parts OWNER TO hide_app;
+ALTER TABLE hide_parts_old OWNER TO hide_app;
+ALTER TABLE hide_parts_new OWNER TO hide_app;
+INSERT INTO hide_parts VALUES (1, '2010-01-01'), (2, now() - interval '40 days'), (3, now());
+SELECT (retention.add_policy('hide_parts', 'hide_parts', 'at', 'older_than', interval '30 days', hide_expired => true)).name;
+SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, count(p.polname) AS policies
+  FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname LIKE 'hide_parts%' AND c.relkind IN ('r', 'p')
+ GROUP BY 1, 2, 3 ORDER BY 1;
+SET ROLE hide_app;
+SELECT array_agg(id ORDER BY id) AS through_parent FROM hide_parts;
+SELECT array_agg(id ORDER BY id) AS old_partition_directly FROM hide_parts_old;
+SELECT array_agg(id ORDER BY id) AS new_partition_directly FROM hide_parts_new;
+RESET ROLE;
+SELECT retention.drop_policy('hide_parts');
+SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, count(p.polname) AS policies
+  FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname LIKE 'hide_parts%' AND c.relkind IN ('r', 'p')
+ GROUP BY 1, 2, 3 ORDER BY 1;
+DROP TABLE hide_parts;
+
 -- A table with row-level security of its own: on and off leave it exactly as it was.
 CREATE TABLE hide_own (id int, at timestamptz, tenant text);
 CREATE INDEX ON hide_own (at);
