@@ -194,6 +194,9 @@ impl Run {
         let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(external::twilio_config(&policy, bounds))));
         let s3 = super::objects::client(&policy);
         let target = policy.check_target(true, true);
+        if policy.hide_expired {
+            crate::policy::hiding::ensure(&policy, &target);
+        }
         if target.citus.is_some() && citus::on_worker_node() {
             let message = format!(
                 "retention policy \"{name}\": {} is a Citus table and this is a Citus worker node; the coordinator runs its policies (a run here would reach the same shards); this run was skipped",

@@ -132,3 +132,28 @@ pub fn remove(policy: &Policy) {
         as_table_owner(owner, || statements.iter().for_each(|sql| { execute(sql, Vec::new); }));
     }
 }
+
+/// At each run: a member of the table's tree without the policy's RLS (a partition created since,
+/// or policies the owner dropped) gets them again, with a WARNING naming it.
+pub fn ensure(policy: &Policy, target: &Target) {
+    let select = names(policy.id)[0].clone();
+    let missing: Vec<String> = tree(target.relid)
+        .into_iter()
+        .filter(|(relid, _)| {
+            let has = spi(Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 AND polname OPERATOR(pg_catalog.=) $2)",
+                &[(*relid).into(), select.as_str().into()],
+            ));
+            has != Some(true)
+        })
+        .map(|(_, table)| table)
+        .collect();
+    if !missing.is_empty() {
+        pgrx::warning!(
+            "pg_retention: policy \"{}\": hide_expired was missing on {}; applied again",
+            policy.name,
+            missing.join(", ")
+        );
+        apply(policy, target);
+    }
+}

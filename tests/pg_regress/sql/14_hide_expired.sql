@@ -62,6 +62,22 @@ SELECT array_agg(id ORDER BY id) AS through_parent FROM hide_parts;
 SELECT array_agg(id ORDER BY id) AS old_partition_directly FROM hide_parts_old;
 SELECT array_agg(id ORDER BY id) AS new_partition_directly FROM hide_parts_new;
 RESET ROLE;
+-- A partition made since (as pg_partman makes them) has no hiding until the next run, which
+-- applies it again and says so; so does a policy the owner dropped.
+CREATE TABLE hide_parts_older PARTITION OF hide_parts FOR VALUES FROM ('1990-01-01') TO ('2000-01-01');
+ALTER TABLE hide_parts_older OWNER TO hide_app;
+INSERT INTO hide_parts VALUES (4, '1995-01-01');
+SET ROLE hide_app;
+SELECT array_agg(id ORDER BY id) AS new_partition_before_a_run FROM hide_parts_older;
+RESET ROLE;
+SELECT format('DROP POLICY %I ON hide_parts_new', 'pg_retention_' || id || '_select') FROM retention.policies WHERE name = 'hide_parts' \gset
+SET ROLE hide_app;
+:format;
+RESET ROLE;
+SELECT (retention.run_policy('hide_parts'))->>'rows_deleted' AS run_deleted;
+SET ROLE hide_app;
+SELECT array_agg(id ORDER BY id) AS new_partition_after_the_run FROM hide_parts;
+RESET ROLE;
 SELECT retention.drop_policy('hide_parts');
 SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, count(p.polname) AS policies
   FROM pg_class c LEFT JOIN pg_policy p ON p.polrelid = c.oid WHERE c.relname LIKE 'hide_parts%' AND c.relkind IN ('r', 'p')
