@@ -160,7 +160,6 @@ CREATE TABLE retention.hidden_tables (
     relid            oid NOT NULL, -- the policy's table, or a member of its tree
     had_rls          boolean NOT NULL,
     had_force        boolean NOT NULL,
-    added_permissive boolean NOT NULL,
     PRIMARY KEY (policy_id, relid)
 );
 COMMENT ON TABLE retention.hidden_tables IS 'Row-level security a policy''s hide_expired turned on, and what the table had before';

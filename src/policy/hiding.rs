@@ -2,7 +2,8 @@
 //! the rows the policy would delete, from the moment they expire, whatever the client. Three
 //! RESTRICTIVE policies on the table (SELECT, UPDATE, DELETE: an INSERT of an already expired row
 //! still goes in), a PERMISSIVE `true` when the table had none (a restrictive policy alone hides
-//! everything), RLS enabled and forced (the application usually owns its table). The run, which
+//! everything) or for its owner when it was not forced, RLS enabled and forced (the application
+//! usually owns its table). The run, which
 //! acts as the owner, sees every row through `retention.run_sees_all()`, true only while
 //! pg_retention's own code acts on the table (`rights::as_table_owner`): no setting or role can
 //! turn it on. What the table had before is kept in `retention.hidden_tables` and put back.
@@ -16,8 +17,8 @@ use crate::rights::{as_extension_owner, as_table_owner};
 use crate::statement::{execute, one};
 
 /// The names of the policy's RLS policies on its table.
-fn names(policy_id: i32) -> [String; 4] {
-    ["select", "update", "delete", "allow"].map(|what| format!("pg_retention_{policy_id}_{what}"))
+fn names(policy_id: i32) -> [String; 5] {
+    ["select", "update", "delete", "allow", "owner"].map(|what| format!("pg_retention_{policy_id}_{what}"))
 }
 
 /// `DROP POLICY` of each of these that the table has (no NOTICE for the others).
@@ -61,44 +62,67 @@ fn tree(relid: pg_sys::Oid) -> Vec<(pg_sys::Oid, String)> {
 }
 
 /// Creates (or makes again, after a change of the policy) the RLS policies on the table and on
-/// every member of its tree, remembering what each had before.
+/// every member of its tree, remembering what each had before. A table that was not forced
+/// keeps its owner out of its own permissive policies (a permissive `true` for the owner, as
+/// before); one with restrictive policies of its own is refused, since FORCE would newly apply
+/// them to its owner and to the run.
 pub fn apply(policy: &Policy, target: &Target) {
     let retain = policy.retain.map(|retain| one::<String>("SELECT pg_catalog.quote_literal($1::pg_catalog.text)", || vec![retain.into()]).unwrap_or_default());
     let live = live(policy, target, retain.as_deref());
     let all = names(policy.id);
-    let [select, update, delete, allow] = all.clone().map(|n| quote_identifier(&n));
+    let [select, update, delete, allow, owner_allow] = all.clone().map(|n| quote_identifier(&n));
     let mut statements = Vec::new();
     for (relid, table) in tree(target.relid) {
         let remembered = as_extension_owner(|| {
             one::<bool>(
-                "SELECT (SELECT added_permissive FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 AND relid OPERATOR(pg_catalog.=) $2)",
+                "SELECT (SELECT had_force FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 AND relid OPERATOR(pg_catalog.=) $2)",
                 || vec![policy.id.into(), relid.into()],
             )
         });
-        let added_permissive = remembered.unwrap_or_else(|| {
-            let (had_rls, had_force, had_permissive) = spi(Spi::get_three_with_args::<bool, bool, bool>(
-                "SELECT c.relrowsecurity, c.relforcerowsecurity,
-                        EXISTS (SELECT FROM pg_catalog.pg_policy p WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND p.polpermissive)
-                   FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        let had_force = remembered.unwrap_or_else(|| {
+            let (had_rls, had_force) = spi(Spi::get_two_with_args::<bool, bool>(
+                "SELECT relrowsecurity, relforcerowsecurity FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
                 &[relid.into()],
             ));
-            let added = had_permissive == Some(false);
+            let had_force = had_force.unwrap_or(false);
             as_extension_owner(|| {
                 execute(
-                    "INSERT INTO retention.hidden_tables (policy_id, relid, had_rls, had_force, added_permissive) VALUES ($1, $2, $3, $4, $5)",
-                    || vec![policy.id.into(), relid.into(), had_rls.into(), had_force.into(), added.into()],
+                    "INSERT INTO retention.hidden_tables (policy_id, relid, had_rls, had_force) VALUES ($1, $2, $3, $4)",
+                    || vec![policy.id.into(), relid.into(), had_rls.unwrap_or(false).into(), had_force.into()],
                 )
             });
-            added
+            had_force
         });
+        // The table's own policies (not this policy's): permissive, restrictive; and its owner.
+        let (permissive, restrictive, owner) = spi(Spi::get_three_with_args::<i64, i64, String>(
+            "SELECT (SELECT pg_catalog.count(*) FILTER (WHERE p.polpermissive) FROM pg_catalog.pg_policy p
+                      WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND NOT p.polname OPERATOR(pg_catalog.=) ANY ($2)),
+                    (SELECT pg_catalog.count(*) FILTER (WHERE NOT p.polpermissive) FROM pg_catalog.pg_policy p
+                      WHERE p.polrelid OPERATOR(pg_catalog.=) c.oid AND NOT p.polname OPERATOR(pg_catalog.=) ANY ($2)),
+                    pg_catalog.quote_ident(c.relowner::pg_catalog.regrole::pg_catalog.text)
+               FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
+            &[relid.into(), all.to_vec().into()],
+        ));
+        if !had_force && restrictive.unwrap_or(0) > 0 {
+            crate::error::raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("retention policy \"{}\": hide_expired cannot hide rows of {table}: it has restrictive row-level security policies of its own, which forcing RLS would newly apply to its owner and to every run", policy.name),
+                Some(format!("FORCE it yourself first (ALTER TABLE {table} FORCE ROW LEVEL SECURITY) if its owner should obey them, then turn hide_expired on.")),
+            );
+        }
         statements.extend(drops(relid, &table, &all));
         statements.extend([
             format!("CREATE POLICY {select} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({live} OR retention.run_sees_all())"),
             format!("CREATE POLICY {update} ON {table} AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ({live} OR retention.run_sees_all()) WITH CHECK (true)"),
             format!("CREATE POLICY {delete} ON {table} AS RESTRICTIVE FOR DELETE TO PUBLIC USING ({live} OR retention.run_sees_all())"),
         ]);
-        if added_permissive {
+        if permissive.unwrap_or(0) == 0 {
+            // A restrictive policy alone hides every row.
             statements.push(format!("CREATE POLICY {allow} ON {table} AS PERMISSIVE FOR ALL TO PUBLIC USING (true) WITH CHECK (true)"));
+        } else if !had_force {
+            // The owner bypassed the table's own policies before; FORCE must not change that.
+            let owner = owner.unwrap_or_default();
+            statements.push(format!("CREATE POLICY {owner_allow} ON {table} AS PERMISSIVE FOR ALL TO {owner} USING (true) WITH CHECK (true)"));
         }
         statements.push(format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY"));
     }

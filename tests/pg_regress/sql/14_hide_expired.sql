@@ -85,15 +85,30 @@ SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, count(p.polname) AS p
 DROP TABLE hide_parts;
 
 -- A table with row-level security of its own: on and off leave it exactly as it was.
+-- Its owner bypassed its own (permissive) policy, not being forced; it still does, and only
+-- loses the expired rows. A table with restrictive policies of its own is refused.
 CREATE TABLE hide_own (id int, at timestamptz, tenant text);
 CREATE INDEX ON hide_own (at);
+ALTER TABLE hide_own OWNER TO hide_app;
 ALTER TABLE hide_own ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_only ON hide_own USING (tenant = current_user);
+INSERT INTO hide_own VALUES (1, now() - interval '40 days', 'acme'), (2, now(), 'acme'), (3, now(), 'globex');
 CREATE TEMP TABLE before AS
   SELECT policyname, permissive, roles::text, cmd, qual, with_check FROM pg_policies WHERE tablename = 'hide_own';
+SET ROLE hide_app;
+SELECT array_agg(id ORDER BY id) AS owner_sees_before FROM hide_own;
+RESET ROLE;
 SELECT (retention.add_policy('hide_own', 'hide_own', 'at', 'older_than', interval '30 days', hide_expired => true)).name;
-SELECT policyname, permissive, cmd FROM pg_policies WHERE tablename = 'hide_own' ORDER BY 1;
+SELECT policyname, permissive, roles, cmd FROM pg_policies WHERE tablename = 'hide_own' ORDER BY 1;
+SET ROLE hide_app;
+SELECT array_agg(id ORDER BY id) AS owner_sees_while_hiding FROM hide_own;
+RESET ROLE;
 SELECT retention.drop_policy('hide_own');
+CREATE POLICY no_archive ON hide_own AS RESTRICTIVE USING (tenant <> 'archive');
+\set VERBOSITY terse
+SELECT retention.add_policy('hide_own2', 'hide_own', 'at', 'older_than', interval '30 days', hide_expired => true);
+\set VERBOSITY default
+DROP POLICY no_archive ON hide_own;
 SELECT policyname, permissive, roles::text, cmd, qual, with_check FROM pg_policies WHERE tablename = 'hide_own'
 EXCEPT SELECT * FROM before;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'hide_own'::regclass;
