@@ -5,12 +5,14 @@ SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS pg_retention CASCADE;
 DROP TABLE IF EXISTS "ConversationTrace", hide_own CASCADE;
 DO $$ BEGIN
-  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'hide_app') THEN DROP OWNED BY hide_app; DROP ROLE hide_app; END IF; END $$;
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'hide_app') THEN DROP OWNED BY hide_app; DROP ROLE hide_app; END IF;
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'hide_reader') THEN DROP OWNED BY hide_reader; DROP ROLE hide_reader; END IF; END $$;
 RESET client_min_messages;
 CREATE EXTENSION pg_retention;
 CREATE ROLE hide_app;
 GRANT USAGE ON SCHEMA retention TO hide_app;
 GRANT EXECUTE ON FUNCTION retention.run_policy TO hide_app;
+GRANT CREATE ON SCHEMA public TO hide_app; -- an application role makes its own objects
 -- The Prisma table, owned by the application's role as Prisma's migrations leave it.
 CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, "expiresAt" timestamp(3));
 CREATE INDEX ON "ConversationTrace" ("expiresAt");
@@ -34,7 +36,25 @@ SELECT array_agg(id ORDER BY id) AS app_sees_after_soon_expired FROM "Conversati
 SET row_security = off;
 SELECT count(*) FROM "ConversationTrace";
 RESET row_security;
+-- ... nor a function of its own named like the one the policies call (they call it by its
+-- identity, not by name), nor a view or a SECURITY DEFINER function it owns, nor another role.
+CREATE FUNCTION public.run_sees_all() RETURNS boolean LANGUAGE sql AS 'SELECT true';
+SET search_path = public, retention;
+SELECT array_agg(id ORDER BY id) AS with_a_lookalike FROM "ConversationTrace";
+RESET search_path;
+CREATE VIEW hide_view AS SELECT * FROM "ConversationTrace";
+CREATE VIEW hide_invoker WITH (security_invoker) AS SELECT * FROM "ConversationTrace";
+CREATE FUNCTION hide_definer() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM "ConversationTrace"';
+SELECT (SELECT array_agg(id ORDER BY id) FROM hide_view) AS through_a_view,
+       (SELECT array_agg(id ORDER BY id) FROM hide_invoker) AS through_an_invoker_view,
+       hide_definer() AS counted_by_a_definer_function;
+GRANT SELECT ON "ConversationTrace" TO PUBLIC;
 RESET ROLE;
+CREATE ROLE hide_reader;
+SET ROLE hide_reader;
+SELECT array_agg(id ORDER BY id) AS another_role_sees FROM "ConversationTrace";
+RESET ROLE;
+DROP ROLE hide_reader;
 -- ... or makes the run (which acts as the owner, itself filtered) see fewer: it deletes all three.
 SET row_security = off;
 SELECT (retention.run_policy('expired_traces'))->>'rows_deleted' AS run_deleted;
@@ -113,7 +133,10 @@ SELECT policyname, permissive, roles::text, cmd, qual, with_check FROM pg_polici
 EXCEPT SELECT * FROM before;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'hide_own'::regclass;
 SELECT count(*) AS remembered FROM retention.hidden_tables;
+DROP VIEW hide_view, hide_invoker;
+DROP FUNCTION hide_definer(), public.run_sees_all();
 DROP TABLE hide_own, "ConversationTrace";
+REVOKE CREATE ON SCHEMA public FROM hide_app;
 DROP OWNED BY hide_app;
 DROP ROLE hide_app;
 DROP EXTENSION pg_retention;
