@@ -67,6 +67,16 @@ fn tree(relid: pg_sys::Oid) -> Vec<(pg_sys::Oid, String)> {
 /// before); one with restrictive policies of its own is refused, since FORCE would newly apply
 /// them to its owner and to the run.
 pub fn apply(policy: &Policy, target: &Target) {
+    if target.citus.is_some() {
+        // Measured on Citus 13.2.2: a policy is copied to the shards without AS RESTRICTIVE (so
+        // it hides nothing), and shard queries run in the workers' backends, where the run's
+        // `run_sees_all()` is false (so the run would delete nothing it hides).
+        crate::error::raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("retention policy \"{}\": hide_expired is not supported on the Citus table {}", policy.name, policy.qualified_table()),
+            Some("Citus copies row-level security policies to the shards without AS RESTRICTIVE, and a run's statements on the shards could not see the rows it hides. Filter expired rows in the application's queries there.".into()),
+        );
+    }
     let retain = policy.retain.map(|retain| one::<String>("SELECT pg_catalog.quote_literal($1::pg_catalog.text)", || vec![retain.into()]).unwrap_or_default());
     let live = live(policy, target, retain.as_deref());
     let all = names(policy.id);
@@ -160,6 +170,15 @@ pub fn remove(policy: &Policy) {
 /// At each run: a member of the table's tree without the policy's RLS (a partition created since,
 /// or policies the owner dropped) gets them again, with a WARNING naming it.
 pub fn ensure(policy: &Policy, target: &Target) {
+    if target.citus.is_some() {
+        // Made a Citus table after hiding was turned on: Citus's copies on the shards hide nothing.
+        pgrx::warning!(
+            "pg_retention: policy \"{}\": hide_expired does not hide rows of the Citus table {}",
+            policy.name,
+            policy.qualified_table()
+        );
+        return;
+    }
     let select = names(policy.id)[0].clone();
     let missing: Vec<String> = tree(target.relid)
         .into_iter()

@@ -614,3 +614,44 @@ fn a_distributed_recordings_policy_deletes_each_row_s_s3_objects_first() {
     assert_eq!(count(&mut client, "SELECT count(*) FROM retention.recording_outcomes WHERE policy = 'citus_media' AND object = 's3_object' AND outcome = 'deleted'"), 40);
     client.batch_execute("SELECT retention.drop_policy('citus_media'); DROP TABLE citus_media; DELETE FROM retention.stores WHERE name = 'it_citus_media';").unwrap();
 }
+
+/// `hide_expired` on a Citus table is refused with its reason, and leaves the table as it was.
+/// Why, measured on Citus 13.2.2: the shards get the policies without AS RESTRICTIVE (so the
+/// owner still sees every expired row), and shard queries run in the workers' backends, where the
+/// run's own visibility cannot reach.
+#[test]
+fn hide_expired_is_refused_on_a_distributed_table_and_changes_nothing() {
+    if !cluster() {
+        return;
+    }
+    let mut client = connect();
+    prisma_tables(&mut client, 1000);
+    let err = client
+        .batch_execute("SELECT retention.alter_policy('expired_traces', hide_expired => true)")
+        .expect_err("hide_expired on a distributed table");
+    let db = err.as_db_error().expect("a server error");
+    assert!(
+        db.message().contains("hide_expired is not supported on the Citus table public.\"ConversationTrace\""),
+        "{}",
+        db.message()
+    );
+    assert!(db.hint().is_some_and(|hint| hint.contains("AS RESTRICTIVE")), "{:?}", db.hint());
+    let row = client
+        .query_one(
+            r#"SELECT c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy WHERE polrelid = c.oid),
+                      (SELECT hide_expired FROM retention.policies WHERE name = 'expired_traces')
+                 FROM pg_class c WHERE c.oid = '"ConversationTrace"'::regclass"#,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, i64>(2), row.get::<_, bool>(3)),
+        (false, false, 0, false),
+        "nothing changed on the table or the policy"
+    );
+    let shards_with_policies = count(
+        &mut worker_node(1),
+        r#"SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relname LIKE 'ConversationTrace\_%'"#,
+    );
+    assert_eq!(shards_with_policies, 0, "no policy reached a shard");
+}
