@@ -55,11 +55,20 @@ SET ROLE hide_reader;
 SELECT array_agg(id ORDER BY id) AS another_role_sees FROM "ConversationTrace";
 RESET ROLE;
 DROP ROLE hide_reader;
--- ... or makes the run (which acts as the owner, itself filtered) see fewer: it deletes all three.
+-- A legal hold keeps an expired row from deletion, not from hiding: it preserves evidence for
+-- whoever must produce it (a superuser, a BYPASSRLS role); it does not make the row live again.
+SELECT retention.add_hold('expired_traces', 'case_7', $$id = 'late'$$, 'litigation') IS NOT NULL AS held;
+-- ... or makes the run (which acts as the owner, itself filtered) see fewer: it deletes the
+-- two expired rows not held.
 SET row_security = off;
 SELECT (retention.run_policy('expired_traces'))->>'rows_deleted' AS run_deleted;
 RESET row_security;
 SELECT array_agg(id ORDER BY id) AS left_after_run FROM "ConversationTrace";
+SET ROLE hide_app;
+SELECT array_agg(id ORDER BY id) AS app_sees_with_the_held_row FROM "ConversationTrace";
+RESET ROLE;
+SELECT retention.release_hold('expired_traces', 'case_7') IS NOT NULL AS released;
+SELECT (retention.run_policy('expired_traces'))->>'rows_deleted' AS deleted_once_released;
 SELECT name, hide_expired FROM retention.alter_policy('expired_traces', hide_expired => false);
 SELECT count(*) AS policies_left FROM pg_policy WHERE polrelid = '"ConversationTrace"'::regclass;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = '"ConversationTrace"'::regclass;
