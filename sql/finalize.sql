@@ -226,8 +226,9 @@ COMMENT ON VIEW retention.status IS 'One row per policy: last run, next worker r
 -- Nothing runs for PUBLIC: the README lists what to grant to an operator role.
 REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC; -- the view too
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
--- Called by hide_expired's row-level security in every query on a hidden table, by any role.
-GRANT EXECUTE ON FUNCTION retention.run_sees_all() TO PUBLIC;
+-- Called by hide_expired's row-level security in every query on a hidden table, by any role;
+-- its schema's USAGE is checked against the table's owner when the policies are made.
+GRANT USAGE ON SCHEMA retention_rls TO PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_expired_traces() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_agent_usage(integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION @extschema@.cleanup_old_recordings(integer) FROM PUBLIC;

@@ -1,7 +1,7 @@
 -- pg_retention 0.9.0 -> 0.10.0
 -- hide_expired (issue 25): a policy may hide the rows it would delete from ordinary queries,
 -- from the moment they expire, by row-level security on its table (src/policy/hiding.rs);
--- retention.run_sees_all() lets the run see them. add_policy and alter_policy take
+-- retention_rls.run_sees_all() lets the run see them. add_policy and alter_policy take
 -- hide_expired: the two are made again with it, keeping the EXECUTE rights a DBA granted.
 
 ALTER TABLE retention.policies ADD COLUMN hide_expired boolean NOT NULL DEFAULT false;
@@ -17,10 +17,11 @@ CREATE TABLE retention.hidden_tables (
 );
 COMMENT ON TABLE retention.hidden_tables IS 'Row-level security a policy''s hide_expired turned on, and what the table had before';
 REVOKE ALL ON retention.hidden_tables FROM PUBLIC;
-CREATE FUNCTION retention."run_sees_all"() RETURNS bool STABLE PARALLEL SAFE STRICT LANGUAGE c AS 'MODULE_PATHNAME', 'run_sees_all_wrapper';
--- Revoked first, as a fresh install does to every routine, then granted: the same ACL.
-REVOKE EXECUTE ON FUNCTION retention.run_sees_all() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION retention.run_sees_all() TO PUBLIC;
+-- The one function hiding policies call, in a schema any role may use (its USAGE is checked
+-- against the table's owner, usually the application's role, when a policy is made).
+CREATE SCHEMA retention_rls;
+CREATE FUNCTION retention_rls."run_sees_all"() RETURNS bool STABLE PARALLEL SAFE STRICT LANGUAGE c AS 'MODULE_PATHNAME', 'run_sees_all_wrapper';
+GRANT USAGE ON SCHEMA retention_rls TO PUBLIC;
 
 CREATE TEMP TABLE pg_retention_kept_grants AS
 SELECT p.proname::text AS routine, a.grantee, a.privilege_type, a.is_grantable

@@ -197,13 +197,6 @@ pub mod retention {
         Ok(Some(new))
     }
 
-    /// True only while pg_retention itself acts on a policy's table (`rights::acting_on_table`):
-    /// the way `hide_expired`'s row-level security lets the run see what it hides.
-    #[pg_extern(stable, parallel_safe)]
-    fn run_sees_all() -> bool {
-        crate::rights::acting_on_table()
-    }
-
     /// Validates every row written to `retention.stores` (see `store::validate`).
     #[pg_trigger]
     fn stores_validate<'a>(

@@ -36,7 +36,7 @@ pub fn in_fixed_settings<R>(work: impl FnOnce() -> R) -> R {
 }
 
 /// Whether pg_retention's own code is acting on a policy's table now: what
-/// `retention.run_sees_all()` answers, so that a run (or a preview) sees the rows `hide_expired`
+/// `retention_rls.run_sees_all()` answers, so that a run (or a preview) sees the rows `hide_expired`
 /// hides from everyone else. Only `as_table_owner` sets it; no setting or role can.
 static ACTING_ON_TABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

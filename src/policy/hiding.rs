@@ -4,7 +4,7 @@
 //! still goes in), a PERMISSIVE `true` when the table had none (a restrictive policy alone hides
 //! everything) or for its owner when it was not forced, RLS enabled and forced (the application
 //! usually owns its table). The run, which
-//! acts as the owner, sees every row through `retention.run_sees_all()`, true only while
+//! acts as the owner, sees every row through `retention_rls.run_sees_all()`, true only while
 //! pg_retention's own code acts on the table (`rights::as_table_owner`): no setting or role can
 //! turn it on. What the table had before is kept in `retention.hidden_tables` and put back.
 
@@ -15,6 +15,21 @@ use super::{Policy, Target, TimeType};
 use crate::error::spi;
 use crate::rights::{as_extension_owner, as_table_owner};
 use crate::statement::{execute, one};
+
+/// The one function a hiding policy's expression calls, in a schema of its own that PUBLIC may
+/// use: PostgreSQL checks the table owner's USAGE on a function's schema when a policy is
+/// created, and the application's role must not need any right on schema `retention`.
+#[pg_schema]
+mod retention_rls {
+    use pgrx::prelude::*;
+
+    /// True only while pg_retention itself acts on a policy's table (`rights::acting_on_table`):
+    /// the way `hide_expired`'s row-level security lets the run see what it hides.
+    #[pg_extern(stable, parallel_safe)]
+    fn run_sees_all() -> bool {
+        crate::rights::acting_on_table()
+    }
+}
 
 /// The names of the policy's RLS policies on its table.
 fn names(policy_id: i32) -> [String; 5] {
@@ -122,9 +137,9 @@ pub fn apply(policy: &Policy, target: &Target) {
         }
         statements.extend(drops(relid, &table, &all));
         statements.extend([
-            format!("CREATE POLICY {select} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({live} OR retention.run_sees_all())"),
-            format!("CREATE POLICY {update} ON {table} AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ({live} OR retention.run_sees_all()) WITH CHECK (true)"),
-            format!("CREATE POLICY {delete} ON {table} AS RESTRICTIVE FOR DELETE TO PUBLIC USING ({live} OR retention.run_sees_all())"),
+            format!("CREATE POLICY {select} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({live} OR retention_rls.run_sees_all())"),
+            format!("CREATE POLICY {update} ON {table} AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ({live} OR retention_rls.run_sees_all()) WITH CHECK (true)"),
+            format!("CREATE POLICY {delete} ON {table} AS RESTRICTIVE FOR DELETE TO PUBLIC USING ({live} OR retention_rls.run_sees_all())"),
         ]);
         if permissive.unwrap_or(0) == 0 {
             // A restrictive policy alone hides every row.

@@ -39,6 +39,10 @@ CREATE FUNCTION pg_temp.shape() RETURNS TABLE (kind text, item text) LANGUAGE sq
     SELECT 'dumped', u.relation::regclass::text || ' ' || coalesce(u.condition, '')
       FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(relation, condition) WHERE e.extname = 'pg_retention'
     UNION ALL
+    SELECT 'schema', n.nspname || ' ' || coalesce(n.nspacl, acldefault('n', n.nspowner))::text
+      FROM pg_namespace n JOIN pg_depend d ON d.objid = n.oid AND d.classid = 'pg_namespace'::regclass AND d.deptype = 'e'
+      JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'pg_retention'
+    UNION ALL
     SELECT 'policy', (to_jsonb(p) - ARRAY['id', 'created_at', 'updated_at'])::text FROM retention.policies p
 $$;
 CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.shape();
@@ -242,7 +246,7 @@ ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
 
 -- From 0.9.0: policies get hide_expired (off, as before), retention.hidden_tables and
--- retention.run_sees_all(); add_policy and alter_policy take it and keep a DBA's grant; the same
+-- retention_rls.run_sees_all() (its schema usable by all); add_policy and alter_policy take it and keep a DBA's grant; the same
 -- as a fresh install after.
 CREATE EXTENSION pg_retention VERSION '0.9.0';
 CREATE ROLE upgrade_admin_0100;
@@ -251,7 +255,8 @@ ALTER EXTENSION pg_retention UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
 SELECT name, hide_expired FROM retention.policies ORDER BY name;
 SELECT has_function_privilege('upgrade_admin_0100', 'retention.add_policy'::regproc, 'EXECUTE') AS grant_kept,
-       has_function_privilege('upgrade_admin_0100', 'retention.run_sees_all()', 'EXECUTE') AS anyone_may_ask;
+       has_function_privilege('upgrade_admin_0100', 'retention_rls.run_sees_all()', 'EXECUTE')
+       AND has_schema_privilege('upgrade_admin_0100', 'retention_rls', 'USAGE') AS anyone_may_ask;
 REVOKE EXECUTE ON FUNCTION retention.add_policy FROM upgrade_admin_0100;
 CREATE TEMP TABLE from_090 AS SELECT * FROM pg_temp.shape();
 DROP EXTENSION pg_retention;

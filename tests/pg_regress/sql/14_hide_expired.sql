@@ -10,8 +10,7 @@ DO $$ BEGIN
 RESET client_min_messages;
 CREATE EXTENSION pg_retention;
 CREATE ROLE hide_app;
-GRANT USAGE ON SCHEMA retention TO hide_app;
-GRANT EXECUTE ON FUNCTION retention.run_policy TO hide_app;
+-- No right on schema retention: the application needs none.
 GRANT CREATE ON SCHEMA public TO hide_app; -- an application role makes its own objects
 -- The Prisma table, owned by the application's role as Prisma's migrations leave it.
 CREATE TABLE "ConversationTrace" (id text PRIMARY KEY, "expiresAt" timestamp(3));
