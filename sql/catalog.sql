@@ -157,7 +157,7 @@ ALTER TABLE retention.policies
 -- put back when it is turned off (src/policy/hiding.rs). Written by the extension only.
 CREATE TABLE retention.hidden_tables (
     policy_id        integer NOT NULL,
-    relid            oid NOT NULL, -- the policy's table, or a member of its tree
+    relid            regclass NOT NULL, -- the policy's table, or a member of its tree (by name in a dump)
     had_rls          boolean NOT NULL,
     had_force        boolean NOT NULL,
     PRIMARY KEY (policy_id, relid)
@@ -220,6 +220,7 @@ SELECT pg_catalog.pg_extension_config_dump('retention.removed_presets', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.recording_outcomes', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.stores', 'WHERE name <> ''twilio''');
 SELECT pg_catalog.pg_extension_config_dump('retention.holds', '');
+SELECT pg_catalog.pg_extension_config_dump('retention.hidden_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.holds_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger', '');
 SELECT pg_catalog.pg_extension_config_dump('retention.ledger_id_seq', '');

@@ -10,13 +10,15 @@ ALTER TABLE retention.policies ADD COLUMN hide_expired boolean NOT NULL DEFAULT 
 -- put back when it is turned off (src/policy/hiding.rs). Written by the extension only.
 CREATE TABLE retention.hidden_tables (
     policy_id        integer NOT NULL,
-    relid            oid NOT NULL, -- the policy's table, or a member of its tree
+    relid            regclass NOT NULL, -- the policy's table, or a member of its tree (by name in a dump)
     had_rls          boolean NOT NULL,
     had_force        boolean NOT NULL,
     PRIMARY KEY (policy_id, relid)
 );
 COMMENT ON TABLE retention.hidden_tables IS 'Row-level security a policy''s hide_expired turned on, and what the table had before';
 REVOKE ALL ON retention.hidden_tables FROM PUBLIC;
+-- Dumped: a restore brings back the table's policies and flags (pg_dump's own), and this.
+SELECT pg_catalog.pg_extension_config_dump('retention.hidden_tables', '');
 -- The one function hiding policies call, in a schema any role may use (its USAGE is checked
 -- against the table's owner, usually the application's role, when a policy is made).
 CREATE SCHEMA retention_rls;

@@ -186,7 +186,7 @@ pub mod retention {
             crate::policy::hiding::remove(old);
         }
         if policy.hide_expired {
-            crate::policy::hiding::apply(&policy, &policy.check_target(false, false));
+            crate::policy::hiding::follow_write(&policy, trigger.old().is_none());
         }
         // An insert keeps the row's own updated_at (its default, or a restored row's value).
         if trigger.old().is_some() {

@@ -4,7 +4,7 @@
 //! Scenarios: purge (one DELETE against `CALL retention.run_batched`), idle cost (a run that
 //! finds nothing, with and without an index), recordings against a fake Twilio with latency,
 //! S3 deletions against boto3's on the same loopback server,
-//! and live traffic (pgbench) alone and during a purge.
+//! live traffic (pgbench) alone and during a purge, and `hide_expired`'s cost to queries.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fake_twilio::FakeTwilio;
 
 mod citus;
+mod hidden;
 mod partitioned;
 mod s3;
 mod traffic;
@@ -418,6 +419,7 @@ fn main() {
         ("recordings", recordings),
         ("s3", s3::scenario),
         ("live traffic", live_traffic),
+        ("hidden", hidden::scenario),
         ("partitioned", partitioned::scenario),
         ("citus", citus::scenario),
     ] {

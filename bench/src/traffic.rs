@@ -28,6 +28,11 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// A pgbench run of `traffic` at the scale's rate for `seconds`; with `window` (epoch seconds),
 /// its latencies are those of the transactions that started inside it.
 pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, seconds: u64, window: Option<&dyn Fn() -> (f64, f64)>) -> Traffic {
+    pgbench_as("postgres", scale, tag, traffic, seconds, window)
+}
+
+/// `pgbench`, connected as `user`.
+pub fn pgbench_as(user: &str, scale: &Scale, tag: &str, traffic: &str, seconds: u64, window: Option<&dyn Fn() -> (f64, f64)>) -> Traffic {
     let dir = std::env::temp_dir().join(format!("pg_retention_bench_{tag}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -37,7 +42,7 @@ pub fn pgbench(scale: &Scale, tag: &str, traffic: &str, seconds: u64, window: Op
     let major: i32 = connect().query_one("SELECT current_setting('server_version_num')::int / 10000", &[]).unwrap().get(0);
     let output = Command::new(format!("/usr/lib/postgresql/{major}/bin/pgbench"))
         .current_dir(&dir)
-        .args(["-n", "-U", "postgres", "-c", "4", "-j", "2", "-l", "--log-prefix", "tx"])
+        .args(["-n", "-U", user, "-c", "4", "-j", "2", "-l", "--log-prefix", "tx"])
         .args(["-R", &scale.traffic_rate.to_string(), "-T", &seconds.to_string(), "-f"])
         .arg(&script)
         .arg(DATABASE)

@@ -100,7 +100,7 @@ pub fn apply(policy: &Policy, target: &Target) {
     for (relid, table) in tree(target.relid) {
         let remembered = as_extension_owner(|| {
             one::<bool>(
-                "SELECT (SELECT had_force FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 AND relid OPERATOR(pg_catalog.=) $2)",
+                "SELECT (SELECT had_force FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 AND relid::pg_catalog.oid OPERATOR(pg_catalog.=) $2)",
                 || vec![policy.id.into(), relid.into()],
             )
         });
@@ -112,7 +112,7 @@ pub fn apply(policy: &Policy, target: &Target) {
             let had_force = had_force.unwrap_or(false);
             as_extension_owner(|| {
                 execute(
-                    "INSERT INTO retention.hidden_tables (policy_id, relid, had_rls, had_force) VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO retention.hidden_tables (policy_id, relid, had_rls, had_force) VALUES ($1, $2::pg_catalog.oid::pg_catalog.regclass, $3, $4)",
                     || vec![policy.id.into(), relid.into(), had_rls.unwrap_or(false).into(), had_force.into()],
                 )
             });
@@ -154,13 +154,29 @@ pub fn apply(policy: &Policy, target: &Target) {
     as_table_owner(target.owner, || statements.iter().for_each(|sql| { execute(sql, Vec::new); }));
 }
 
+/// A policy row written with `hide_expired`: hiding follows it at once, except for a row inserted
+/// with `row_security = off`, as pg_restore and pg_dump's scripts insert them. Those restore the
+/// table's policies and flags themselves after the data (and `retention.hidden_tables` with it),
+/// which policies made here would make fail; the next run applies anything still missing.
+pub fn follow_write(policy: &Policy, inserted: bool) {
+    let restoring = inserted && one::<String>("SELECT pg_catalog.current_setting('row_security')", Vec::new).as_deref() == Some("off");
+    if restoring {
+        pgrx::notice!(
+            "pg_retention: policy \"{}\": hide_expired not applied now (row_security is off, as in a restore): the table's restored policies, or the next run, hide its expired rows",
+            policy.name
+        );
+        return;
+    }
+    apply(policy, &policy.check_target(false, false));
+}
+
 /// Drops the policy's RLS policies from every table it hid rows of, and puts each table's RLS
 /// flags back as they were.
 pub fn remove(policy: &Policy) {
     let hidden: Vec<(pg_sys::Oid, bool, bool)> = as_extension_owner(|| {
         spi(Spi::connect_mut(|client| {
             let rows = client.update(
-                "DELETE FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 RETURNING relid, had_rls, had_force",
+                "DELETE FROM retention.hidden_tables WHERE policy_id OPERATOR(pg_catalog.=) $1 RETURNING relid::pg_catalog.oid, had_rls, had_force",
                 None,
                 &[policy.id.into()],
             )?;
@@ -183,7 +199,8 @@ pub fn remove(policy: &Policy) {
 }
 
 /// At each run: a member of the table's tree without the policy's RLS (a partition created since,
-/// or policies the owner dropped) gets them again, with a WARNING naming it.
+/// or policies the owner dropped), or whose owner's policy names an owner it no longer has
+/// (`ALTER TABLE ... OWNER TO`), gets them again, with a WARNING naming it.
 pub fn ensure(policy: &Policy, target: &Target) {
     if target.citus.is_some() {
         // Made a Citus table after hiding was turned on: Citus's copies on the shards hide nothing.
@@ -194,21 +211,24 @@ pub fn ensure(policy: &Policy, target: &Target) {
         );
         return;
     }
-    let select = names(policy.id)[0].clone();
+    let [select, _, _, _, owner] = names(policy.id);
     let missing: Vec<String> = tree(target.relid)
         .into_iter()
         .filter(|(relid, _)| {
-            let has = spi(Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 AND polname OPERATOR(pg_catalog.=) $2)",
-                &[(*relid).into(), select.as_str().into()],
+            let intact = spi(Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 AND polname OPERATOR(pg_catalog.=) $2)
+                    AND NOT EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.polrelid
+                                     WHERE p.polrelid OPERATOR(pg_catalog.=) $1 AND p.polname OPERATOR(pg_catalog.=) $3
+                                       AND p.polroles OPERATOR(pg_catalog.<>) ARRAY[c.relowner])",
+                &[(*relid).into(), select.as_str().into(), owner.as_str().into()],
             ));
-            has != Some(true)
+            intact != Some(true)
         })
         .map(|(_, table)| table)
         .collect();
     if !missing.is_empty() {
         pgrx::warning!(
-            "pg_retention: policy \"{}\": hide_expired was missing on {}; applied again",
+            "pg_retention: policy \"{}\": hide_expired was missing or out of date on {}; applied again",
             policy.name,
             missing.join(", ")
         );

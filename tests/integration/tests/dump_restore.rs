@@ -1,14 +1,19 @@
 //! Issue 10, item 9: `pg_dump -Fc` + `pg_restore`, and `pg_dumpall | psql`, reproduce the
 //! policies (altered presets, removed presets, custom policies), the run history and the ledger exactly,
 //! column by column, with no error from the presets that `CREATE EXTENSION` makes again; also
-//! from a database that came to this release by `ALTER EXTENSION ... UPDATE` from 0.2.0.
+//! from a database that came to this release by `ALTER EXTENSION ... UPDATE` from 0.2.0. A table
+//! whose expired rows `hide_expired` hides comes back hidden, exactly, and can be shown again.
 
 use pg_retention_it::{as_server_owner, connect, connect_to, fresh_database, OtherCluster, pg_bin};
 use postgres::Client;
 
 /// Every row of a retention table as JSON text, in id order (name order for removed presets).
 fn rows(client: &mut Client, table: &str) -> Vec<String> {
-    let order = if table == "retention.removed_presets" { "name" } else { "id" };
+    let order = match table {
+        "retention.removed_presets" => "name",
+        "retention.hidden_tables" => "policy_id, relid::text",
+        _ => "id",
+    };
     client
         .query(&format!("SELECT to_jsonb(t)::text FROM {table} t ORDER BY {order}"), &[])
         .unwrap()
@@ -17,11 +22,22 @@ fn rows(client: &mut Client, table: &str) -> Vec<String> {
         .collect()
 }
 
-const TABLES: [&str; 4] = ["retention.policies", "retention.runs", "retention.removed_presets", "retention.ledger"];
+const TABLES: [&str; 5] = ["retention.policies", "retention.runs", "retention.removed_presets", "retention.ledger", "retention.hidden_tables"];
 
+/// `hide_expired`'s row-level security on its table: the flags and every policy.
+const HIDING: &str = "SELECT concat_ws(' ', relrowsecurity, relforcerowsecurity) FROM pg_class WHERE oid = 'hidden_events'::regclass
+                      UNION ALL
+                      SELECT * FROM (SELECT concat_ws(' ', policyname, permissive, roles, cmd, qual, with_check) FROM pg_policies
+                                      WHERE tablename = 'hidden_events' ORDER BY policyname) p";
+
+/// The retention tables' rows, then the hidden table's row-level security.
 fn snapshot(client: &mut Client) -> Vec<Vec<String>> {
-    TABLES.iter().map(|t| rows(client, t)).collect()
+    let mut all: Vec<Vec<String>> = TABLES.iter().map(|t| rows(client, t)).collect();
+    all.push(client.query(HIDING, &[]).unwrap().iter().map(|r| r.get(0)).collect());
+    all
 }
+
+const SNAPSHOT_PARTS: [&str; 6] = [TABLES[0], TABLES[1], TABLES[2], TABLES[3], TABLES[4], "hidden_events' row-level security"];
 
 /// A source database with an altered preset, a removed one, an untouched one, a custom policy
 /// with a pace limit on a table of its own, and some history.
@@ -53,7 +69,10 @@ fn source(name: &str, version: Option<&str>) -> Client {
                                      reason_column => 'why', deletion_reason => 'policy', batch_size => 20,
                                      max_rows_per_second => 100000);
          SELECT retention.run_policy('old_events');
-         SELECT retention.run_policy('old_events');",
+         SELECT retention.run_policy('old_events');
+         CREATE TABLE hidden_events (id bigint PRIMARY KEY, at timestamptz NOT NULL);
+         INSERT INTO hidden_events SELECT g, now() - g * interval '1 day' FROM generate_series(1, 20) g;
+         SELECT retention.add_policy('hidden_events', 'hidden_events', 'at', 'older_than', interval '7 days', hide_expired => true);",
     )
     .unwrap();
     if version.is_none() {
@@ -69,11 +88,16 @@ fn source(name: &str, version: Option<&str>) -> Client {
 fn check_restored(source_db: &mut Client, restored_name: &str) {
     let mut restored = connect_to(restored_name);
     let (before, after) = (snapshot(source_db), snapshot(&mut restored));
-    for (i, table) in TABLES.iter().enumerate() {
-        assert_eq!(before[i], after[i], "{table} after the restore");
+    for (i, part) in SNAPSHOT_PARTS.iter().enumerate() {
+        assert_eq!(before[i], after[i], "{part} after the restore");
     }
+    assert_eq!(before[5].len(), 5, "the flags and four policies: {:?}", before[5]);
     let names: Vec<String> = restored.query("SELECT name FROM retention.policies ORDER BY name", &[]).unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(names, vec!["old_agent_usage", "old_events", "old_recordings"], "the removed preset stays removed");
+    assert_eq!(names, vec!["hidden_events", "old_agent_usage", "old_events", "old_recordings"], "the removed preset stays removed");
+    // The restored hiding is whole: turning it off puts the table back as it was before it.
+    restored.batch_execute("SELECT retention.alter_policy('hidden_events', hide_expired => false)").unwrap();
+    let left: Vec<String> = restored.query(HIDING, &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(left, vec!["f f"], "no row-level security left");
     // The identity sequences came along: new rows take new ids.
     restored
         .batch_execute(
@@ -160,8 +184,8 @@ fn pg_dumpall_into_a_new_cluster_reproduces_policies_and_history() {
 
     let mut restored = other.connect("it_dumpall");
     let (before, after) = (snapshot(&mut db), snapshot(&mut restored));
-    for (i, table) in TABLES.iter().enumerate() {
-        assert_eq!(before[i], after[i], "{table} after pg_dumpall | psql");
+    for (i, part) in SNAPSHOT_PARTS.iter().enumerate() {
+        assert_eq!(before[i], after[i], "{part} after pg_dumpall | psql");
     }
     drop(db);
     connect().batch_execute("DROP DATABASE it_dumpall WITH (FORCE)").unwrap();

@@ -43,9 +43,11 @@ SELECT array_agg(id ORDER BY id) AS with_a_lookalike FROM "ConversationTrace";
 RESET search_path;
 CREATE VIEW hide_view AS SELECT * FROM "ConversationTrace";
 CREATE VIEW hide_invoker WITH (security_invoker) AS SELECT * FROM "ConversationTrace";
+CREATE VIEW hide_barrier WITH (security_barrier) AS SELECT * FROM "ConversationTrace" WHERE id <> 'x';
 CREATE FUNCTION hide_definer() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM "ConversationTrace"';
 SELECT (SELECT array_agg(id ORDER BY id) FROM hide_view) AS through_a_view,
        (SELECT array_agg(id ORDER BY id) FROM hide_invoker) AS through_an_invoker_view,
+       (SELECT array_agg(id ORDER BY id) FROM hide_barrier) AS through_a_barrier_view,
        hide_definer() AS counted_by_a_definer_function;
 GRANT SELECT ON "ConversationTrace" TO PUBLIC;
 RESET ROLE;
@@ -131,6 +133,14 @@ SELECT policyname, permissive, roles, cmd FROM pg_policies WHERE tablename = 'hi
 SET ROLE hide_app;
 SELECT array_agg(id ORDER BY id) AS owner_sees_while_hiding FROM hide_own;
 RESET ROLE;
+-- A new owner (ALTER TABLE ... OWNER TO) gets the owner's policy at the next run.
+CREATE ROLE hide_app2;
+ALTER TABLE hide_own OWNER TO hide_app2;
+SELECT (retention.run_policy('hide_own'))->>'rows_deleted' AS run_deleted;
+SELECT policyname, roles FROM pg_policies WHERE tablename = 'hide_own' AND policyname LIKE '%owner';
+SET ROLE hide_app2;
+SELECT array_agg(id ORDER BY id) AS new_owner_sees FROM hide_own;
+RESET ROLE;
 SELECT retention.drop_policy('hide_own');
 CREATE POLICY no_archive ON hide_own AS RESTRICTIVE USING (tenant <> 'archive');
 \set VERBOSITY terse
@@ -141,9 +151,10 @@ SELECT policyname, permissive, roles::text, cmd, qual, with_check FROM pg_polici
 EXCEPT SELECT * FROM before;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'hide_own'::regclass;
 SELECT count(*) AS remembered FROM retention.hidden_tables;
-DROP VIEW hide_view, hide_invoker;
+DROP VIEW hide_view, hide_invoker, hide_barrier;
 DROP FUNCTION hide_definer(), public.run_sees_all();
 DROP TABLE hide_own, "ConversationTrace";
+DROP ROLE hide_app2;
 REVOKE CREATE ON SCHEMA public FROM hide_app;
 DROP OWNED BY hide_app;
 DROP ROLE hide_app;
