@@ -1,12 +1,13 @@
-//! `hide_expired` (issue 25, in progress): row-level security that hides from ordinary queries
-//! the rows the policy would delete, from the moment they expire, whatever the client. Three
-//! RESTRICTIVE policies on the table (SELECT, UPDATE, DELETE: an INSERT of an already expired row
-//! still goes in), a PERMISSIVE `true` when the table had none (a restrictive policy alone hides
-//! everything) or for its owner when it was not forced, RLS enabled and forced (the application
-//! usually owns its table). The run, which
-//! acts as the owner, sees every row through `retention_rls.run_sees_all()`, true only while
-//! pg_retention's own code acts on the table (`rights::as_table_owner`): no setting or role can
-//! turn it on. What the table had before is kept in `retention.hidden_tables` and put back.
+//! `hide_expired`: row-level security that hides from ordinary queries the rows the policy would
+//! delete, from the moment they expire, whatever the client. Three RESTRICTIVE policies on the
+//! table (SELECT, UPDATE, DELETE: an INSERT of an already expired row still goes in), a
+//! PERMISSIVE `true` when the table had none (a restrictive policy alone hides everything) or for
+//! its owner when it was not forced, RLS enabled and forced (the application usually owns its
+//! table). The run, which acts as the owner, sees every row through
+//! `retention_rls.run_sees_all()`, true only while pg_retention's own code acts on the table
+//! (`rights::as_table_owner`): no setting or role can turn it on. On Citus, permissive policies
+//! and no FORCE (see `apply`). What the table had before is kept in `retention.hidden_tables`
+//! and put back.
 
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -82,16 +83,7 @@ fn tree(relid: pg_sys::Oid) -> Vec<(pg_sys::Oid, String)> {
 /// before); one with restrictive policies of its own is refused, since FORCE would newly apply
 /// them to its owner and to the run.
 pub fn apply(policy: &Policy, target: &Target) {
-    if target.citus.is_some() {
-        // Measured on Citus 13.2.2: a policy is copied to the shards without AS RESTRICTIVE (so
-        // it hides nothing), and shard queries run in the workers' backends, where the run's
-        // `run_sees_all()` is false (so the run would delete nothing it hides).
-        crate::error::raise(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            format!("retention policy \"{}\": hide_expired is not supported on the Citus table {}", policy.name, policy.qualified_table()),
-            Some("Citus copies row-level security policies to the shards without AS RESTRICTIVE, and a run's statements on the shards could not see the rows it hides. Filter expired rows in the application's queries there.".into()),
-        );
-    }
+    let citus = target.citus.is_some();
     let retain = policy.retain.map(|retain| one::<String>("SELECT pg_catalog.quote_literal($1::pg_catalog.text)", || vec![retain.into()]).unwrap_or_default());
     let live = live(policy, target, retain.as_deref());
     let all = names(policy.id);
@@ -136,6 +128,27 @@ pub fn apply(policy: &Policy, target: &Target) {
             );
         }
         statements.extend(drops(relid, &table, &all));
+        if citus {
+            // Measured on Citus 13.2.2: policies reach the shards without AS RESTRICTIVE, and
+            // shard statements run in the workers' backends, which cannot tell a run's from the
+            // owner's. So permissive policies alone (the table may have no others) and RLS not
+            // forced: every role but the owner, and so every role but the run, sees live rows.
+            if had_force || permissive.unwrap_or(0) + restrictive.unwrap_or(0) > 0 {
+                crate::error::raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("retention policy \"{}\": hide_expired cannot hide rows of the Citus table {table}: it has row-level security of its own", policy.name),
+                    Some("On Citus, hide_expired needs a table without policies of its own and not forced: Citus copies policies to the shards without AS RESTRICTIVE.".into()),
+                );
+            }
+            statements.extend([
+                format!("CREATE POLICY {select} ON {table} FOR SELECT TO PUBLIC USING ({live})"),
+                format!("CREATE POLICY {update} ON {table} FOR UPDATE TO PUBLIC USING ({live}) WITH CHECK (true)"),
+                format!("CREATE POLICY {delete} ON {table} FOR DELETE TO PUBLIC USING ({live})"),
+                format!("CREATE POLICY {allow} ON {table} FOR INSERT TO PUBLIC WITH CHECK (true)"),
+                format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY, NO FORCE ROW LEVEL SECURITY"),
+            ]);
+            continue;
+        }
         statements.extend([
             format!("CREATE POLICY {select} ON {table} AS RESTRICTIVE FOR SELECT TO PUBLIC USING ({live} OR retention_rls.run_sees_all())"),
             format!("CREATE POLICY {update} ON {table} AS RESTRICTIVE FOR UPDATE TO PUBLIC USING ({live} OR retention_rls.run_sees_all()) WITH CHECK (true)"),
@@ -199,28 +212,21 @@ pub fn remove(policy: &Policy) {
 }
 
 /// At each run: a member of the table's tree without the policy's RLS (a partition created since,
-/// or policies the owner dropped), or whose owner's policy names an owner it no longer has
-/// (`ALTER TABLE ... OWNER TO`), gets them again, with a WARNING naming it.
+/// or policies the owner dropped), whose owner's policy names an owner it no longer has
+/// (`ALTER TABLE ... OWNER TO`), or made a Citus table since (whose shards got the restrictive
+/// policies as permissive ones), gets them again, with a WARNING naming it.
 pub fn ensure(policy: &Policy, target: &Target) {
-    if target.citus.is_some() {
-        // Made a Citus table after hiding was turned on: Citus's copies on the shards hide nothing.
-        pgrx::warning!(
-            "pg_retention: policy \"{}\": hide_expired does not hide rows of the Citus table {}",
-            policy.name,
-            policy.qualified_table()
-        );
-        return;
-    }
     let [select, _, _, _, owner] = names(policy.id);
     let missing: Vec<String> = tree(target.relid)
         .into_iter()
         .filter(|(relid, _)| {
             let intact = spi(Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 AND polname OPERATOR(pg_catalog.=) $2)
+                "SELECT EXISTS (SELECT FROM pg_catalog.pg_policy WHERE polrelid OPERATOR(pg_catalog.=) $1 AND polname OPERATOR(pg_catalog.=) $2
+                                   AND polpermissive OPERATOR(pg_catalog.=) $4)
                     AND NOT EXISTS (SELECT FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.polrelid
                                      WHERE p.polrelid OPERATOR(pg_catalog.=) $1 AND p.polname OPERATOR(pg_catalog.=) $3
                                        AND p.polroles OPERATOR(pg_catalog.<>) ARRAY[c.relowner])",
-                &[(*relid).into(), select.as_str().into(), owner.as_str().into()],
+                &[(*relid).into(), select.as_str().into(), owner.as_str().into(), target.citus.is_some().into()],
             ));
             intact != Some(true)
         })

@@ -615,43 +615,69 @@ fn a_distributed_recordings_policy_deletes_each_row_s_s3_objects_first() {
     client.batch_execute("SELECT retention.drop_policy('citus_media'); DROP TABLE citus_media; DELETE FROM retention.stores WHERE name = 'it_citus_media';").unwrap();
 }
 
-/// `hide_expired` on a Citus table is refused with its reason, and leaves the table as it was.
-/// Why, measured on Citus 13.2.2: the shards get the policies without AS RESTRICTIVE (so the
-/// owner still sees every expired row), and shard queries run in the workers' backends, where the
-/// run's own visibility cannot reach.
+/// `hide_expired` on a distributed table: the policies reach every shard, a role that is not the
+/// table's owner sees only live rows through the coordinator (multi-shard and router queries, and
+/// its UPDATE and DELETE reach no hidden row), the run (as the owner) still deletes them all, and
+/// off leaves no policy anywhere. Citus 13.2.2 copies policies to the shards without AS
+/// RESTRICTIVE, so the form made before this test existed hid nothing there.
 #[test]
-fn hide_expired_is_refused_on_a_distributed_table_and_changes_nothing() {
+fn hide_expired_reaches_every_shard_and_hides_from_every_role_but_the_owner() {
     if !cluster() {
         return;
     }
     let mut client = connect();
     prisma_tables(&mut client, 1000);
-    let err = client
-        .batch_execute("SELECT retention.alter_policy('expired_traces', hide_expired => true)")
-        .expect_err("hide_expired on a distributed table");
-    let db = err.as_db_error().expect("a server error");
-    assert!(
-        db.message().contains("hide_expired is not supported on the Citus table public.\"ConversationTrace\""),
-        "{}",
-        db.message()
-    );
-    assert!(db.hint().is_some_and(|hint| hint.contains("AS RESTRICTIVE")), "{:?}", db.hint());
-    let row = client
-        .query_one(
-            r#"SELECT c.relrowsecurity, c.relforcerowsecurity, (SELECT count(*) FROM pg_policy WHERE polrelid = c.oid),
-                      (SELECT hide_expired FROM retention.policies WHERE name = 'expired_traces')
-                 FROM pg_class c WHERE c.oid = '"ConversationTrace"'::regclass"#,
-            &[],
+    client
+        .batch_execute(
+            r#"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_citus_app') THEN CREATE ROLE it_citus_app LOGIN; END IF; END $$;
+               GRANT SELECT, INSERT, UPDATE, DELETE ON "ConversationTrace" TO it_citus_app;
+               SELECT retention.alter_policy('expired_traces', hide_expired => true);"#,
         )
         .unwrap();
-    assert_eq!(
-        (row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, i64>(2), row.get::<_, bool>(3)),
-        (false, false, 0, false),
-        "nothing changed on the table or the policy"
+    let live_sql = r#"SELECT count(*) FROM "ConversationTrace" WHERE "expiresAt" IS NULL OR "expiresAt" >= timezone('UTC', now())"#;
+    let (all, live) = (count(&mut client, r#"SELECT count(*) FROM "ConversationTrace""#), count(&mut client, live_sql));
+    assert!(all > live && live > 0, "some rows expired, some live: {all} and {live}");
+    let tenant_live = count(
+        &mut client,
+        r#"SELECT count(*) FROM "ConversationTrace" WHERE "tenantId" = 't5' AND ("expiresAt" IS NULL OR "expiresAt" >= timezone('UTC', now()))"#,
     );
-    let shards_with_policies = count(
-        &mut worker_node(1),
-        r#"SELECT count(*) FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relname LIKE 'ConversationTrace\_%'"#,
-    );
-    assert_eq!(shards_with_policies, 0, "no policy reached a shard");
+
+    client.batch_execute("SET ROLE it_citus_app").unwrap();
+    assert_eq!(count(&mut client, r#"SELECT count(*) FROM "ConversationTrace""#), live, "the application's role, every shard");
+    assert_eq!(count(&mut client, r#"SELECT count(*) FROM "ConversationTrace" WHERE "tenantId" = 't5'"#), tenant_live, "one shard");
+    let touched = client
+        .execute(r#"UPDATE "ConversationTrace" SET payload = '\x01' WHERE "expiresAt" < timezone('UTC', now())"#, &[])
+        .unwrap()
+        + client.execute(r#"DELETE FROM "ConversationTrace" WHERE "expiresAt" < timezone('UTC', now())"#, &[]).unwrap();
+    assert_eq!(touched, 0, "no hidden row updated or deleted by the application");
+    client.batch_execute("RESET ROLE").unwrap();
+    assert_eq!(count(&mut client, r#"SELECT count(*) FROM "ConversationTrace""#), all, "the owner (here a superuser) sees all");
+
+    let shards = |worker: &mut Client| -> (i64, i64, i64) {
+        let row = worker
+            .query_one(
+                r#"SELECT count(*) FILTER (WHERE c.relrowsecurity AND NOT c.relforcerowsecurity),
+                          (SELECT count(*) FROM pg_policy p JOIN pg_class s ON s.oid = p.polrelid WHERE s.relname LIKE 'ConversationTrace\_%' AND p.polpermissive),
+                          (SELECT count(*) FROM pg_policy p JOIN pg_class s ON s.oid = p.polrelid WHERE s.relname LIKE 'ConversationTrace\_%' AND NOT p.polpermissive)
+                     FROM pg_class c WHERE c.relname LIKE 'ConversationTrace\_%' AND c.relkind = 'r'"#,
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    let (mut worker1, mut worker2) = (worker_node(1), worker_node(2));
+    for worker in [&mut worker1, &mut worker2] {
+        // Citus hides shards from catalog queries of ordinary sessions.
+        worker.batch_execute("SET citus.override_table_visibility = false").unwrap();
+    }
+    let (on1, on2) = (shards(&mut worker1), shards(&mut worker2));
+    assert!(on1.0 > 0 && on2.0 > 0, "RLS enabled, not forced, on the shards of both workers: {on1:?} {on2:?}");
+    assert_eq!((on1.1, on1.2, on2.1, on2.2), (on1.0 * 4, 0, on2.0 * 4, 0), "four permissive policies on each shard");
+
+    let run = pg_retention_it::run_policy(&mut client, "expired_traces");
+    assert_eq!(run["rows_deleted"].as_i64(), Some(all - live), "the run deletes every hidden row: {run}");
+
+    client.batch_execute("SELECT retention.alter_policy('expired_traces', hide_expired => false)").unwrap();
+    assert_eq!(shards(&mut worker1), (0, 0, 0), "off: no RLS, no policy left on a shard");
+    client.batch_execute(r#"DROP TABLE "ConversationTrace", "AgentUsage"; DROP ROLE it_citus_app"#).unwrap();
 }
