@@ -181,12 +181,18 @@ pub mod retention {
             }
         };
         policy.check_for_write(target_changed);
-        // hide_expired: the table's row-level security follows the policy as it is now.
-        if let Some(old) = old_policy.as_ref().filter(|old| old.hide_expired) {
-            crate::policy::hiding::remove(old);
-        }
-        if policy.hide_expired {
-            crate::policy::hiding::follow_write(&policy, trigger.old().is_none());
+        // hide_expired: the table's row-level security follows the policy as it is now, made
+        // again only when what it hides changed (each CREATE POLICY locks the table).
+        let hiding_changed = old_policy.as_ref().is_none_or(|old| {
+            old.hide_expired != policy.hide_expired || target_changed || old.rule != policy.rule || old.retain != policy.retain
+        });
+        if hiding_changed {
+            if let Some(old) = old_policy.as_ref().filter(|old| old.hide_expired) {
+                crate::policy::hiding::remove(old);
+            }
+            if policy.hide_expired {
+                crate::policy::hiding::follow_write(&policy, trigger.old().is_none());
+            }
         }
         // An insert keeps the row's own updated_at (its default, or a restored row's value).
         if trigger.old().is_some() {

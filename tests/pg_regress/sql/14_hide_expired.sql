@@ -22,6 +22,11 @@ SELECT name, hide_expired FROM retention.alter_policy('expired_traces', hide_exp
 SELECT polname, polpermissive, polcmd, pg_get_expr(polqual, polrelid) AS using FROM pg_policy
  WHERE polrelid = '"ConversationTrace"'::regclass ORDER BY 1;
 SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = '"ConversationTrace"'::regclass;
+-- A change that hides nothing else leaves the policies (and the table's lock) alone.
+CREATE TEMP TABLE hide_oids AS SELECT oid FROM pg_policy WHERE polrelid = '"ConversationTrace"'::regclass;
+SELECT (retention.alter_policy('expired_traces', batch_size => 500)).batch_size;
+SELECT count(*) AS policies_made_again FROM pg_policy
+ WHERE polrelid = '"ConversationTrace"'::regclass AND oid NOT IN (SELECT oid FROM hide_oids);
 SET ROLE hide_app;
 SELECT array_agg(id ORDER BY id) AS app_sees FROM "ConversationTrace";
 SELECT id AS for_update FROM "ConversationTrace" WHERE id IN ('old', 'live') FOR UPDATE;
