@@ -50,7 +50,6 @@ psql <<'SQL'
 \pset footer off
 \echo
 \echo '== What plain SQL counts as expired, before any run'
-CREATE TEMP TABLE expected AS
 SELECT 'expired_traces'::text AS policy, count(*) AS expired
   FROM "ConversationTrace" WHERE "expiresAt" < timezone('UTC', now())
 UNION ALL
@@ -60,8 +59,17 @@ UNION ALL
 SELECT 'old_recordings', count(*)
   FROM voice_recordings
  WHERE created_at < now() - interval '90 days' AND deleted_at IS NULL
-   AND twilio_recording_sid ~ '^RE[0-9a-fA-F]{32}$';
-SELECT policy, expired FROM expected ORDER BY policy;
+   AND twilio_recording_sid ~ '^RE[0-9a-fA-F]{32}$'
+ ORDER BY policy;
+-- Each row's time as it stands now, to count again at each run's own cutoff: a row can cross
+-- the 90-day line between the count above and the run.
+CREATE TEMP TABLE before_runs AS
+SELECT 'expired_traces'::text AS policy, "expiresAt" AS utc_time FROM "ConversationTrace"
+UNION ALL
+SELECT 'old_agent_usage', "timestamp" FROM "AgentUsage"
+UNION ALL
+SELECT 'old_recordings', timezone('UTC', created_at) FROM voice_recordings
+ WHERE deleted_at IS NULL AND twilio_recording_sid ~ '^RE[0-9a-fA-F]{32}$';
 
 \echo '== Dry run (retention.preview): same predicate, nothing changed'
 SELECT p->>'policy' AS policy, p->>'rows' AS would_delete, p->>'cutoff' AS cutoff
@@ -77,18 +85,19 @@ CALL retention.run_batched('old_agent_usage');
 \echo '== SELECT cleanup_old_recordings();  -- DELETE at the fake Twilio, then soft-delete the row'
 SELECT jsonb_pretty(cleanup_old_recordings() - 'cutoff' - 'error' - 'mode' - 'trigger' - 'policy') AS result;
 
-\echo '== Deleted per policy against the plain-SQL count taken before the run'
-SELECT e.policy, e.expired AS expected, r.rows_deleted AS deleted,
-       CASE WHEN e.expired = r.rows_deleted THEN 'match' ELSE 'MISMATCH' END AS check
-  FROM expected e
-  JOIN LATERAL (SELECT rows_deleted FROM retention.runs WHERE policy = e.policy ORDER BY id DESC LIMIT 1) r ON true
- ORDER BY e.policy;
+\echo '== Deleted per policy against plain SQL over the rows as they were, at the run''s own cutoff'
+CREATE TEMP VIEW checked AS
+SELECT r.policy, r.expected, r.rows_deleted AS deleted,
+       CASE WHEN r.expected = r.rows_deleted THEN 'match' ELSE 'MISMATCH' END AS outcome
+  FROM (SELECT DISTINCT ON (policy) policy, rows_deleted,
+               (SELECT count(*) FROM before_runs b
+                 WHERE b.policy = runs.policy AND b.utc_time < timezone('UTC', runs.cutoff)) AS expected
+          FROM retention.runs ORDER BY policy, id DESC) r;
+SELECT * FROM checked ORDER BY policy;
 
 DO $$
 BEGIN
-    IF EXISTS (SELECT FROM expected e
-                WHERE e.expired <> (SELECT rows_deleted FROM retention.runs r
-                                     WHERE r.policy = e.policy ORDER BY id DESC LIMIT 1)) THEN
+    IF EXISTS (SELECT FROM checked WHERE outcome <> 'match') THEN
         RAISE EXCEPTION 'demo: rows deleted differ from the plain-SQL count';
     END IF;
 END $$;
