@@ -17,7 +17,7 @@ const PINNED_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
 /// literal or a comparison means: how string literals read backslashes, the zone and style of
 /// dates and intervals, whether `x = NULL` means `x IS NULL`, how arrays read `NULL`, the
 /// text-search configuration of one-argument calls.
-pub const FIXED_SETTINGS: [(&CStr, &CStr); 9] = [
+pub const FIXED_SETTINGS: [(&CStr, &CStr); 10] = [
     (c"search_path", PINNED_SEARCH_PATH),
     (c"standard_conforming_strings", c"on"),
     (c"TimeZone", c"UTC"),
@@ -28,6 +28,9 @@ pub const FIXED_SETTINGS: [(&CStr, &CStr); 9] = [
     (c"default_text_search_config", c"pg_catalog.simple"),
     // A caller's `row_security = off` would make a run on a hidden table fail, not see more.
     (c"row_security", c"on"),
+    // `retention_rls.run_sees_all()` answers false in a parallel worker (the flag is this
+    // backend's): a run's scan split across workers would miss the rows hiding keeps from others.
+    (c"max_parallel_workers_per_gather", c"0"),
 ];
 
 /// Runs `work` in `FIXED_SETTINGS`, restored after it (or by the abort of an error).

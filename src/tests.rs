@@ -322,6 +322,39 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM recs WHERE deleted_at IS NULL"), 101);
     }
 
+    /// `retention_rls.run_sees_all()` is this backend's answer: in a parallel worker it is false,
+    /// so a run's read split across workers would miss what `hide_expired` hides. Runs pin
+    /// `max_parallel_workers_per_gather = 0`; this guards it with every parallel knob forced on
+    /// the caller's side (a recordings fetch is the run's one plain SELECT without a limit).
+    /// It passed before the pin too: no run read could be made to go parallel here.
+    #[pg_test]
+    fn a_run_on_a_hidden_table_sees_every_row_when_parallel_query_is_forced() {
+        // Rows without a SID are marked with no request; the store must still be complete.
+        let secret = std::env::temp_dir().join("pg_retention_parallel_test.secret");
+        std::fs::write(&secret, "not-a-real-token").unwrap();
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        Spi::run_with_args(
+            "INSERT INTO retention.stores (name, kind, endpoint, account_sid, secret_file)
+             VALUES ('parallel', 'twilio', 'http://127.0.0.1:9', 'AC' || repeat('0', 32), $1)",
+            &[secret.to_str().unwrap().into()],
+        )
+        .unwrap();
+        Spi::run(
+            "CREATE TABLE recs (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, sid text, deleted_at timestamptz);
+             INSERT INTO recs SELECT g, now() - interval '100 days', NULL, NULL FROM generate_series(1, 40) g;
+             INSERT INTO recs SELECT g, now(), NULL, NULL FROM generate_series(41, 50) g;
+             SELECT retention.add_policy('recs', 'recs', 'created_at', 'older_than', interval '90 days',
+                    action => 'twilio_recording', soft_delete_column => 'deleted_at', sid_column => 'sid',
+                    id_column => 'id', missing_sid => 'mark', hide_expired => true, twilio_store => 'parallel');
+             SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0;
+             SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL max_parallel_workers_per_gather = 2;
+             SET LOCAL force_parallel_mode = on",
+        )
+        .unwrap();
+        let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('recs')").unwrap().unwrap();
+        assert_eq!(run.0["rows_deleted"], 40, "{}", run.0);
+    }
+
     #[pg_test]
     fn soft_delete_marks_rows_once() {
         Spi::run(
