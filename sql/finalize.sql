@@ -223,6 +223,24 @@ SELECT p.name AS policy,
   CROSS JOIN LATERAL (SELECT retention.backlog(p.name) AS now) backlog;
 COMMENT ON VIEW retention.status IS 'One row per policy: last run, next worker run, and the backlog past the cutoff now';
 
+-- One row per run in progress in this database, from shared memory (src/progress): what
+-- pg_stat_progress_vacuum is to VACUUM. Needs pg_retention in shared_preload_libraries.
+CREATE VIEW retention.progress AS
+SELECT s.pid,
+       s.run_id,
+       p.name AS policy,
+       NULLIF(s.relid, 0::pg_catalog.oid)::pg_catalog.regclass AS "table",
+       s.phase,
+       s.rows_done,
+       s.rows_estimated,
+       s.batches,
+       s.requests_in_flight,
+       s.started_at,
+       pg_catalog.make_interval(secs => pg_catalog.round(s.seconds_left::pg_catalog.numeric, 1)::pg_catalog.float8) AS time_left
+  FROM retention.progress_rows() s
+  LEFT JOIN retention.policies p ON p.id = s.policy_id;
+COMMENT ON VIEW retention.progress IS 'One row per run in progress in this database: phase, rows done and estimated, time left';
+
 -- Nothing runs for PUBLIC: the README lists what to grant to an operator role.
 REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC; -- the view too
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;

@@ -10,6 +10,7 @@ mod error;
 mod history;
 mod limits;
 mod policy;
+mod progress;
 mod rights;
 mod schedule;
 mod settings;
@@ -38,6 +39,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: a flag Postgres sets while it loads shared_preload_libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         worker::register();
+        progress::init();
     }
 }
 

@@ -30,7 +30,7 @@ install_extension() {
     local flags=()
     [ "$(id -u)" -eq 0 ] || flags=(--sudo)
     cargo pgrx install "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${flags[@]}"
-    as_root cp tests/upgrade/pg_retention--0.1.0.sql tests/upgrade/pg_retention--0.2.0.sql tests/upgrade/pg_retention--0.3.0.sql tests/upgrade/pg_retention--0.4.0.sql tests/upgrade/pg_retention--0.5.0.sql tests/upgrade/pg_retention--0.6.0.sql tests/upgrade/pg_retention--0.7.0.sql tests/upgrade/pg_retention--0.8.0.sql tests/upgrade/pg_retention--0.9.0.sql "$($PG_CONFIG --sharedir)/extension/"
+    as_root cp tests/upgrade/pg_retention--0.1.0.sql tests/upgrade/pg_retention--0.2.0.sql tests/upgrade/pg_retention--0.3.0.sql tests/upgrade/pg_retention--0.4.0.sql tests/upgrade/pg_retention--0.5.0.sql tests/upgrade/pg_retention--0.6.0.sql tests/upgrade/pg_retention--0.7.0.sql tests/upgrade/pg_retention--0.8.0.sql tests/upgrade/pg_retention--0.9.0.sql tests/upgrade/pg_retention--0.10.0.sql "$($PG_CONFIG --sharedir)/extension/"
 }
 
 # A fresh throwaway cluster with pg_retention and pg_cron preloaded, stopped on exit.

@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::error::{self, spi};
 use crate::policy::Policy;
 
+mod caller;
 mod lock;
 mod partitions;
 mod plan;

@@ -41,9 +41,15 @@ impl Run {
     pub(super) fn call(&mut self, fetched: &Fetched) -> Result<Answers, Halt> {
         // A cancel, a terminate, or (in the worker) a shutdown request; not the other interrupts
         // (barriers, catch-up) that Postgres also flags, which need no answer from us here.
-        // SAFETY: reading flags that Postgres' signal handlers set.
-        let interrupted =
-            || unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 } || shutdown_requested();
+        // Asked at least every 20 ms on this thread while the calls run: the moment to show how
+        // many are in flight.
+        let twilio = self.twilio.clone();
+        let interrupted = || {
+            crate::progress::in_flight(twilio.as_ref().map_or(0, |client| client.in_flight()));
+            // SAFETY: reading flags that Postgres' signal handlers set.
+            let asked = unsafe { pg_sys::QueryCancelPending != 0 || pg_sys::ProcDiePending != 0 };
+            asked || shutdown_requested()
+        };
         // The S3 copies first: a row whose objects are not all gone keeps its Twilio recording too.
         let objects = self.delete_objects(fetched, &interrupted)?;
         let policy = &self.policy.name;

@@ -23,6 +23,7 @@ use crate::error::{self, say, spi};
 use crate::history::store::{self, History};
 use crate::history::{recorder, Held, Mode, RunRecord, Status, Tally, Trigger};
 use crate::policy::{self, holds, Action, Policy};
+use crate::progress::{self, Phase};
 use crate::rights::as_table_owner;
 use crate::twilio;
 
@@ -66,6 +67,8 @@ pub(super) struct Run {
     deadline: Option<Instant>,
     /// A bound that cut the last recording batch short (see `recordings`).
     pub(super) bound: Option<twilio::BoundReached>,
+    /// Its row of `retention.progress`, freed with the run.
+    _progress: progress::Tracked,
 }
 
 /// What follows a batch.
@@ -98,7 +101,7 @@ enum Begun {
 /// of the cleanup functions). A failure is recorded in the history and logged, then raised.
 pub fn run(name: &str, retain: Option<Interval>, committer: &Committer) -> RunRecord {
     let (started, started_wall) = (Instant::now(), SystemTime::now());
-    let trigger = with_snapshot(caller_trigger);
+    let trigger = with_snapshot(super::caller::trigger);
     let failed = |message: String| {
         let mut record = RunRecord::new(name, trigger, committer.mode(), Status::Failed);
         record.error = Some(message);
@@ -169,6 +172,7 @@ impl Run {
     /// The policy's lock comes before any other work; a disabled or locked policy is skipped.
     fn begin(name: &str, retain: Option<Interval>, trigger: Trigger, mode: Mode) -> Begun {
         let policy = Policy::load(name);
+        let _progress = progress::track(policy.id);
         let history = History::open();
         let mut record = RunRecord::new(name, trigger, mode, Status::Running);
         record.tally = (policy.action == Action::TwilioRecording).then(Tally::default);
@@ -194,6 +198,7 @@ impl Run {
         let twilio = (policy.action == Action::TwilioRecording).then(|| Arc::new(twilio::Client::new(external::twilio_config(&policy, bounds))));
         let s3 = super::objects::client(&policy);
         let target = policy.check_target(true, true);
+        progress::relation(target.relid);
         if policy.hide_expired {
             crate::policy::hiding::ensure(&policy, &target);
         }
@@ -208,6 +213,8 @@ impl Run {
         let parts = Parts::new(&policy, &target).with_holds(&holds);
         history.prune();
         history.mark_interrupted(name);
+        // Any policy's: a run whose backend is gone shows as such from the next run on.
+        history.mark_orphans_interrupted();
         if mode == Mode::Batched {
             // Committed right after `begin`: the sealing lock is held for milliseconds.
             history.seal_ledger();
@@ -223,14 +230,20 @@ impl Run {
             let rows = as_table_owner(target.owner, || sql::held(&parts, cutoff, None));
             record.holds = Some(Held { names: holds.iter().map(|h| h.name.clone()).collect(), rows });
         }
+        progress::phase(Phase::Counting);
+        progress::estimated(as_table_owner(target.owner, || sql::estimate(&parts, cutoff, target.has_children)));
         let mut plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
         record.target = Some(policy.qualified_table());
         history.insert(&mut record, &store::this_backend());
+        progress::run_id(record.run_id);
+        progress::done(record.rows_deleted, 0);
+        progress::phase(if policy.action == Action::TwilioRecording { Phase::CallingTwilio } else { Phase::Deleting });
         if mode == Mode::Batched {
             plan.set_batched(record.run_id);
         }
         let started = Instant::now();
-        Begun::Started(Box::new(Run { policy, owner: target.owner, plan, cutoff, record, twilio, s3, lock, history, started, deadline, bound: None }))
+        let owner = target.owner;
+        Begun::Started(Box::new(Run { policy, owner, plan, cutoff, record, twilio, s3, lock, history, started, deadline, bound: None, _progress }))
     }
 
     pub(super) fn batch_size(&self) -> i64 {
@@ -246,6 +259,7 @@ impl Run {
             // A batch that fails after its rows were counted (a cancel or a shutdown during its
             // progress write, say) is rolled back: so are its counts.
             let counted = (self.record.rows_deleted, self.record.batches, self.record.partitions.len());
+            progress::phase(Phase::Deleting);
             let batch = committer.step(|| {
                 let (cutoff, batch_size, reason) = (self.cutoff, self.batch_size(), self.policy.reason());
                 let (processed, more) = as_table_owner(self.owner, || self.plan.row_batch(cutoff, batch_size, reason));
@@ -259,6 +273,7 @@ impl Run {
                 (self.record.rows_deleted, self.record.batches) = (counted.0, counted.1);
                 self.record.partitions.truncate(counted.2);
             }
+            progress::done(self.record.rows_deleted, self.record.batches);
             match batch {
                 Ok(next) => break next,
                 Err(error)
@@ -275,6 +290,7 @@ impl Run {
                         LOCK_RETRY_PAUSE.as_secs()
                     );
                     committer.commit();
+                    progress::phase(Phase::Locking);
                     pause(LOCK_RETRY_PAUSE);
                 }
                 Err(error) => return Err(Stop::Error(error)),
@@ -302,10 +318,14 @@ impl Run {
     /// twilio_recording: one batch read, committed, sent to Twilio with nothing held, and the
     /// confirmed rows marked and committed.
     fn recording_batch(&mut self, committer: &Committer) -> Result<Next, Stop> {
+        progress::phase(Phase::CallingTwilio);
         let fetched = committer.step(|| self.fetch()).map_err(Stop::Error)?;
         committer.commit(); // nothing is held while the calls are in flight
-        let answers = self.call(&fetched).map_err(Stop::Halt)?;
+        let answers = self.call(&fetched);
+        progress::in_flight(0);
+        let answers = answers.map_err(Stop::Halt)?;
         committer.idle_until_now();
+        progress::phase(Phase::Marking);
         let next = committer
             .step(|| {
                 self.mark(&fetched, &answers);
@@ -314,6 +334,7 @@ impl Run {
             })
             .map_err(Stop::Error)?;
         committer.commit();
+        progress::done(self.record.rows_deleted, self.record.batches);
         // What Twilio confirmed is marked and committed; the rows a bound left unsent wait.
         if let Some(bound) = self.bound.take() {
             return Err(Stop::Halt(Halt::Bound(bound)));
@@ -344,6 +365,7 @@ impl Run {
         let due = Duration::from_secs_f64(self.record.rows_deleted as f64 / f64::from(rate.max(1)));
         let elapsed = self.started.elapsed();
         if due > elapsed {
+            progress::phase(Phase::Pacing);
             pause(due - elapsed);
             committer.idle_until_now();
         }
@@ -375,6 +397,7 @@ impl Run {
         self.record.error = error;
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let batched = committer.mode() == Mode::Batched;
+        progress::phase(Phase::Sealing);
         with_interrupts_held(|| {
             with_snapshot(|| {
                 if self.record.tally.is_some() {
@@ -425,24 +448,4 @@ fn still_enabled(policy_id: i32) -> bool {
         "SELECT (SELECT enabled FROM retention.policies WHERE id OPERATOR(pg_catalog.=) $1)",
         &[policy_id.into()],
     )) == Some(true)
-}
-
-/// Who started this run. pg_cron's job workers say so in backend_type; its libpq sessions
-/// call themselves `pg_cron`, as any client can, so they count only when pg_cron's run log in
-/// this database (`cron.job_run_details`, written by its launcher before it sends the job's
-/// command) has an unfinished run on this backend.
-fn caller_trigger() -> Trigger {
-    let (backend_type, application_name) = spi(Spi::get_two::<String, String>(
-        "SELECT a.backend_type, pg_catalog.current_setting('application_name')
-           FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a",
-    ));
-    let cron_job_here = application_name.as_deref() == Some("pg_cron")
-        && crate::rights::as_extension_owner(|| {
-            spi(Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('cron.job_run_details') IS NOT NULL")) == Some(true)
-                && spi(Spi::get_one::<bool>(
-                    "SELECT EXISTS (SELECT FROM cron.job_run_details
-                                     WHERE job_pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() AND end_time IS NULL)",
-                )) == Some(true)
-        });
-    Trigger::detect(backend_type.as_deref().unwrap_or(""), cron_job_here)
 }

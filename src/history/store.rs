@@ -117,7 +117,8 @@ impl History {
 
     /// Marks every `running` run whose backend does not hold its policy's lock (a server
     /// crash, a session whose transaction ended under it): the worker does it when it starts,
-    /// so the history does not wait for each policy's next run. The same test as the status view.
+    /// and every run as it begins, so the history does not wait for each policy's next run.
+    /// The same test as the status view.
     pub fn mark_orphans_interrupted(&self) {
         self.write(|| {
             execute(

@@ -244,6 +244,8 @@ pub struct Client {
     authorization: String,
     /// Recordings in a row, across the run's batches, that ended rate-limited.
     rate_limited_in_a_row: AtomicUsize,
+    /// Requests sent and not yet answered, for `retention.progress`.
+    in_flight: AtomicUsize,
     /// The accounts the credentials reach, listed the first time a decision needs them.
     reachable: OnceLock<Reachable>,
 }
@@ -253,7 +255,7 @@ impl Client {
         let agent = agent(config.connect_timeout, config.timeout);
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("{}:{}", config.credentials.username, config.credentials.password));
-        Client { agent, config, authorization: format!("Basic {token}"), rate_limited_in_a_row: AtomicUsize::new(0), reachable: OnceLock::new() }
+        Client { agent, config, authorization: format!("Basic {token}"), rate_limited_in_a_row: AtomicUsize::new(0), in_flight: AtomicUsize::new(0), reachable: OnceLock::new() }
     }
 
     /// The account the credentials are of (its store's, or the settings').
@@ -354,6 +356,11 @@ impl Client {
         Ok(answers)
     }
 
+    /// Recordings whose calls are under way now (helper threads are in them).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// One helper thread's share of `delete_all`: the next recording not taken, until none is
     /// left, a stop, or a bound reached (which leaves a suffix of `targets` unsent).
     fn delete_some(&self, work: &Work) {
@@ -362,7 +369,9 @@ impl Client {
             if i >= work.targets.len() {
                 break;
             }
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
             let reply = self.delete_recording(&work.targets[i]);
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.count_rate_limited(&reply.answer);
             if matches!(reply.answer, Answer::Refused(_)) {
                 work.stop.store(true, Ordering::Relaxed);

@@ -118,6 +118,7 @@ impl Members {
     /// rows it took and whether work remains.
     pub fn batch(&mut self, cutoff: TimestampWithTimeZone, batch_size: i64, reason: Option<&str>) -> (i64, bool) {
         if !self.uncounted.is_empty() {
+            crate::progress::phase(crate::progress::Phase::RemovingPartitions);
             let rows = self.count_detached();
             return (rows, !self.queue.is_empty() || self.current.is_some());
         }
@@ -133,6 +134,7 @@ impl Members {
                 None => return (0, false),
                 Some(Work::Purge(member)) => self.current = Some(Box::new(self.member_plan(&member, cutoff))),
                 Some(Work::Remove(removal)) => {
+                    crate::progress::phase(crate::progress::Phase::RemovingPartitions);
                     // Every removal in one transaction: the parents' locks are taken once,
                     // and live traffic waits once, for a few milliseconds. Only the first
                     // waits for its locks; the rest take theirs now or go to the next batch.

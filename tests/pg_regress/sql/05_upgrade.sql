@@ -268,3 +268,19 @@ UNION ALL
 SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_090) f
 ORDER BY 1, 2, 3;
 DROP EXTENSION pg_retention;
+
+-- From 0.10.0: retention.progress over retention.progress_rows(), neither for PUBLIC; the same
+-- as a fresh install after.
+CREATE EXTENSION pg_retention VERSION '0.10.0';
+ALTER EXTENSION pg_retention UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'pg_retention';
+SELECT has_table_privilege('public', 'retention.progress', 'SELECT') AS public_reads_progress,
+       has_function_privilege('public', 'retention.progress_rows()', 'EXECUTE') AS public_calls_progress_rows;
+CREATE TEMP TABLE from_0100 AS SELECT * FROM pg_temp.shape();
+DROP EXTENSION pg_retention;
+CREATE EXTENSION pg_retention;
+SELECT 'only after upgrade from 0.10.0' AS side, * FROM (SELECT * FROM from_0100 EXCEPT SELECT * FROM pg_temp.shape()) u
+UNION ALL
+SELECT 'only in fresh install', * FROM (SELECT * FROM pg_temp.shape() EXCEPT SELECT * FROM from_0100) f
+ORDER BY 1, 2, 3;
+DROP EXTENSION pg_retention;
