@@ -37,7 +37,7 @@ done
 ROOT=$OUT/root
 rm -rf "$ROOT" && mkdir -p "$ROOT/DEBIAN" "$ROOT/usr/share/doc/$NAME"
 cp -a "$BUILT/usr" "$ROOT/"
-cp README.md "$ROOT/usr/share/doc/$NAME/"
+cp -r README.md docs "$ROOT/usr/share/doc/$NAME/"
 
 # The shared libraries the library links, as Debian names them (dpkg-shlibdeps wants a
 # debian/control beside it; a throwaway one).

@@ -241,7 +241,7 @@ SELECT s.pid,
   LEFT JOIN retention.policies p ON p.id = s.policy_id;
 COMMENT ON VIEW retention.progress IS 'One row per run in progress in this database: phase, rows done and estimated, time left';
 
--- Nothing runs for PUBLIC: the README lists what to grant to an operator role.
+-- Nothing runs for PUBLIC: docs/security.md lists what to grant to an operator role.
 REVOKE ALL ON ALL TABLES IN SCHEMA retention FROM PUBLIC; -- the view too
 REVOKE EXECUTE ON ALL ROUTINES IN SCHEMA retention FROM PUBLIC;
 -- Called by hide_expired's row-level security in every query on a hidden table, by any role;

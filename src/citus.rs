@@ -102,7 +102,7 @@ pub fn on_worker_node() -> bool {
 /// `work` with one connection per worker node for each statement (Citus opens up to
 /// `citus.max_adaptive_executor_pool_size`, 16 by default, to run a statement's shard tasks in
 /// parallel): a retention run is background work and leaves connection slots and cores to the
-/// application. Measured here, a batch also goes faster so (see the README).
+/// application. Measured here, a batch also goes faster so (see docs/citus.md).
 pub fn with_one_connection_per_node<R>(work: impl FnOnce() -> R) -> R {
     const POOL: &CStr = c"citus.max_adaptive_executor_pool_size";
     with_settings(&[(POOL, c"1")], work)

@@ -96,7 +96,7 @@ impl Scale {
                     i += 1;
                     continue;
                 }
-                other => panic!("unknown flag {other}; see bench/README in the main README"),
+                other => panic!("unknown flag {other}; see docs/benchmarks.md"),
             }
             i += 2;
         }

@@ -1,17 +1,32 @@
-//! The README as its readers meet it (issue 14): a CommonMark renderer finds every heading (a
-//! code fence closed mid-line once swallowed a whole section), the SQL inside its Prisma
-//! snippets runs, and its psycopg example runs as written with psycopg from PyPI.
+//! The README and `docs/` as their readers meet them (issues 14 and 26): a CommonMark renderer
+//! finds every heading (a code fence closed mid-line once swallowed a whole section), every
+//! link and anchor resolves, every SQL snippet runs (but those marked `sql norun`, which change
+//! the server's configuration or name what only a reader's server has), the SQL inside the
+//! Prisma snippets runs, and the psycopg example runs as written with psycopg from PyPI.
 
 use std::process::Command;
 
-use pg_retention_it::{connect, count, fresh_database};
+use pg_retention_it::{connect, count, fresh_database, pg_bin};
 use postgres::Client;
-use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 
-const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
+/// README.md and every page of docs/, by their path from the root, README first.
+fn pages() -> Vec<(String, String)> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("{ROOT}/docs"))
+        .expect("read docs/")
+        .map(|entry| format!("docs/{}", entry.unwrap().file_name().to_string_lossy()))
+        .filter(|name| name.ends_with(".md"))
+        .collect();
+    names.sort();
+    names.insert(0, "README.md".into());
+    names.into_iter().map(|name| (std::fs::read_to_string(format!("{ROOT}/{name}")).expect(&name), name)).map(|(text, name)| (name, text)).collect()
+}
+
+/// All of them as one text, for the snippets that may be on any page.
 fn readme() -> String {
-    std::fs::read_to_string(README).expect("read README.md")
+    pages().into_iter().map(|(_, text)| text).collect::<Vec<_>>().join("\n")
 }
 
 /// Each fenced code block of the README with its info string, as CommonMark reads them.
@@ -29,43 +44,156 @@ fn code_blocks(text: &str) -> Vec<(String, String)> {
     blocks
 }
 
-#[test]
-fn a_commonmark_renderer_finds_every_heading() {
-    let text = readme();
-    // Where CommonMark sees a heading (its first byte), and its text.
-    let mut headings: Vec<(usize, HeadingLevel, String)> = Vec::new();
-    let mut current: Option<(usize, HeadingLevel, String)> = None;
-    for (event, range) in Parser::new(&text).into_offset_iter() {
+/// Each heading of a page as CommonMark sees it: its first byte and its text.
+fn headings(text: &str) -> Vec<(usize, String)> {
+    let mut headings = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (event, range) in Parser::new(text).into_offset_iter() {
         match event {
-            Event::Start(Tag::Heading { level, .. }) => current = Some((range.start, level, String::new())),
-            Event::Text(t) | Event::Code(t) if current.is_some() => current.as_mut().unwrap().2.push_str(&t),
+            Event::Start(Tag::Heading { .. }) => current = Some((range.start, String::new())),
+            Event::Text(t) | Event::Code(t) if current.is_some() => current.as_mut().unwrap().1.push_str(&t),
             Event::End(TagEnd::Heading(_)) => headings.extend(current.take()),
             _ => {}
         }
     }
-    // Every line written as a section heading must be one.
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        if line.starts_with("## ") || line.starts_with("### ") {
-            assert!(
-                headings.iter().any(|(at, _, _)| *at == offset),
-                "README line {:?} is not a heading to a CommonMark renderer: an unclosed code block above it?",
-                line.trim_end()
-            );
+    headings
+}
+
+/// The anchor GitHub gives a heading: lower case, spaces to hyphens, other punctuation dropped;
+/// a repeated one gets `-1`, `-2`...
+fn anchors(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    headings(text)
+        .into_iter()
+        .map(|(_, heading)| {
+            let slug: String = heading
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| if c == ' ' { Some('-') } else if c.is_alphanumeric() || c == '-' || c == '_' { Some(c) } else { None })
+                .collect();
+            let n = seen.entry(slug.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 { slug } else { format!("{slug}-{}", *n - 1) }
+        })
+        .collect()
+}
+
+#[test]
+fn a_commonmark_renderer_finds_every_heading() {
+    let mut all = Vec::new();
+    for (name, text) in pages() {
+        let found = headings(&text);
+        // Every line written as a section heading must be one.
+        let mut offset = 0;
+        for line in text.split_inclusive('\n') {
+            if line.starts_with("## ") || line.starts_with("### ") {
+                assert!(
+                    found.iter().any(|(at, _)| *at == offset),
+                    "{name} line {:?} is not a heading to a CommonMark renderer: an unclosed code block above it?",
+                    line.trim_end()
+                );
+            }
+            offset += line.len();
         }
-        offset += line.len();
+        assert!(text.starts_with("# ") && found.first().is_some_and(|(at, _)| *at == 0), "{name} starts with its title");
+        // And no code block runs to the end of the page.
+        let last = code_blocks(&text).into_iter().last().map(|b| b.1).unwrap_or_default();
+        assert!(!last.contains("\n## "), "{name}: the last code block swallows sections");
+        all.extend(found.into_iter().map(|(_, heading)| heading));
     }
     for wanted in [
-        "Quick start", "Install into an existing PostgreSQL", "The Debian package", "Supported versions",
+        "Quick start", "Install", "A ten-minute tour", "Where to read on", "The Debian package", "Supported versions",
         "Managed Postgres (RDS, Cloud SQL, Azure, Supabase, Neon)", "What CREATE EXTENSION creates", "Security model",
         "Configuration reference", "Scheduling with pg_cron", "Using it from an application", "Prisma (Node)",
-        "psycopg (Python)", "Reading run history", "Tests", "Benchmark",
+        "psycopg (Python)", "Reading run history", "Tests", "Benchmark", "retention.progress",
     ] {
-        assert!(headings.iter().any(|(_, _, t)| t == wanted), "no heading {wanted:?}; found {:?}", headings.iter().map(|h| &h.2).collect::<Vec<_>>());
+        assert!(all.iter().any(|t| t == wanted), "no heading {wanted:?}; found {all:?}");
     }
-    // And no code block runs to the end of the file.
-    let last = code_blocks(&text).into_iter().last().map(|b| b.1).unwrap_or_default();
-    assert!(!last.contains("\n## "), "the last code block swallows sections");
+    let readme_lines = pages()[0].1.lines().count();
+    assert!(readme_lines <= 300, "the README is {readme_lines} lines; the rest belongs in docs/");
+}
+
+#[test]
+fn every_link_and_anchor_resolves() {
+    let pages = pages();
+    let mut checked = 0;
+    for (name, text) in &pages {
+        let dir = std::path::Path::new(name).parent().unwrap().to_path_buf();
+        for event in Parser::new(text) {
+            let Event::Start(Tag::Link { dest_url, .. }) = event else { continue };
+            let url = dest_url.to_string();
+            if url.contains("://") || url.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = url.split_once('#').map_or((url.as_str(), None), |(p, a)| (p, Some(a)));
+            let target = if path.is_empty() { std::path::PathBuf::from(name) } else { dir.join(path) };
+            let on_disk = std::path::Path::new(ROOT).join(&target);
+            assert!(on_disk.exists(), "{name}: link {url:?}: no file {}", target.display());
+            if let Some(anchor) = anchor {
+                let target_text = std::fs::read_to_string(&on_disk).unwrap();
+                assert!(anchors(&target_text).iter().any(|a| a == anchor), "{name}: link {url:?}: no such heading in {}", target.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 50, "only {checked} links checked");
+}
+
+/// A database like the apps' (see `app_database`) with the other tables the docs' snippets
+/// name: `sessions`, `voice_recordings` as the presets expect it, and `app.traces`.
+fn snippet_database(name: &str) -> Client {
+    let mut db = app_database(name);
+    db.batch_execute(
+        r#"CREATE TABLE sessions (id serial PRIMARY KEY, last_seen timestamptz NOT NULL);
+           INSERT INTO sessions (last_seen) SELECT now() - g * interval '1 day' FROM generate_series(1, 60) g;
+           CREATE TABLE voice_recordings (id bigserial PRIMARY KEY, twilio_recording_sid text, twilio_account_sid text, caller_id text,
+               created_at timestamptz NOT NULL, deleted_at timestamptz, deletion_reason text);
+           CREATE INDEX ON voice_recordings (created_at);
+           CREATE SCHEMA app;
+           CREATE TABLE app.traces (id text PRIMARY KEY, expires_at timestamp(3));"#,
+    )
+    .unwrap();
+    db
+}
+
+#[test]
+fn every_sql_snippet_runs() {
+    let mut ran = 0;
+    let _ = connect().batch_execute("DROP ROLE IF EXISTS docs_retention_operator");
+    connect().batch_execute("CREATE ROLE docs_retention_operator").unwrap();
+    for (name, text) in pages() {
+        let snippets: Vec<String> = code_blocks(&text).into_iter().filter(|(info, _)| info == "sql").map(|(_, code)| code).collect();
+        if snippets.is_empty() {
+            continue;
+        }
+        let database = format!("it_docs_{}", name.trim_start_matches("docs/").trim_end_matches(".md").replace(['-', '.'], "_").to_lowercase());
+        let mut db = snippet_database(&database);
+        // A page whose first snippet installs it (the tour, the install page) starts without it.
+        if snippets[0].trim_start().starts_with("CREATE EXTENSION pg_retention") {
+            db.batch_execute("DROP EXTENSION pg_retention").unwrap();
+        }
+        for sql in snippets {
+            // The operator of the security model's grants is this test's own role.
+            let sql = sql.replace("retention_operator", "docs_retention_operator");
+            // As a reader pastes it into psql: one statement at a time, outside any transaction
+            // block (a CALL of run_batched refuses one).
+            let mut psql = Command::new(format!("{}/psql", pg_bin()))
+                .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", &database, "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run psql");
+            std::io::Write::write_all(&mut psql.stdin.take().unwrap(), sql.as_bytes()).unwrap();
+            let out = psql.wait_with_output().unwrap();
+            assert!(out.status.success(), "{name}: this snippet fails:\n{sql}\n{}", String::from_utf8_lossy(&out.stderr));
+            ran += 1;
+        }
+        drop(db);
+        connect().batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)")).unwrap();
+    }
+    let _ = connect().batch_execute("DROP ROLE IF EXISTS docs_retention_operator");
+    assert!(ran >= 12, "only {ran} snippets ran");
 }
 
 /// A database like the apps' (the Prisma tables, indexed as the README says), with 10 expired
