@@ -14,6 +14,7 @@ mod progress;
 mod rights;
 mod schedule;
 mod settings;
+mod shmem;
 mod helper_threads;
 mod s3;
 mod store;
@@ -38,8 +39,8 @@ pub extern "C-unwind" fn _PG_init() {
     settings::init();
     // SAFETY: a flag Postgres sets while it loads shared_preload_libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        shmem::init();
         worker::register();
-        progress::init();
     }
 }
 

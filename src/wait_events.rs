@@ -1,6 +1,6 @@
 //! What pg_retention's processes wait on, as `pg_stat_activity.wait_event` names it. From
 //! PostgreSQL 17 an extension registers wait events of its own (`WaitEventExtensionNew`), so a
-//! DBA sees `RetentionWorkerMain` rather than a bare `Extension`; before 17 every extension's
+//! DBA sees `RetentionLauncherMain` rather than a bare `Extension`; before 17 every extension's
 //! wait is the one `Extension` event, which is what 15 and 16 show.
 
 use std::ffi::CStr;
@@ -12,8 +12,6 @@ use pgrx::prelude::*;
 pub enum WaitEvent {
     /// The launcher between its rounds over `pg_retention.database`.
     LauncherMain,
-    /// A database's worker between its ticks.
-    WorkerMain,
     /// A run pacing itself between batches (`pg_retention.batch_pause`, a Twilio back-off).
     Pace,
 }
@@ -22,7 +20,6 @@ impl WaitEvent {
     fn name(self) -> &'static CStr {
         match self {
             WaitEvent::LauncherMain => c"RetentionLauncherMain",
-            WaitEvent::WorkerMain => c"RetentionWorkerMain",
             WaitEvent::Pace => c"RetentionPace",
         }
     }

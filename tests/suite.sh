@@ -32,6 +32,9 @@ cargo run -q -p pg_retention_bench -- --smoke
 echo "== integration tests"
 cargo test -p pg_retention_it -- --test-threads=1
 
+echo "== PostgreSQL's own regression suite, with and without pg_retention preloaded (15 only)"
+tests/pg_suite.sh
+
 # One closing line over every runner above (cargo's suites and pg_regress).
 passed=$(awk '/^test result: ok\./ { n += $4 } END { print n + 0 }' "$LOG")
 # pg_regress says "All N tests passed." (15), "# All N tests passed." from 16 on (TAP).

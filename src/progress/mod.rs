@@ -55,18 +55,15 @@ unsafe impl PGRXSharedMemory for Slots {}
 // SAFETY: the only lock of this name.
 static SLOTS: PgLwLock<Slots> = unsafe { PgLwLock::new(c"pg_retention progress") };
 
-/// Set in the postmaster when it preloads the library; its children inherit it.
-static PRELOADED: AtomicBool = AtomicBool::new(false);
 /// This backend's slot while it runs a policy.
 static MINE: AtomicUsize = AtomicUsize::new(NONE);
 static EXIT_CALLBACK_SET: AtomicBool = AtomicBool::new(false);
 static SAID_FULL: AtomicBool = AtomicBool::new(false);
 
-/// Asks for the shared memory; only while `shared_preload_libraries` is being processed.
+/// Asks for the shared memory (see `crate::shmem`).
 #[allow(unexpected_cfgs)] // pg_shmem_init! names PostgreSQL majors this crate does not build for
 pub fn init() {
     pg_shmem_init!(SLOTS);
-    PRELOADED.store(true, Ordering::Relaxed);
 }
 
 fn this_pid() -> i32 {
@@ -99,7 +96,7 @@ impl Drop for Tracked {
 /// Starts showing a run of `policy_id`, in phase `locking`.
 pub fn track(policy_id: i32) -> Tracked {
     let outer = MINE.load(Ordering::Relaxed);
-    if !PRELOADED.load(Ordering::Relaxed) {
+    if !crate::shmem::preloaded() {
         return Tracked { slot: NONE, outer };
     }
     if !EXIT_CALLBACK_SET.swap(true, Ordering::Relaxed) {
@@ -183,7 +180,7 @@ mod retention {
     use pgrx::datum::TimestampWithTimeZone;
     use pgrx::prelude::*;
 
-    use super::{alive, phase, Phase, FREE, PRELOADED, SLOTS};
+    use super::{alive, phase, Phase, FREE, SLOTS};
 
     /// The runs in progress in this database, read from shared memory (`retention.progress`).
     #[pg_extern(volatile, parallel_restricted)]
@@ -204,7 +201,7 @@ mod retention {
             name!(seconds_left, Option<f64>),
         ),
     > {
-        if !PRELOADED.load(std::sync::atomic::Ordering::Relaxed) {
+        if !crate::shmem::preloaded() {
             crate::error::raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 "retention.progress needs pg_retention in shared_preload_libraries".into(),

@@ -1,16 +1,20 @@
-//! The launcher: a background worker bound to no database. It starts one worker for each
-//! database of `pg_retention.database` only while `pg_retention.worker_enabled` is on and that
-//! database exists, and starts it again when it exits. So a disabled worker never connects, and
-//! a missing database (dropped, or a typo) is said once in the log, not in a FATAL every few
-//! seconds. A worker whose database leaves the list (or that is disabled) stops itself at the
-//! reload, after the policy run it is in; until it has, no second worker starts for it.
+//! The launcher: a background worker bound to no database, the only one pg_retention keeps
+//! between runs. It starts a database's worker (a dynamic background worker that makes one
+//! pass: runs its policies if due, then says when the next pass is due and exits) at that
+//! time, when `run_worker_now()` asks, and once at its own start and after a change of the
+//! schedule's settings. Only while `pg_retention.worker_enabled` is on and for databases of
+//! `pg_retention.database` that exist (a missing one is said once). With more databases due
+//! than free background-worker slots they wait their turn, first due first started, said in
+//! one LOG line. A pass that ends without saying (terminated, crashed) is started again after
+//! `RESTART_DELAY`.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker};
 use pgrx::prelude::*;
 
+use super::board::{self, Answer};
 use super::{signals, WORKER_TYPE};
 use crate::engine::xact::shutdown_requested;
 use crate::error::say;
@@ -19,12 +23,15 @@ use crate::wait_events::{self, WaitEvent};
 
 pub const LAUNCHER_TYPE: &str = "pg_retention launcher";
 
-/// The shortest time between two starts of the worker: a worker that keeps failing at start
-/// is not restarted in a tight loop.
+/// After a pass that ended without saying when the next is due, the wait before another: a
+/// worker that keeps failing at start is not restarted in a tight loop.
 const RESTART_DELAY: Duration = Duration::from_secs(5);
 
 /// How often a missing database is looked for again (and at every reload).
 const MISSING_DATABASE_WAIT: Duration = Duration::from_secs(60);
+
+/// The longest the launcher sleeps: clocks can jump; waking costs no slot.
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// Registers the launcher; only while `shared_preload_libraries` is being processed.
 pub fn register() {
@@ -38,30 +45,47 @@ pub fn register() {
         .load();
 }
 
+fn now() -> pg_sys::TimestampTz {
+    // SAFETY: reads the clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+fn later(by: Duration) -> pg_sys::TimestampTz {
+    now().saturating_add(by.as_micros() as i64)
+}
+
+/// What decides when passes are due: a change of either starts a pass in every database.
+fn schedule_settings() -> (Option<String>, String) {
+    (settings::run_at().map(|t| t.to_string()), settings::timezone())
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn pg_retention_launcher_main(_arg: pg_sys::Datum) {
     signals::install();
     // No database: the shared catalogs only, enough to look up pg_database.
     BackgroundWorker::connect_worker_to_spi(None, None);
-    let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
+    // SAFETY: MyProcPid is set at process start.
+    board::launcher_started(unsafe { pg_sys::MyProcPid });
+    let mut launcher = Launcher::default();
+    let mut schedule = schedule_settings();
     while !shutdown_requested() {
         if BackgroundWorker::sighup_received() {
             // SAFETY: what the postmaster's children do on SIGHUP, on the main thread.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            if schedule_settings() != schedule {
+                schedule = schedule_settings();
+                launcher.databases.values_mut().for_each(|d| d.next_start = 0);
+            }
         }
         let wanted = if settings::WORKER_ENABLED.get() { settings::databases() } else { Vec::new() };
-        let mut wait = MISSING_DATABASE_WAIT;
-        for database in &wanted {
-            wait = wait.min(workers.entry(database.clone()).or_default().look_after(database));
-        }
-        workers.retain(|database, worker| wanted.contains(database) || worker.running());
+        let wait = launcher.round(&wanted);
         if shutdown_requested() || !wait_events::sleep(WaitEvent::LauncherMain, wait) {
             break;
         }
     }
     // The workers go with their launcher, or a restarted launcher would start second ones.
-    for worker in workers.into_values().filter_map(|w| w.handle) {
+    for worker in launcher.databases.into_values().filter_map(|d| d.handle) {
         let _ = worker.terminate().wait_for_shutdown();
     }
     // SAFETY: ends this background worker; non-zero so that the postmaster starts it again
@@ -69,56 +93,125 @@ pub extern "C-unwind" fn pg_retention_launcher_main(_arg: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(1) };
 }
 
-/// The launcher's view of one database's worker.
+/// The launcher's view of one listed database.
 #[derive(Default)]
-struct Worker {
+struct Database {
+    oid: Option<pg_sys::Oid>,
     handle: Option<DynamicBackgroundWorker>,
-    last_start: Option<Instant>,
+    /// When its next pass is due (0: now).
+    next_start: pg_sys::TimestampTz,
+    /// Not before this, whatever asks (after a pass that ended without saying).
+    not_before: pg_sys::TimestampTz,
     said_missing: bool,
-    /// Its start failed for want of a slot, and that was said: said once, not at every try.
-    said_no_slot: bool,
 }
 
-impl Worker {
-    fn running(&self) -> bool {
-        self.handle.as_ref().is_some_and(|w| !matches!(w.pid(), Err(BackgroundWorkerStatus::Stopped)))
+impl Database {
+    fn running_pid(&self) -> Option<i32> {
+        self.handle.as_ref().and_then(|w| w.pid().ok()).map(|pid| pid as i32)
+    }
+}
+
+#[derive(Default)]
+struct Launcher {
+    databases: BTreeMap<String, Database>,
+    /// Due and waiting for a slot, first due first.
+    queue: VecDeque<String>,
+    said_queued: bool,
+}
+
+impl Launcher {
+    /// One look at every listed database: ends, starts, answers. Returns how long to sleep.
+    fn round(&mut self, wanted: &[String]) -> Duration {
+        let mut wait = MAX_SLEEP;
+        for name in wanted {
+            let database = self.databases.entry(name.clone()).or_default();
+            if database.oid.is_none() {
+                database.oid = database_oid(name);
+                if database.oid.is_none() {
+                    if !database.said_missing {
+                        say!(LOG, "pg_retention launcher: database \"{name}\" does not exist; its worker starts when it does (or set pg_retention.database)");
+                        database.said_missing = true;
+                    }
+                    wait = wait.min(MISSING_DATABASE_WAIT);
+                    continue;
+                }
+                database.said_missing = false;
+            }
+            let oid = database.oid.unwrap_or(pg_sys::InvalidOid);
+            let ended = database.handle.as_ref().is_some_and(|w| matches!(w.pid(), Err(BackgroundWorkerStatus::Stopped)));
+            if ended {
+                database.handle = None;
+                match board::take_report(oid) {
+                    Some(due) => database.next_start = due,
+                    None => {
+                        database.not_before = later(RESTART_DELAY);
+                        database.next_start = database.not_before;
+                    }
+                }
+            }
+            if let Some(pid) = database.running_pid() {
+                if board::requested(oid) {
+                    board::reply(oid, Answer::Started(pid));
+                }
+                continue;
+            }
+            let now = now();
+            let due = (database.next_start <= now || board::requested(oid)) && database.not_before <= now;
+            if due && !self.queue.contains(name) {
+                self.queue.push_back(name.clone());
+            } else if !due {
+                let until = database.next_start.max(database.not_before).saturating_sub(now).max(0);
+                wait = wait.min(Duration::from_micros(until as u64));
+            }
+        }
+        self.databases.retain(|name, d| wanted.contains(name) || d.handle.is_some());
+        self.queue.retain(|name| wanted.contains(name));
+        self.start_queued();
+        if !self.queue.is_empty() {
+            // Slots free without a word to us (parallel queries, other extensions' workers).
+            wait = wait.min(RESTART_DELAY);
+        }
+        wait.max(Duration::from_millis(100))
     }
 
-    /// Starts the worker of listed `database` if it is not running and may start; returns how
-    /// long until it should be looked at again.
-    fn look_after(&mut self, database: &str) -> Duration {
-        if self.running() {
-            return MISSING_DATABASE_WAIT;
+    /// Starts the databases waiting, in turn, while slots are free; answers the others.
+    fn start_queued(&mut self) {
+        while let Some(name) = self.queue.front().cloned() {
+            let Some(database) = self.databases.get_mut(&name) else {
+                self.queue.pop_front();
+                continue;
+            };
+            let oid = database.oid.unwrap_or(pg_sys::InvalidOid);
+            let Some(handle) = start_worker(oid) else { break };
+            let pid = handle.wait_for_startup().map(|pid| pid as i32).unwrap_or(0);
+            database.handle = Some(handle);
+            board::reply(oid, Answer::Started(pid));
+            self.queue.pop_front();
         }
-        let Some(oid) = database_oid(database) else {
-            if !self.said_missing {
-                say!(LOG, "pg_retention launcher: database \"{database}\" does not exist; its worker starts when it does (or set pg_retention.database)");
-                self.said_missing = true;
+        if self.queue.is_empty() {
+            if self.said_queued {
+                say!(LOG, "pg_retention launcher: every database waiting for a background worker slot has started");
+                self.said_queued = false;
             }
-            return MISSING_DATABASE_WAIT;
-        };
-        self.said_missing = false;
-        let since = self.last_start.map_or(RESTART_DELAY, |t| t.elapsed());
-        if since < RESTART_DELAY {
-            return RESTART_DELAY - since;
+            return;
         }
-        self.handle = start_worker(oid);
-        self.last_start = Some(Instant::now());
-        match (&self.handle, self.said_no_slot) {
-            (None, false) => {
-                say!(
-                    WARNING,
-                    "pg_retention launcher: no background worker slot is free for the worker of database \"{database}\"; it starts when one is (raise max_worker_processes, a restart, or list fewer databases in pg_retention.database)"
-                );
-                self.said_no_slot = true;
-            }
-            (Some(_), true) => {
-                say!(LOG, "pg_retention launcher: the worker of database \"{database}\" has started");
-                self.said_no_slot = false;
-            }
-            _ => {}
+        if !self.said_queued {
+            say!(
+                LOG,
+                "pg_retention launcher: no background worker slot is free; {} database(s) wait their turn ({}); raise max_worker_processes (a restart) if this lasts",
+                self.queue.len(),
+                self.queue.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+            self.said_queued = true;
         }
-        RESTART_DELAY
+        let ours_running = self.databases.values().any(|d| d.running_pid().is_some());
+        for (ahead, name) in self.queue.iter().enumerate() {
+            if let Some(oid) = self.databases.get(name).and_then(|d| d.oid) {
+                if board::requested(oid) {
+                    board::reply(oid, if ours_running { Answer::Queued(ahead as i32) } else { Answer::NoSlot });
+                }
+            }
+        }
     }
 }
 

@@ -1,14 +1,15 @@
-//! The background worker: once a day at `pg_retention.run_at` (in `pg_retention.timezone`) it
-//! runs every enabled policy of its database (one worker per database of the
-//! `pg_retention.database` list), each as `run_batched` does, committing per batch. Never
-//! during recovery. The slot it last ran is kept in `retention.worker_state`,
-//! so a restart neither skips a night nor runs one twice. The launcher (`launcher.rs`) starts
-//! it; `signals.rs` makes a SIGTERM stop it promptly.
+//! A database's worker: once a day at `pg_retention.run_at` (in `pg_retention.timezone`) it
+//! runs every enabled policy of its database (of the `pg_retention.database` list), each as
+//! `run_batched` does, committing per batch. Never during recovery. The launcher
+//! (`launcher.rs`) starts it only when a pass is due or asked for; it makes one pass, leaves on
+//! the board (`board.rs`) when the next is due, and exits: between runs it holds no slot. The
+//! slot it last ran is kept in `retention.worker_state`, so a restart neither skips a night nor
+//! runs one twice; `signals.rs` makes a SIGTERM stop it promptly.
 
+pub(crate) mod board;
 pub(crate) mod database_list;
 mod launcher;
 mod requests;
-mod server_processes;
 mod signals;
 
 use std::time::Duration;
@@ -23,13 +24,16 @@ use crate::error::{self, say, spi};
 pub(crate) use crate::history::WORKER_TYPE;
 use crate::schedule::{self, Due};
 use crate::settings;
-use crate::wait_events::{self, WaitEvent};
 pub use requests::{next_run, request_run_now};
 #[cfg(any(test, feature = "pg_test"))]
 pub use requests::slot_instant;
 
-/// The longest the worker sleeps before looking again: settings and clocks change.
+/// When a pass could not read the schedule (a failed step): the next one, soon.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// When nothing can be scheduled here (the extension not installed, no `run_at`): the next
+/// look, which costs a slot for a moment.
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 /// Registers the launcher, which starts the worker; only while `shared_preload_libraries`
 /// is being processed.
@@ -49,29 +53,32 @@ pub extern "C-unwind" fn pg_retention_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::transaction(crate::rights::pin_worker_session);
     let database = BackgroundWorker::transaction(|| spi(Spi::get_one::<String>("SELECT pg_catalog.current_database()::text"))).unwrap_or_default();
     say!(LOG, "pg_retention worker: started for database \"{database}\"");
-    let (mut warned, mut orphans_marked) = (false, false);
-    while !shutdown_requested() {
-        if BackgroundWorker::sighup_received() {
-            // SAFETY: what the postmaster's children do on SIGHUP, on the worker's main thread.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            if !settings::WORKER_ENABLED.get() {
-                say!(LOG, "pg_retention worker: pg_retention.worker_enabled is off; stopping");
-                break;
-            }
-            if !settings::databases().contains(&database) {
-                say!(LOG, "pg_retention worker: database \"{database}\" is no longer in pg_retention.database; stopping");
-                break;
-            }
-        }
-        let wait = tick(&database, &mut warned, &mut orphans_marked);
-        // A SIGTERM during the run: no sleep first.
-        if shutdown_requested() || !wait_events::sleep(WaitEvent::WorkerMain, wait.clamp(Duration::from_millis(100), MAX_WAIT)) {
-            break;
-        }
+    let wait = pass(&database, database_oid);
+    if !shutdown_requested() {
+        // SAFETY: reads the clock.
+        let due = unsafe { pg_sys::GetCurrentTimestamp() }.saturating_add(wait.as_micros() as i64);
+        board::report(database_oid, due);
     }
-    say!(LOG, "pg_retention worker: stopped");
-    // SAFETY: ends this background worker process; the launcher starts it again when due.
+    // SAFETY: ends this background worker process; the launcher starts the next pass when due.
     unsafe { pg_sys::proc_exit(0) };
+}
+
+/// Whether the worker should stop after the policy it is in: off, or its database unlisted
+/// (a reload during its pass).
+fn told_to_stop(database: &str) -> bool {
+    if BackgroundWorker::sighup_received() {
+        // SAFETY: what the postmaster's children do on SIGHUP, on the worker's main thread.
+        unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+    }
+    if !settings::WORKER_ENABLED.get() {
+        say!(LOG, "pg_retention worker: pg_retention.worker_enabled is off; stopping");
+        return true;
+    }
+    if !settings::databases().contains(&database.to_string()) {
+        say!(LOG, "pg_retention worker: database \"{database}\" is no longer in pg_retention.database; stopping");
+        return true;
+    }
+    false
 }
 
 /// Runs one step of the worker in a transaction of its own. A step that fails, by returning
@@ -85,11 +92,12 @@ fn step<T>(what: &str, work: impl FnOnce() -> Result<T, String>) -> Option<T> {
 /// The worker's row of `retention.worker_state`.
 struct State {
     last_slot: Option<NaiveDateTime>,
-    run_requested: bool,
 }
 
-/// One look at the clock; runs the policies when due. Returns how long to sleep.
-fn tick(database: &str, warned: &mut bool, orphans_marked: &mut bool) -> Duration {
+/// One pass: runs the policies when due or asked for. Returns how long until the next pass.
+fn pass(database: &str, database_oid: pg_sys::Oid) -> Duration {
+    // Taken first: a request this pass cannot serve must not start pass after pass.
+    let asked = board::take_request(database_oid);
     // SAFETY: a plain read of shared state.
     if unsafe { pg_sys::RecoveryInProgress() } {
         return MAX_WAIT;
@@ -101,39 +109,34 @@ fn tick(database: &str, warned: &mut bool, orphans_marked: &mut bool) -> Duratio
     }) else {
         return MAX_WAIT;
     };
-    if installed && !*orphans_marked {
-        step("marking runs whose session is gone", || {
-            crate::history::store::History::open().mark_orphans_interrupted();
-            Ok(())
-        });
-        *orphans_marked = true;
-    }
     if !installed {
-        if !*warned {
-            say!(WARNING, "pg_retention worker: the extension is not installed in database \"{database}\"; run CREATE EXTENSION pg_retention there, or set pg_retention.database");
-            *warned = true;
-        }
-        return MAX_WAIT;
+        say!(WARNING, "pg_retention worker: the extension is not installed in database \"{database}\"; run CREATE EXTENSION pg_retention there, or set pg_retention.database");
+        return IDLE_WAIT;
     }
+    step("marking runs whose session is gone", || {
+        crate::history::store::History::open().mark_orphans_interrupted();
+        Ok(())
+    });
     if !settings::WORKER_ENABLED.get() {
-        return MAX_WAIT;
+        return IDLE_WAIT;
     }
     let Some(run_at) = settings::run_at() else {
         say!(WARNING, "pg_retention worker: pg_retention.run_at is not set; nothing is scheduled");
-        return MAX_WAIT;
+        return IDLE_WAIT;
     };
     let timezone = settings::timezone();
     let Some((now, state)) = step("reading the schedule", || Ok((local_now(&timezone)?, read_state()?))) else {
         return MAX_WAIT;
     };
-    match (schedule::due(now, run_at, state.last_slot), state.run_requested) {
+    match (schedule::due(now, run_at, state.last_slot), asked) {
         (Due::Baseline(slot), false) => {
             step("recording the first slot", || write_slot(slot));
         }
         (Due::Wait, false) => {}
         (due, _) => {
             let started = step("recording the start of a run", || {
-                // The requests committed so far are answered by this run.
+                // The requests committed so far are answered by this run (`retention.run_requests`
+                // says who asked; the board is what asks).
                 sql_step(
                     "DELETE FROM retention.run_requests;
                      UPDATE retention.worker_state SET last_started_at = pg_catalog.now(), pid = pg_catalog.pg_backend_pid()",
@@ -142,12 +145,12 @@ fn tick(database: &str, warned: &mut bool, orphans_marked: &mut bool) -> Duratio
             if started.is_none() {
                 return MAX_WAIT;
             }
-            run_all();
+            run_all(database);
             step("recording the end of a run", || {
                 if let Due::Run(slot) | Due::Baseline(slot) = due {
                     write_slot(slot)?;
                 }
-                sql_step("UPDATE retention.worker_state SET last_finished_at = pg_catalog.now()")
+                sql_step("DELETE FROM retention.run_requests; UPDATE retention.worker_state SET last_finished_at = pg_catalog.now()")
             });
         }
     }
@@ -161,7 +164,7 @@ fn sql_step(sql: &str) -> Result<(), String> {
 
 /// Runs every enabled policy, in name order. One failing policy is recorded (by the run
 /// itself) and logged; the others still run.
-fn run_all() {
+fn run_all(database: &str) {
     let Some(names) = step("listing the enabled policies", || {
         Spi::connect(|client| {
             let rows = client.select("SELECT name FROM retention.policies WHERE enabled ORDER BY name", None, &[])?;
@@ -172,7 +175,7 @@ fn run_all() {
         return;
     };
     for name in names {
-        if shutdown_requested() {
+        if shutdown_requested() || told_to_stop(database) {
             return;
         }
         let ran = signals::during_run(|| {
@@ -229,20 +232,19 @@ fn seconds_until(local: NaiveDateTime, timezone: &str) -> Result<Duration, Strin
     )
     .map_err(|e| e.to_string())?
     .ok_or("no time until the next run")?;
-    Ok(Duration::from_secs_f64(seconds.clamp(0.0, MAX_WAIT.as_secs_f64())))
+    // A slot is at most a day and a daylight-saving hour away.
+    Ok(Duration::from_secs_f64(seconds.clamp(0.0, 2.0 * 86_400.0)))
 }
 
 fn read_state() -> Result<State, String> {
     sql_step("INSERT INTO retention.worker_state DEFAULT VALUES ON CONFLICT DO NOTHING")?;
-    let (slot, requested) = Spi::get_two::<String, bool>(
-        "SELECT pg_catalog.to_char(last_slot, 'YYYY-MM-DD HH24:MI:SS'), EXISTS (SELECT FROM retention.run_requests) FROM retention.worker_state",
-    )
-    .map_err(|e| e.to_string())?;
+    let slot = Spi::get_one::<String>("SELECT pg_catalog.to_char(last_slot, 'YYYY-MM-DD HH24:MI:SS') FROM retention.worker_state")
+        .map_err(|e| e.to_string())?;
     let last_slot = match slot {
         Some(text) => Some(NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S").map_err(|e| format!("reading last_slot {text:?}: {e}"))?),
         None => None,
     };
-    Ok(State { last_slot, run_requested: requested == Some(true) })
+    Ok(State { last_slot })
 }
 
 fn write_slot(slot: NaiveDateTime) -> Result<(), String> {

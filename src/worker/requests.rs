@@ -2,8 +2,8 @@
 
 use pgrx::prelude::*;
 
-use super::launcher::LAUNCHER_TYPE;
-use super::{local_now, SLOT_INSTANT, WORKER_TYPE};
+use super::board::{self, Answer};
+use super::{local_now, SLOT_INSTANT};
 use crate::error::{raise, say, spi};
 use crate::schedule;
 use crate::settings;
@@ -35,8 +35,11 @@ pub fn slot_instant(local: chrono::NaiveDateTime, timezone: &str) -> Option<pgrx
     ))
 }
 
-/// `retention.run_worker_now()`: asks the worker to run every enabled policy now. Returns its
-/// pid, or NULL while the launcher is starting it (it runs them once started).
+/// `retention.run_worker_now()`: asks the worker to run every enabled policy now. The launcher
+/// starts this database's worker for it and answers within moments: the worker's pid; or NULL
+/// with a NOTICE when it waits its turn for a background-worker slot behind other databases,
+/// or a WARNING naming the setting to raise when no slot is free at all. Either way the
+/// request stands: the worker runs the policies once it starts.
 pub fn request_run_now() -> Option<i32> {
     // SAFETY: a plain read of shared state.
     if unsafe { pg_sys::RecoveryInProgress() } {
@@ -62,86 +65,57 @@ pub fn request_run_now() -> Option<i32> {
             Some(format!("Add it: ALTER SYSTEM SET pg_retention.database = '{with_here}'; SELECT pg_reload_conf();")),
         )
     }
-    // The worker's row and its bookkeeping table are the extension's: looked up and written with
-    // its owner's rights, so an operator needs only EXECUTE on this function. This database's
-    // worker; the launcher has no database.
-    let process = |backend_type: &str, in_this_database: bool| {
-        crate::rights::as_extension_owner(|| {
-            spi(Spi::get_one_with_args::<i32>(
-                "SELECT (SELECT pid FROM pg_catalog.pg_stat_activity
-                          WHERE backend_type OPERATOR(pg_catalog.=) $1
-                            AND (NOT $2 OR datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) LIMIT 1)",
-                &[backend_type.into(), in_this_database.into()],
-            ))
-        })
-    };
-    let pid = process(WORKER_TYPE, true);
-    if pid.is_none() && process(LAUNCHER_TYPE, false).is_none() {
+    let not_running = || -> ! {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "the pg_retention worker is not running".into(),
             Some("It needs pg_retention in shared_preload_libraries (a restart), and a primary server.".into()),
         )
+    };
+    if !crate::shmem::preloaded() {
+        not_running()
     }
-    // An insert, which the worker sees once it commits: left open in a transaction, it locks
-    // nothing the worker reads or writes.
+    // Who asked, for the record: written with the extension owner's rights, so an operator
+    // needs only EXECUTE on this function. An insert, which locks nothing a worker reads.
     let caller = crate::history::store::this_backend().username;
     crate::rights::as_extension_owner(|| {
         spi(Spi::run_with_args("INSERT INTO retention.run_requests (requested_by) VALUES ($1)", &[caller.as_str().into()]))
     });
-    let Some(pid) = pid else {
-        let (in_use, max) = background_worker_slots();
-        if in_use >= max {
-            raise(
-                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                format!(
-                    "the pg_retention worker of database \"{here}\" is not running and cannot start: all {max} background worker slots (max_worker_processes) are in use"
-                ),
-                Some("Raise max_worker_processes (a restart), or list fewer databases in pg_retention.database. Nothing was requested.".into()),
-            )
+    // SAFETY: set once the backend has connected to its database.
+    let database = unsafe { pg_sys::MyDatabaseId };
+    let Some(asked) = board::request(database) else { not_running() };
+    let deadline = std::time::Instant::now() + ANSWER_WAIT;
+    let answer = loop {
+        if let Some(answer) = board::answer(database, asked) {
+            break answer;
         }
-        // The launcher is starting it (just enabled, or restarting): it finds the request.
-        say!(NOTICE, "the pg_retention worker is starting; it runs the policies as soon as it has started");
-        return None;
+        if std::time::Instant::now() >= deadline {
+            say!(NOTICE, "the pg_retention launcher has not answered yet; the request stands, and the worker runs the policies once it starts");
+            return None;
+        }
+        crate::engine::xact::pause(std::time::Duration::from_millis(20));
     };
-    // The worker reads the request after this transaction commits; wake it when it does.
-    // SAFETY: registers a callback that stays valid for the life of the loaded library.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(wake_worker_at_commit), pid as usize as *mut std::ffi::c_void);
-    }
-    Some(pid)
-}
-
-/// Background worker slots in use (every process in `pg_stat_activity` that is not one of the
-/// server's own kinds), and
-/// `max_worker_processes`.
-fn background_worker_slots() -> (i64, i64) {
-    let (in_use, max) = crate::rights::as_extension_owner(|| {
-        spi(Spi::get_two_with_args::<i64, i64>(
-            "SELECT pg_catalog.count(*) FILTER (WHERE backend_type OPERATOR(pg_catalog.<>) ALL ($1)),
-                    pg_catalog.current_setting('max_worker_processes')::pg_catalog.int8
-               FROM pg_catalog.pg_stat_activity",
-            &[super::server_processes::SERVER_PROCESS_TYPES.to_vec().into()],
-        ))
-    });
-    (in_use.unwrap_or(0), max.unwrap_or(i64::MAX))
-}
-
-/// # Safety
-/// Called by Postgres at the end of the transaction that registered it; `arg` is the worker's pid.
-#[pg_guard]
-unsafe extern "C-unwind" fn wake_worker_at_commit(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
-    // SAFETY: unregistering the callback being called is allowed; BackendPidGetProc returns the
-    // live PGPROC of that pid or NULL, and setting its latch is what latches are for.
-    unsafe {
-        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT || event == pg_sys::XactEvent::XACT_EVENT_ABORT {
-            pg_sys::UnregisterXactCallback(Some(wake_worker_at_commit), arg);
+    match answer {
+        Answer::Started(pid) => Some(pid),
+        Answer::Queued(ahead) => {
+            say!(
+                NOTICE,
+                "the pg_retention worker of database \"{here}\" waits for a background worker slot behind {ahead} other database(s); it runs the policies when it starts"
+            );
+            None
         }
-        if event == pg_sys::XactEvent::XACT_EVENT_COMMIT {
-            let proc = pg_sys::BackendPidGetProc(arg as usize as i32);
-            if !proc.is_null() {
-                pg_sys::SetLatch(&mut (*proc).procLatch);
-            }
+        Answer::NoSlot => {
+            let max = spi(Spi::get_one::<String>("SELECT pg_catalog.current_setting('max_worker_processes')")).unwrap_or_default();
+            crate::error::report(
+                PgLogLevel::WARNING,
+                PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                format!("no background worker slot is free for the pg_retention worker of database \"{here}\": all {max} (max_worker_processes) are in use; it runs the policies when one frees"),
+                Some("Raise max_worker_processes (a restart), or list fewer databases in pg_retention.database.".into()),
+            );
+            None
         }
     }
 }
+
+/// How long `run_worker_now()` waits for the launcher's answer (it takes milliseconds).
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -1,6 +1,8 @@
 //! Helpers for tests that span sessions and processes: they talk to a running server with
 //! pg_retention installed, named by PGHOST and PGPORT (`make test` starts one).
 
+pub mod server_processes;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -1,8 +1,11 @@
 //! The background worker against a real server: run now, run at `run_at`, settings reloaded
 //! on SIGHUP, prompt exit on SIGTERM mid-run, restart after a crash, one failing policy not
-//! stopping the others, and a standby that runs nothing.
+//! stopping the others, and a standby that runs nothing. Issue 26: between runs only the
+//! launcher holds a background worker slot; a database's worker is started for a pass (due,
+//! or asked for by `run_worker_now()`, which returns its pid) and exits after it.
 
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -10,9 +13,7 @@ use fake_twilio::FakeTwilio;
 use pg_retention_it::{as_server_owner, connect, count, server_log, OtherCluster, pg_bin, drop_owned_table, owned_by_ordinary_role_with_witness, secret_file, table_with_policy, wait_event_named, wait_for};
 use postgres::Client;
 
-/// The product's own list of server process kinds, so the test sizes the slots as it counts them.
-#[path = "../../../src/worker/server_processes.rs"]
-mod server_processes;
+use pg_retention_it::server_processes;
 
 /// ALTER SYSTEM each setting, reload, and wait until this session sees the change.
 fn set_system(client: &mut Client, settings: &[(&str, &str)]) {
@@ -47,24 +48,55 @@ fn worker_pid(client: &mut Client) -> Option<i32> {
         .map(|r| r.get(0))
 }
 
-/// Issue 23: between rounds the launcher and the worker wait as `RetentionLauncherMain` and
-/// `RetentionWorkerMain` on 17 and later, where an extension names its own wait events; on 15
-/// and 16 as the shared `Extension`.
+/// The passes the launcher has started in `database` so far, as the server log says.
+fn passes(database: &str) -> usize {
+    server_log().matches(&format!("pg_retention worker: started for database \"{database}\"")).count()
+}
+
+fn current_database(client: &mut Client) -> String {
+    client.query_one("SELECT current_database()::text", &[]).unwrap().get(0)
+}
+
+/// The pg_retention processes (launcher and workers) that hold a background worker slot now.
+fn retention_processes(client: &mut Client) -> i64 {
+    count(client, "SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('pg_retention launcher', 'pg_retention worker')")
+}
+
+/// Issue 26: with the worker on for two databases, between runs only the launcher holds a
+/// background worker slot, waiting as `RetentionLauncherMain` on 17 and later (where an
+/// extension names its own wait events), as the shared `Extension` on 15 and 16; each database's
+/// pass came and went. Issue 23 for the name of the wait.
 #[test]
-fn pg_stat_activity_names_what_the_launcher_and_the_worker_wait_on() {
+fn between_runs_only_the_launcher_holds_a_slot() {
     let mut client = connect();
-    set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
-    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "the launcher starts the worker");
-    for (backend_type, own) in [("pg_retention launcher", "RetentionLauncherMain"), ("pg_retention worker", "RetentionWorkerMain")] {
-        let expected = wait_event_named(own);
-        let waiting = wait_for(Duration::from_secs(10), || {
-            client
-                .query_opt("SELECT 1 FROM pg_stat_activity WHERE backend_type = $1 AND wait_event = $2", &[&backend_type, &expected])
-                .unwrap()
-                .is_some()
-        });
-        assert!(waiting, "the {backend_type} waits as {expected}");
-    }
+    let here = current_database(&mut client);
+    let mut other = pg_retention_it::fresh_database("it_slots_between");
+    other.batch_execute("CREATE EXTENSION pg_retention").unwrap();
+    let before = (passes(&here), passes("it_slots_between"));
+    set_system(
+        &mut client,
+        &[("pg_retention.database", &format!("{here}, it_slots_between")), ("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")],
+    );
+    // Each database's first pass (a baseline, nothing due) starts and ends.
+    assert!(wait_for(Duration::from_secs(15), || passes(&here) > before.0 && passes("it_slots_between") > before.1), "a pass in each database");
+    assert!(
+        wait_for(Duration::from_secs(15), || {
+            (0..10).all(|_| {
+                thread::sleep(Duration::from_millis(100));
+                retention_processes(&mut client) == 1
+            })
+        }),
+        "one slot between runs: the launcher's"
+    );
+    let expected = wait_event_named("RetentionLauncherMain");
+    let waiting = count(
+        &mut client,
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention launcher' AND wait_event = '{expected}'"),
+    );
+    assert_eq!(waiting, 1, "the launcher waits as {expected}");
+    drop(other);
+    reset_system(&mut client);
+    client.batch_execute("DROP DATABASE it_slots_between WITH (FORCE)").unwrap();
 }
 
 /// Only the named policies stay enabled: the worker runs every enabled policy of the database.
@@ -125,18 +157,16 @@ fn run_now_runs_every_enabled_policy_and_a_failing_one_stops_no_other() {
     table_with_policy(&mut client, "it_worker_bad", 5, 0, 100, None);
     client.batch_execute("DROP TABLE it_worker_bad").unwrap();
     only_enable(&mut client, "it_worker_");
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
-    let pid = worker_pid(&mut client).unwrap();
-
     let asked: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
-    assert_eq!(asked, pid);
+    assert!(asked > 0, "the pid of the worker started for it");
     assert!(wait_for(Duration::from_secs(20), || {
         worker_runs(&mut client, "it_worker_a", "succeeded") == 1 && worker_runs(&mut client, "it_worker_b", "succeeded") == 1
     }));
     assert_eq!(worker_runs(&mut client, "it_worker_bad", "failed"), 1, "the failing policy is recorded");
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_a"), 7);
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_b"), 3);
-    assert_eq!(worker_pid(&mut client), Some(pid), "an ERROR in a policy does not kill the worker");
+    // An ERROR in a policy does not end the pass: the others ran, and the worker leaves.
+    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_none()), "the worker exits after its pass");
     let (backlog, next): (Option<i64>, bool) = {
         let row = client
             .query_one("SELECT backlog_rows, next_worker_run > now() FROM retention.status WHERE policy = 'it_worker_a'", &[])
@@ -164,7 +194,6 @@ fn a_preset_whose_table_is_not_in_this_database_is_skipped_without_a_warning() {
         )
         .unwrap();
     let log_start = server_log().len();
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
     client.batch_execute("SELECT retention.run_worker_now()").unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "old_agent_usage", "skipped") == 1));
     assert_eq!(worker_runs(&mut client, "old_agent_usage", "failed"), 0, "not a failure");
@@ -187,7 +216,6 @@ fn a_legal_hold_keeps_its_rows_through_the_worker() {
     table_with_policy(&mut client, "it_worker_hold", 40, 3, 7, None);
     only_enable(&mut client, "it_worker_hold");
     client.batch_execute("SELECT retention.add_hold('it_worker_hold', 'keep-even', 'id % 2 = 0', 'case 5')").unwrap();
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
     client.batch_execute("SELECT retention.run_worker_now()").unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_hold", "succeeded") == 1));
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_hold WHERE id > 0"), 20, "the even expired rows are held");
@@ -239,9 +267,7 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
     let mut client = connect();
     let fake = worker_with_recordings(&mut client, "AC00000000000000000000000000000003", "it_worker_rec", 20, 4);
     fake.set_latency(Duration::from_secs(3));
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()), "the launcher starts the worker");
-    let pid = worker_pid(&mut client).unwrap();
-    client.batch_execute("SELECT retention.run_worker_now()").unwrap();
+    let pid: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
     assert!(wait_for(Duration::from_secs(20), || fake.requests().len() >= 4 && fake.in_flight() > 0), "a second batch in flight");
 
     // The same policy from psql (or pg_cron) meanwhile: skipped, never overlapping the worker's run.
@@ -265,8 +291,10 @@ fn sigterm_mid_run_ends_the_worker_promptly_and_loses_nothing_then_it_restarts()
     assert!(marked.iter().all(|s| confirmed.contains(s)), "marked {marked:?}, confirmed {confirmed:?}");
     assert_eq!(worker_runs(&mut client, "it_worker_rec", "interrupted"), 1);
 
-    // The postmaster starts the worker again.
-    assert!(wait_for(Duration::from_secs(20), || worker_pid(&mut client).is_some_and(|p| p != pid)), "restarted");
+    // A pass that ended without saying when the next is due is started again.
+    let here = current_database(&mut client);
+    let before = passes(&here);
+    assert!(wait_for(Duration::from_secs(20), || passes(&here) > before), "restarted");
     fake.set_latency(Duration::ZERO);
     client.batch_execute("SELECT retention.run_worker_now()").unwrap();
     assert!(wait_for(Duration::from_secs(30), || count(&mut client, "SELECT count(*) FROM it_worker_rec WHERE deleted_at IS NULL") == 0));
@@ -281,7 +309,10 @@ fn after_a_crash_the_worker_comes_back_and_does_not_rerun_its_night() {
     only_enable(&mut client, "it_worker_crash");
     client.batch_execute("SELECT retention.run_worker_now()").unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_crash", "succeeded") == 1));
-    let pid = worker_pid(&mut client).unwrap();
+    // A backend killed by SIGKILL: the launcher, the one process of pg_retention between runs.
+    let pid: i32 = client.query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_retention launcher'", &[]).unwrap().get(0);
+    let here = current_database(&mut client);
+    let before = passes(&here);
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
     drop(client);
     // The postmaster starts its crash handling when it reaps the worker: connecting before that
@@ -300,7 +331,8 @@ fn after_a_crash_the_worker_comes_back_and_does_not_rerun_its_night() {
         client.is_some()
     }));
     let mut client = client.unwrap();
-    assert!(wait_for(Duration::from_secs(30), || worker_pid(&mut client).is_some_and(|p| p != pid)), "restarted");
+    // The launcher comes back and starts a pass, which finds its night done.
+    assert!(wait_for(Duration::from_secs(30), || passes(&here) > before), "restarted");
     thread::sleep(Duration::from_secs(2));
     assert_eq!(count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_crash'"), 1, "no second run");
     reset_system(&mut client);
@@ -369,7 +401,6 @@ fn the_worker_acts_on_a_table_as_its_owner_never_as_superuser() {
     table_with_policy(&mut client, "it_worker_owned", 40, 2, 10, None);
     owned_by_ordinary_role_with_witness(&mut client, "it_worker_owned", "it_table_owner");
     only_enable(&mut client, "it_worker_owned");
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_owned", "succeeded") == 1));
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_owned"), 2, "the owner's expired rows are purged");
@@ -397,35 +428,30 @@ fn the_readme_operator_can_ask_the_worker_to_run_now() {
              GRANT EXECUTE ON FUNCTION retention.backlog(text), retention.next_worker_run(), retention.run_worker_now() TO it_operator;",
         )
         .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
-    let pid = worker_pid(&mut client).unwrap();
     client.batch_execute("SET ROLE it_operator").unwrap();
     let asked: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
-    assert_eq!(asked, pid);
+    assert!(asked > 0, "the pid of the worker started for it");
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_op", "succeeded") == 1));
     client.batch_execute("RESET ROLE; DROP OWNED BY it_operator; DROP ROLE it_operator;").unwrap();
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_op"), 1);
     reset_system(&mut client);
 }
 
-/// Issue 10, item 13: the worker lives on after a run, so the table statistics of its deletes
-/// must be reported as it goes, or autovacuum never hears of the dead rows.
+/// Issue 10, item 13: the table statistics of the worker's deletes reach autovacuum (reported
+/// as it goes, and at its exit after the pass).
 #[test]
 fn the_workers_deletes_reach_the_statistics_while_it_lives() {
     let mut client = connect();
     set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
     table_with_policy(&mut client, "it_worker_stats", 3000, 10, 500, None);
     only_enable(&mut client, "it_worker_stats");
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
-    let pid = worker_pid(&mut client).unwrap();
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_stats", "succeeded") == 1));
     let reported = wait_for(Duration::from_secs(5), || {
         let mut fresh = connect();
         count(&mut fresh, "SELECT coalesce(n_tup_del, 0) FROM pg_stat_user_tables WHERE relname = 'it_worker_stats'") == 3000
     });
-    assert!(reported, "the deletes are in pg_stat_user_tables while the worker lives");
-    assert_eq!(worker_pid(&mut client), Some(pid), "the same worker");
+    assert!(reported, "the deletes are in pg_stat_user_tables");
     client.batch_execute("DROP TABLE it_worker_stats; DELETE FROM retention.policies WHERE name = 'it_worker_stats';").unwrap();
     reset_system(&mut client);
 }
@@ -445,12 +471,9 @@ fn a_run_whose_backend_is_gone_is_interrupted_in_the_status_view_and_at_worker_s
         .unwrap();
     let shown: String = client.query_one("SELECT last_status FROM retention.status WHERE policy = 'it_orphan'", &[]).unwrap().get(0);
     assert_eq!(shown, "interrupted");
+    // Turned on, the worker's first pass marks it.
     set_system(&mut client, &[("pg_retention.worker_enabled", "on")]);
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
-    let pid = worker_pid(&mut client).unwrap();
-    client.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
-    assert!(wait_for(Duration::from_secs(20), || worker_pid(&mut client).is_some_and(|p| p != pid)), "restarted");
-    assert!(wait_for(Duration::from_secs(10), || {
+    assert!(wait_for(Duration::from_secs(20), || {
         count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_orphan' AND status = 'interrupted'") == 1
     }));
     client.batch_execute("DROP TABLE it_orphan; DELETE FROM retention.policies WHERE name = 'it_orphan';").unwrap();
@@ -488,10 +511,8 @@ fn sigterm_stops_a_delete_run_between_batches_and_inside_a_long_one() {
     only_enable(&mut client, "it_worker_term");
     for (phase, pause) in [("between batches", 0.3), ("inside a 60 s batch", 60.0)] {
         set_pause(&mut client, "it_worker_term", pause);
-        assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "{phase}: the launcher starts the worker");
-        let pid = worker_pid(&mut client).unwrap();
         let before = count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_term'");
-        client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+        let pid: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
         assert!(wait_for(Duration::from_secs(20), || {
             count(&mut client, &format!("SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_term' AND status = 'running' AND id > {before}")) == 1
                 && (pause > 1.0 || count(&mut client, "SELECT coalesce(max(rows_deleted), 0) FROM retention.runs WHERE policy = 'it_worker_term' AND status = 'running'") >= 400)
@@ -510,7 +531,6 @@ fn sigterm_stops_a_delete_run_between_batches_and_inside_a_long_one() {
         assert!(left > 0, "{phase}: the run stopped before its end");
     }
     set_pause(&mut client, "it_worker_term", 0.0);
-    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "restarted");
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(30), || count(&mut client, "SELECT count(*) FROM it_worker_term") == 10));
     client.batch_execute("DROP TABLE it_worker_term; DELETE FROM retention.policies WHERE name = 'it_worker_term';").unwrap();
@@ -525,7 +545,6 @@ fn a_fast_shutdown_during_a_worker_batch_is_prompt() {
     set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
     table_with_policy(&mut client, "it_worker_fast", 1000, 0, 100, Some(120.0));
     only_enable(&mut client, "it_worker_fast");
-    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || {
         count(&mut client, "SELECT count(*) FROM retention.runs WHERE policy = 'it_worker_fast' AND status = 'running'") == 1
@@ -564,7 +583,6 @@ fn the_worker_gives_up_on_a_row_lock_after_its_lock_timeout() {
     only_enable(&mut client, "it_worker_locked");
     let mut application = connect();
     application.batch_execute("BEGIN; SELECT * FROM it_worker_locked WHERE id = 7 FOR UPDATE").unwrap();
-    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_locked", "failed") == 1), "the run gives up");
     let (_, rows, error) = last_worker_run(&mut client, "it_worker_locked");
@@ -574,8 +592,7 @@ fn the_worker_gives_up_on_a_row_lock_after_its_lock_timeout() {
     assert!(log.contains("policy \"it_worker_locked\": a batch waited past lock_timeout for a row another session holds; trying again in 1 s (3 of 3)"));
 
     // Terminated while it pauses between two tries: it exits at once.
-    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
-    let pid = worker_pid(&mut client).unwrap();
+    let pid: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
     assert!(wait_for(Duration::from_secs(20), || {
         server_log().matches("policy \"it_worker_locked\": a batch waited past lock_timeout").count() >= 4
     }));
@@ -585,7 +602,6 @@ fn the_worker_gives_up_on_a_row_lock_after_its_lock_timeout() {
     assert!(asked.elapsed() < Duration::from_secs(1), "the worker took {:?} to exit", asked.elapsed());
 
     application.batch_execute("COMMIT").unwrap();
-    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_locked", "succeeded") == 1));
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_locked"), 0);
@@ -612,7 +628,7 @@ fn a_missing_database_is_said_once_and_a_disabled_worker_never_connects() {
 
     client.batch_execute("CREATE DATABASE it_later").unwrap();
     client.batch_execute("SELECT pg_reload_conf()").unwrap(); // a reload wakes the launcher at once
-    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()), "the worker starts once the database exists");
+    assert!(wait_for(Duration::from_secs(15), || passes("it_later") == 1), "the worker starts once the database exists");
     reset_system(&mut client);
     assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_none()));
     client.batch_execute("DROP DATABASE it_later WITH (FORCE)").unwrap();
@@ -620,15 +636,13 @@ fn a_missing_database_is_said_once_and_a_disabled_worker_never_connects() {
 
 /// Issue 10, item 6, in the worker: a cancel (pg_cancel_backend) while the worker's Twilio
 /// calls are in flight ends that run `failed` with nothing of the batch marked and releases
-/// the policy; the worker lives on and its next run finishes the work.
+/// the policy; the next run finishes the work.
 #[test]
 fn a_cancel_during_the_workers_twilio_calls_is_recorded_and_frees_the_policy() {
     let mut client = connect();
     let fake = worker_with_recordings(&mut client, "AC00000000000000000000000000000004", "it_worker_cancel", 12, 4);
     fake.set_latency(Duration::from_secs(5));
-    assert!(wait_for(Duration::from_secs(15), || worker_pid(&mut client).is_some()));
-    let pid = worker_pid(&mut client).unwrap();
-    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    let pid: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
     assert!(wait_for(Duration::from_secs(20), || fake.in_flight() > 0), "calls in flight");
     client.batch_execute(&format!("SELECT pg_cancel_backend({pid})")).unwrap();
     assert!(wait_for(Duration::from_secs(10), || worker_runs(&mut client, "it_worker_cancel", "failed") == 1), "the run is recorded failed");
@@ -640,7 +654,6 @@ fn a_cancel_during_the_workers_twilio_calls_is_recorded_and_frees_the_policy() {
         "the policy's lock is released"
     );
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_cancel WHERE deleted_at IS NOT NULL"), 0);
-    assert_eq!(worker_pid(&mut client), Some(pid), "the worker lives on");
     fake.set_latency(Duration::ZERO);
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_cancel", "succeeded") == 1));
@@ -668,7 +681,6 @@ fn the_worker_removes_expired_partitions_and_the_dropper_drops_them() {
         )
         .unwrap();
     only_enable(&mut client, "it_worker_part");
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
     client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
     assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_part", "succeeded") == 1));
     assert_eq!(
@@ -696,7 +708,7 @@ fn worker_pid_in(client: &mut Client, dbname: &str) -> Option<i32> {
 /// Issue 14, items 1 and 2: `pg_retention.database` lists two databases (an app's and a voice
 /// engine's); each gets its own worker, which runs that database's policies on
 /// `run_worker_now()` and at `run_at`, and skips the presets whose tables that database does
-/// not have, with no failure and no WARNING. Taking a database off the list stops its worker.
+/// not have, with no failure and no WARNING. A database taken off the list gets no more passes.
 #[test]
 fn two_databases_each_get_a_worker_and_leaving_the_list_stops_one() {
     let mut client = connect();
@@ -711,13 +723,17 @@ fn two_databases_each_get_a_worker_and_leaving_the_list_stops_one() {
         })
         .collect();
     let log_start = server_log().len();
+    let here = current_database(&mut client);
+    let passes_here = passes(&here);
     set_system(&mut client, &[("pg_retention.database", "it_db_app, it_db_voice"), ("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
-    assert!(wait_for(Duration::from_secs(15), || databases.iter().all(|db| worker_pid_in(&mut client, db).is_some())), "a worker in each database");
-    assert_eq!(worker_pid_in(&mut client, "postgres"), None, "none in a database not listed");
+    assert!(wait_for(Duration::from_secs(15), || databases.iter().all(|db| passes(db) >= 1)), "a pass in each database");
+    assert_eq!(passes(&here), passes_here, "none in a database not listed");
 
     for (db, session) in databases.iter().zip(sessions.iter_mut()) {
-        let asked: i32 = session.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
-        assert_eq!(Some(asked), worker_pid_in(&mut client, db), "run_worker_now() in {db} asks {db}'s worker");
+        let before = passes(db);
+        let asked: Option<i32> = session.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+        assert!(asked.is_some_and(|pid| pid > 0), "{db}: the worker started for it");
+        assert!(wait_for(Duration::from_secs(10), || passes(db) > before), "run_worker_now() in {db} starts {db}'s worker");
         assert!(wait_for(Duration::from_secs(20), || worker_runs(session, "it_db_rows", "succeeded") == 1), "{db}: the run");
         assert_eq!(count(session, "SELECT count(*) FROM it_db_rows"), 2, "{db}: the expired rows went, the live stayed");
         // The presets' tables are not in these databases: skipped, never failed.
@@ -747,11 +763,9 @@ fn two_databases_each_get_a_worker_and_leaving_the_list_stops_one() {
         assert_eq!(count(session, "SELECT count(*) FROM it_db_rows"), 2, "{db}: the new expired rows went at run_at");
     }
 
-    // Off the list (reload): the voice database's worker stops; the app's runs on.
-    let app_worker = worker_pid_in(&mut client, "it_db_app");
+    // Off the list (reload): the voice database is asked nothing more.
     set_system(&mut client, &[("pg_retention.database", "it_db_app")]);
-    assert!(wait_for(Duration::from_secs(15), || worker_pid_in(&mut client, "it_db_voice").is_none()), "the voice worker stops");
-    assert_eq!(worker_pid_in(&mut client, "it_db_app"), app_worker, "the app's worker is not restarted");
+    assert!(wait_for(Duration::from_secs(15), || worker_pid_in(&mut client, "it_db_voice").is_none()), "no voice worker");
     let voice = &mut sessions[1];
     let error = voice.query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
     assert!(error.as_db_error().unwrap().message().contains("\"it_db_voice\" is not in pg_retention.database"), "{error}");
@@ -791,25 +805,31 @@ fn a_disabled_worker_says_nothing_at_start_up() {
 }
 
 /// Issue 22, item 6: `BEGIN; SELECT retention.run_worker_now();` left open stalls nothing: the
-/// worker runs what another session asks meanwhile, and the open request once it commits.
+/// request is answered at once (the launcher starts the pass as it is asked, not at the
+/// commit), and what another session asks meanwhile runs too.
 #[test]
 fn a_run_now_request_left_open_stalls_no_worker_run() {
     let mut client = connect();
     set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
     table_with_policy(&mut client, "it_worker_open", 30, 2, 100, None);
     only_enable(&mut client, "it_worker_open");
-    assert!(wait_for(Duration::from_secs(10), || worker_pid(&mut client).is_some()));
     let mut open = connect();
     open.batch_execute("BEGIN; SELECT retention.run_worker_now();").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_open", "succeeded") >= 1), "the worker ran while the request stays open");
+    client.batch_execute("INSERT INTO it_worker_open SELECT g, now() - interval '1 day' FROM generate_series(100, 109) g").unwrap();
     let mut asker = connect();
     let asked = asker.batch_execute("SET statement_timeout = '10s'; SELECT retention.run_worker_now();");
     assert!(asked.is_ok(), "a second request is not blocked by the open one: {asked:?}");
-    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_open", "succeeded") == 1), "the worker ran while a request stays open");
-    client.batch_execute("INSERT INTO it_worker_open SELECT g, now() - interval '1 day' FROM generate_series(100, 109) g").unwrap();
+    assert!(wait_for(Duration::from_secs(20), || count(&mut client, "SELECT count(*) FROM it_worker_open") == 2), "the second request ran");
     open.batch_execute("COMMIT").unwrap();
-    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_open", "succeeded") == 2), "the open request is run once committed");
-    assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_open"), 2);
-    assert_eq!(count(&mut client, "SELECT count(*) FROM retention.run_requests"), 0, "every request answered");
+    // Who asked is kept until a run answers it: the next pass clears every request committed
+    // before it, the one left open included.
+    let before: std::time::SystemTime = client.query_one("SELECT now()", &[]).unwrap().get(0);
+    let runs = worker_runs(&mut client, "it_worker_open", "succeeded");
+    client.query_one("SELECT retention.run_worker_now()", &[]).unwrap();
+    assert!(wait_for(Duration::from_secs(20), || worker_runs(&mut client, "it_worker_open", "succeeded") > runs));
+    let left = client.query_one("SELECT count(*) FROM retention.run_requests WHERE requested_at < $1", &[&before]).unwrap().get::<_, i64>(0);
+    assert_eq!(left, 0, "every request made before the last run answered");
     client.batch_execute("DROP TABLE it_worker_open; DELETE FROM retention.policies WHERE name = 'it_worker_open';").unwrap();
     reset_system(&mut client);
 }
@@ -839,7 +859,7 @@ fn database_settings_neither_stop_the_worker_nor_change_a_hold() {
     .unwrap();
     drop(db);
     set_system(&mut client, &[("pg_retention.database", "it_db_settings"), ("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
-    assert!(wait_for(Duration::from_secs(15), || worker_pid_in(&mut client, "it_db_settings").is_some()), "the worker starts");
+    assert!(wait_for(Duration::from_secs(15), || passes("it_db_settings") >= 1), "the worker's first pass");
     let mut db = pg_retention_it::connect_to("it_db_settings");
     db.batch_execute("SET default_transaction_read_only = off").unwrap();
     db.batch_execute("SELECT retention.run_worker_now()").unwrap();
@@ -852,46 +872,75 @@ fn database_settings_neither_stop_the_worker_nor_change_a_hold() {
     client.batch_execute("DROP DATABASE it_db_settings WITH (FORCE)").unwrap();
 }
 
-/// Issue 22, item 16: with more listed databases than free background worker slots, the
-/// launcher says so once per database (not every few seconds, forever), and
-/// `run_worker_now()` in a database left without a worker says that it cannot start.
+/// Issue 22, item 16, and issue 26: with more databases due than free background worker slots
+/// they wait their turn, said in one LOG line (not a WARNING every few seconds, forever), and
+/// each gets its pass as slots free; `run_worker_now()` says the truth: the pid of the worker
+/// it started, its place in the queue, or that no slot is free at all with the setting to raise.
 #[test]
-fn more_databases_than_worker_slots_is_said_once_and_run_now_says_the_truth() {
+fn more_databases_than_worker_slots_wait_their_turn_and_run_now_says_the_truth() {
     let other = OtherCluster::start("slots");
     let mut admin = other.connect("postgres");
     let databases = ["it_slot_a", "it_slot_b", "it_slot_c"];
     for db in databases {
         admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-        other.connect(db).batch_execute("CREATE EXTENSION pg_retention").unwrap();
+        let mut session = other.connect(db);
+        session.batch_execute("CREATE EXTENSION pg_retention").unwrap();
+        table_with_policy(&mut session, "it_slot_rows", 20, 1, 10, Some(0.5));
     }
-    // Room for the server's own background workers and one database's.
+    // Room for the server's own background workers (the launchers among them) and one more.
     let in_use: i64 = admin
         .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type <> ALL ($1)", &[&server_processes::SERVER_PROCESS_TYPES])
         .unwrap()
         .get(0);
-    for setting in [format!("max_worker_processes = {}", in_use + 1), "pg_retention.worker_enabled = on".into(), format!("pg_retention.database = '{}'", databases.join(", "))] {
-        admin.batch_execute(&format!("ALTER SYSTEM SET {setting}")).unwrap();
-    }
+    let restart = |settings: &[String]| {
+        let mut admin = other.connect("postgres");
+        for setting in settings {
+            admin.batch_execute(&format!("ALTER SYSTEM SET {setting}")).unwrap();
+        }
+        drop(admin);
+        other.stop();
+        let started = Command::new(pg_retention_it::CLUSTER_SCRIPT).args(["start", &other.dir, &other.port]).output().unwrap();
+        assert!(started.status.success());
+    };
     drop(admin);
-    other.stop();
-    let started = Command::new(pg_retention_it::CLUSTER_SCRIPT).args(["start", &other.dir, &other.port]).output().unwrap();
-    assert!(started.status.success());
-    let mut admin = other.connect("postgres");
-    assert!(wait_for(Duration::from_secs(15), || count(&mut admin, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention worker'") == 1));
-    thread::sleep(Duration::from_secs(16)); // three of the launcher's tries at least
-    let unserved: Vec<String> = databases
-        .iter()
-        .filter(|db| count(&mut admin, &format!("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_retention worker' AND datname = '{db}'")) == 0)
-        .map(|db| db.to_string())
-        .collect();
-    assert_eq!(unserved.len(), 2, "one database served");
-    let log = other.log();
-    let said: Vec<&str> = log.lines().filter(|l| l.contains("pg_retention launcher") && l.contains("WARNING")).collect();
-    assert_eq!(said.len(), 2, "once for each database left without a worker: {said:?}");
-    for db in &unserved {
-        assert!(said.iter().any(|l| l.contains(&format!("\"{db}\""))), "{db} named: {said:?}");
-        let error = other.connect(db).query_one("SELECT retention.run_worker_now()", &[]).unwrap_err();
-        let message = error.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
-        assert!(message.contains("cannot start") && message.contains("max_worker_processes"), "{db}: {message}");
+    restart(&[format!("max_worker_processes = {}", in_use + 1), "pg_retention.worker_enabled = on".into(), format!("pg_retention.database = '{}'", databases.join(", "))]);
+    let passes_in = |db: &str| other.log().matches(&format!("pg_retention worker: started for database \"{db}\"")).count();
+    // At start all three are due (their first pass); one slot: they go in turn.
+    assert!(wait_for(Duration::from_secs(30), || databases.iter().all(|db| passes_in(db) >= 1)), "every database got its pass");
+    let said: Vec<String> = other.log().lines().filter(|l| l.contains("pg_retention launcher") && l.contains("wait their turn")).map(String::from).collect();
+    assert_eq!(said.len(), 1, "said once: {said:?}");
+    assert!(said[0].contains("2 database(s)") && said[0].contains("max_worker_processes"), "{said:?}");
+    assert!(!other.log().lines().any(|l| l.contains("pg_retention") && l.contains("WARNING")), "no WARNING");
+
+    // a's pass takes the slot (its run pauses 0.5 s a batch); b and c queue behind it.
+    let notices = Arc::new(Mutex::new(Vec::<String>::new()));
+    let connect_with_notices = |db: &str| {
+        let sink = notices.clone();
+        let mut config = postgres::Config::new();
+        config.host(&other.dir).port(other.port.parse().unwrap()).user("postgres").dbname(db);
+        config.notice_callback(move |n| sink.lock().unwrap().push(format!("{}: {}", n.severity(), n.message())));
+        config.connect(postgres::NoTls).unwrap()
+    };
+    let started: Option<i32> = connect_with_notices("it_slot_a").query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+    assert!(started.is_some_and(|pid| pid > 0), "a: started");
+    let queued: Option<i32> = connect_with_notices("it_slot_b").query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+    let queued_too: Option<i32> = connect_with_notices("it_slot_c").query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+    assert_eq!((queued, queued_too), (None, None), "b and c wait: {:?}", notices.lock().unwrap());
+    {
+        let said = notices.lock().unwrap();
+        assert!(said.iter().any(|n| n.contains("\"it_slot_b\" waits for a background worker slot behind 0 other")), "{said:?}");
+        assert!(said.iter().any(|n| n.contains("\"it_slot_c\" waits for a background worker slot behind 1 other")), "{said:?}");
     }
+    for db in databases {
+        let mut session = other.connect(db);
+        assert!(wait_for(Duration::from_secs(60), || count(&mut session, "SELECT count(*) FROM it_slot_rows") == 1), "{db}: its turn came");
+    }
+
+    // No room at all (the slot taken by the server's own): no slot, and the setting to raise.
+    restart(&[format!("max_worker_processes = {in_use}")]);
+    notices.lock().unwrap().clear();
+    let none: Option<i32> = connect_with_notices("it_slot_a").query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
+    assert_eq!(none, None);
+    let said = notices.lock().unwrap().clone();
+    assert!(said.iter().any(|n| n.starts_with("WARNING") && n.contains("no background worker slot is free") && n.contains("max_worker_processes")), "{said:?}");
 }
