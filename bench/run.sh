@@ -4,7 +4,8 @@
 #   --rows N (2,000,000)  --idle-rows N (10,000,000)  --recordings N (10,000)
 #   --memory-recordings N (100,000)  --latency-ms N (50)  --traffic-seconds N (40)
 #   --traffic-rate N (200)  --traffic-rounds N (5)  --partitioned-rows N (1,000,000)  --citus-rows N (1,000,000)
-#   --only NAME (purge, idle, recordings, s3, live traffic, hidden, partitioned, citus)  --out FILE (bench/results.md)  --smoke (tiny, for the tests)
+#   --only NAME (purge, sizes, idle, recordings, s3, live traffic, hidden, partitioned, citus)
+#   --out FILE (bench/results.md)  --charts DIR (docs: the SVG charts)  --smoke (tiny, for the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR=${PG_RETENTION_BENCH_DIR:-/tmp/pg_retention-bench}

@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 
 use fake_twilio::FakeTwilio;
 
+mod charts;
 mod citus;
 mod hidden;
 mod partitioned;
 mod s3;
+mod sizes;
 mod traffic;
 use postgres::{Client, Config, NoTls};
 
@@ -40,6 +42,8 @@ struct Scale {
     /// Rows of the Citus scenario's distributed table.
     citus_rows: i64,
     out: String,
+    /// Where the charts go: docs/ for `make bench`, target/ for the smoke.
+    charts: String,
     /// Run only the scenarios whose name starts with this.
     only: Option<String>,
 }
@@ -58,6 +62,7 @@ impl Scale {
             partitioned_rows: 1_000_000,
             citus_rows: 1_000_000,
             out: "bench/results.md".into(),
+            charts: "docs".into(),
             only: None,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -77,6 +82,7 @@ impl Scale {
                 "--partitioned-rows" => scale.partitioned_rows = number(),
                 "--citus-rows" => scale.citus_rows = number(),
                 "--out" => scale.out = value(),
+                "--charts" => scale.charts = value(),
                 "--only" => scale.only = Some(value()),
                 "--smoke" => {
                     scale = Scale {
@@ -91,6 +97,7 @@ impl Scale {
                         partitioned_rows: 20_000,
                         citus_rows: 20_000,
                         out: "target/bench-smoke.md".into(),
+                        charts: "target/bench-smoke-charts".into(),
                         only: None,
                     };
                     i += 1;
@@ -368,42 +375,6 @@ fn recordings(scale: &Scale, lines: &mut Vec<Line>) {
     exec(&mut client, "DROP TABLE bench_rec; SELECT retention.drop_policy('bench_rec');");
 }
 
-fn live_traffic(scale: &Scale, lines: &mut Vec<Line>) {
-    let mut client = connect();
-    trace_table(&mut client, "bench_live", scale.rows);
-    exec(&mut client, "SELECT retention.add_policy('bench_live', 'bench_live', 'expiresAt', 'expires_at')");
-    exec(&mut client, "CHECKPOINT");
-    let deadlocks = |c: &mut Client| -> i64 { one(c, &format!("SELECT deadlocks FROM pg_stat_database WHERE datname = '{DATABASE}'")) };
-    let deadlocks_before = deadlocks(&mut client);
-    let traffic = "\\set g random(1, 100000)\n\
-         INSERT INTO bench_live (id, payload, \"expiresAt\") VALUES (md5(random()::text), 'new trace', timezone('UTC', now()) + interval '90 days');\n\
-         UPDATE bench_live SET payload = payload || '' WHERE id = 'ct_' || (:g * 2 + 1);\n";
-    let alone = traffic::pgbench(scale, "alone", traffic, scale.traffic_seconds, None);
-
-    let (during, purge_seconds) = traffic::during_purge(scale, "during", traffic, "CALL retention.run_batched('bench_live')", 0.0, scale.traffic_seconds);
-    let deleted: i64 = one(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'bench_live' ORDER BY id DESC LIMIT 1");
-    let new_deadlocks = deadlocks(&mut client) - deadlocks_before;
-    let second_median = alone.second_p99(0.5);
-    lines.push(line(
-        &format!("live traffic at {} tx/s: p50 / p99 ms", scale.traffic_rate),
-        format!("{:.2} / {:.2} (alone, {} tx); p99 of each second alone: median {second_median:.2}", alone.p50, alone.p99, alone.count),
-        format!(
-            "{:.2} / {:.2} (the {} tx started during the purge of {deleted} rows, {purge_seconds:.1} s)",
-            during.p50, during.p99, during.count
-        ),
-        format!("p99 {:.2}x (against one second alone: {:.2}x the median)", during.p99 / alone.p99, during.p99 / second_median),
-        "p99 <= 1.5x",
-    ));
-    lines.push(line(
-        "live traffic: failed transactions, deadlocks",
-        format!("{}, 0", alone.failed),
-        format!("{}, {new_deadlocks}", during.failed),
-        String::new(),
-        "0, 0",
-    ));
-    exec(&mut client, "DROP TABLE bench_live; SELECT retention.drop_policy('bench_live');");
-}
-
 fn main() {
     let scale = Scale::from_args();
     let mut admin = config("postgres").connect(NoTls).expect("connect to the server");
@@ -415,10 +386,11 @@ fn main() {
     let mut lines = Vec::new();
     for (name, scenario) in [
         ("purge", purge as fn(&Scale, &mut Vec<Line>)),
+        ("sizes", sizes::scenario),
         ("idle", idle),
         ("recordings", recordings),
         ("s3", s3::scenario),
-        ("live traffic", live_traffic),
+        ("live traffic", traffic::scenario),
         ("hidden", hidden::scenario),
         ("partitioned", partitioned::scenario),
         ("citus", citus::scenario),

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use super::{connect, timed, Scale, DATABASE};
+use postgres::Client;
+
+use super::{charts, connect, exec, line, one, timed, trace_table, Line, Scale, DATABASE};
 
 /// What a pgbench run measured.
 pub struct Traffic {
@@ -19,6 +21,10 @@ pub struct Traffic {
     /// The p99 of each whole second of the run (all transactions), for comparing a window of
     /// about a second with windows of the same size.
     second_p99s: Vec<f64>,
+    /// (seconds since the run's first whole second, that second's p99 ms), for the chart; and
+    /// the window in the same seconds.
+    pub timeline: Vec<(f64, f64)>,
+    pub window: Option<(f64, f64)>,
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -81,23 +87,27 @@ pub fn pgbench_as(user: &str, scale: &Scale, tag: &str, traffic: &str, seconds: 
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
     // Whole seconds only: the first and last are partial.
     let whole = seconds.len().saturating_sub(2);
-    let second_p99s = seconds
-        .into_values()
+    let timeline: Vec<(i64, f64)> = seconds
+        .into_iter()
         .skip(1)
         .take(whole)
-        .map(|mut second| {
-            second.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            percentile(&second, 0.99)
+        .map(|(second, mut latencies)| {
+            latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            (second, percentile(&latencies, 0.99))
         })
         .collect();
-    Traffic::of(latencies, failed, second_p99s)
+    let first = timeline.first().map_or(0, |(second, _)| *second) as f64;
+    let mut traffic = Traffic::of(latencies, failed, timeline.iter().map(|(_, p99)| *p99).collect());
+    traffic.timeline = timeline.into_iter().map(|(second, p99)| (second as f64 - first, p99)).collect();
+    traffic.window = window.map(|(from, to)| (from - first, to - first));
+    traffic
 }
 
 
 impl Traffic {
     fn of(latencies: Vec<f64>, failed: i64, second_p99s: Vec<f64>) -> Traffic {
         let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
-        Traffic { p50, p99, count: latencies.len(), failed, latencies, second_p99s }
+        Traffic { p50, p99, count: latencies.len(), failed, latencies, second_p99s, timeline: Vec::new(), window: None }
     }
 
     /// The windows of several runs as one sample: a p99 of ~200 transactions is their third
@@ -140,4 +150,56 @@ pub fn during_purge(scale: &Scale, tag: &str, traffic: &str, purge: &str, after:
     let window = || *purge_window.lock().unwrap();
     let during = pgbench(scale, tag, traffic, seconds, Some(&window));
     (during, purge.join().unwrap())
+}
+
+/// Live traffic on the trace table (pgbench inserting and updating) alone and during a purge, and
+/// its chart: the p99 of each second of both runs, the purge shaded.
+pub fn scenario(scale: &Scale, lines: &mut Vec<Line>) {
+    let mut client = connect();
+    trace_table(&mut client, "bench_live", scale.rows);
+    exec(&mut client, "SELECT retention.add_policy('bench_live', 'bench_live', 'expiresAt', 'expires_at')");
+    exec(&mut client, "CHECKPOINT");
+    let deadlocks = |c: &mut Client| -> i64 { one(c, &format!("SELECT deadlocks FROM pg_stat_database WHERE datname = '{DATABASE}'")) };
+    let deadlocks_before = deadlocks(&mut client);
+    let traffic = "\\set g random(1, 100000)\n\
+         INSERT INTO bench_live (id, payload, \"expiresAt\") VALUES (md5(random()::text), 'new trace', timezone('UTC', now()) + interval '90 days');\n\
+         UPDATE bench_live SET payload = payload || '' WHERE id = 'ct_' || (:g * 2 + 1);\n";
+    let alone = pgbench(scale, "alone", traffic, scale.traffic_seconds, None);
+
+    let (during, purge_seconds) = during_purge(scale, "during", traffic, "CALL retention.run_batched('bench_live')", 0.0, scale.traffic_seconds);
+    let deleted: i64 = one(&mut client, "SELECT rows_deleted FROM retention.runs WHERE policy = 'bench_live' ORDER BY id DESC LIMIT 1");
+    let new_deadlocks = deadlocks(&mut client) - deadlocks_before;
+    let second_median = alone.second_p99(0.5);
+    lines.push(line(
+        &format!("live traffic at {} tx/s: p50 / p99 ms", scale.traffic_rate),
+        format!("{:.2} / {:.2} (alone, {} tx); p99 of each second alone: median {second_median:.2}", alone.p50, alone.p99, alone.count),
+        format!(
+            "{:.2} / {:.2} (the {} tx started during the purge of {deleted} rows, {purge_seconds:.1} s)",
+            during.p50, during.p99, during.count
+        ),
+        format!("p99 {:.2}x (against one second alone: {:.2}x the median)", during.p99 / alone.p99, during.p99 / second_median),
+        "p99 <= 1.5x",
+    ));
+    let _ = std::fs::create_dir_all(&scale.charts);
+    let chart = format!("{}/bench-traffic.svg", scale.charts);
+    let series = [("alone", &alone), ("during a purge", &during)]
+        .map(|(name, run)| charts::Series { name: name.into(), points: run.timeline.clone() });
+    charts::lines(
+        &chart,
+        &format!("Live traffic at {} tx/s: p99 latency of each second", scale.traffic_rate),
+        "seconds since pgbench started",
+        "p99 ms",
+        &series,
+        during.window.map(|(from, to)| (from, to, "the purge")),
+    )
+    .unwrap_or_else(|e| panic!("chart: {e}"));
+    eprintln!("bench: chart written to {chart}");
+    lines.push(line(
+        "live traffic: failed transactions, deadlocks",
+        format!("{}, 0", alone.failed),
+        format!("{}, {new_deadlocks}", during.failed),
+        String::new(),
+        "0, 0",
+    ));
+    exec(&mut client, "DROP TABLE bench_live; SELECT retention.drop_policy('bench_live');");
 }

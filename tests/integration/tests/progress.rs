@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use fake_twilio::FakeTwilio;
-use pg_retention_it::{connect, count, secret_file, table_with_policy, wait_for};
+use pg_retention_it::{connect, count, reconnect, secret_file, table_with_policy, wait_for};
 use postgres::Client;
 
 const ACCOUNT: &str = "AC0000000000000000000000000000a26a";
@@ -28,6 +28,19 @@ fn progress_of(client: &mut Client, policy: &str) -> Option<Row> {
         )
         .expect("read retention.progress")
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8)))
+}
+
+/// The backend of `policy`'s run, once the view shows a batch of 100 done.
+fn pid_once_a_batch_is_done(watcher: &mut Client, policy: &str) -> i32 {
+    let mut pid = 0;
+    assert!(
+        wait_for(Duration::from_secs(20), || {
+            pid = progress_of(watcher, policy).filter(|row| row.4 >= 100).map_or(0, |row| row.0);
+            pid != 0
+        }),
+        "the run of {policy} never showed in retention.progress with a batch done"
+    );
+    pid
 }
 
 #[test]
@@ -84,14 +97,7 @@ fn a_terminated_run_leaves_no_progress_and_the_next_run_of_any_policy_marks_it_i
         // Terminated halfway: the connection's error is the expected end.
         let _ = client.batch_execute("CALL retention.run_batched('it_progress_killed')");
     });
-    let mut pid = 0;
-    assert!(
-        wait_for(Duration::from_secs(20), || {
-            pid = progress_of(&mut watcher, "it_progress_killed").filter(|row| row.4 >= 100).map_or(0, |row| row.0);
-            pid != 0
-        }),
-        "the batched run never showed in retention.progress"
-    );
+    let pid = pid_once_a_batch_is_done(&mut watcher, "it_progress_killed");
     watcher.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
     runner.join().unwrap();
     assert!(wait_for(Duration::from_secs(10), || count(&mut watcher, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}")) == 0));
@@ -152,4 +158,31 @@ fn a_recordings_run_shows_its_twilio_calls_in_flight() {
     runner.join().unwrap();
     assert_eq!(progress_of(&mut watcher, "it_progress_rec"), None);
     assert_eq!(count(&mut watcher, "SELECT count(*) FROM it_progress_rec WHERE deleted_at IS NOT NULL"), 48);
+}
+
+/// A run's backend killed (SIGKILL: the server restarts as after a crash) leaves no row behind:
+/// shared memory is made anew; and the run shows `interrupted` from the next run on.
+#[test]
+fn a_crashed_run_leaves_no_progress_behind() {
+    let mut watcher = connect();
+    table_with_policy(&mut watcher, "it_progress_crash", 600, 0, 100, Some(0.5));
+    let runner = thread::spawn(|| {
+        let mut client = connect();
+        let _ = client.batch_execute("CALL retention.run_batched('it_progress_crash')");
+    });
+    let pid = pid_once_a_batch_is_done(&mut watcher, "it_progress_crash");
+    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    runner.join().unwrap();
+    drop(watcher);
+    assert!(wait_for(Duration::from_secs(10), || !std::path::Path::new(&format!("/proc/{pid}")).exists()), "reaped");
+    let mut watcher = reconnect();
+    assert_eq!(progress_of(&mut watcher, "it_progress_crash"), None, "nothing left behind by a crashed run");
+    assert_eq!(count(&mut watcher, "SELECT count(*) FROM retention.progress"), 0);
+    table_with_policy(&mut watcher, "it_progress_after", 5, 0, 100, None);
+    watcher.query_one("SELECT retention.run_policy('it_progress_after')", &[]).unwrap();
+    let status: String = watcher
+        .query_one("SELECT status FROM retention.runs WHERE policy = 'it_progress_crash' ORDER BY id DESC LIMIT 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "interrupted");
 }

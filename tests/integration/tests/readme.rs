@@ -120,7 +120,7 @@ fn every_link_and_anchor_resolves() {
     for (name, text) in &pages {
         let dir = std::path::Path::new(name).parent().unwrap().to_path_buf();
         for event in Parser::new(text) {
-            let Event::Start(Tag::Link { dest_url, .. }) = event else { continue };
+            let (Event::Start(Tag::Link { dest_url, .. }) | Event::Start(Tag::Image { dest_url, .. })) = event else { continue };
             let url = dest_url.to_string();
             if url.contains("://") || url.starts_with("mailto:") {
                 continue;
