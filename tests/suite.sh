@@ -26,7 +26,8 @@ start_cluster
 echo "== SQL regression files"
 tests/regress.sh
 
-echo "== benchmark smoke (tiny scale, so that make bench cannot rot)"
+echo "== benchmark smoke (tiny scale, so that make bench cannot rot), and its charts' own test"
+cargo test -q -p pg_retention_bench
 cargo run -q -p pg_retention_bench -- --smoke
 
 echo "== integration tests"

@@ -11,15 +11,18 @@ pub struct Series {
 
 const COLORS: [RGBColor; 4] = [RGBColor(120, 120, 120), RGBColor(214, 96, 77), RGBColor(33, 102, 172), RGBColor(27, 158, 119)];
 
-/// The axis' end: `room` times the largest value.
+/// The axis' end: `room` times the largest value (1 when there is none above zero: a tiny
+/// range would map the shaded window to pixels past i32).
 fn upper(values: impl Iterator<Item = f64>, room: f64) -> f64 {
-    values.fold(0.0_f64, f64::max).max(f64::MIN_POSITIVE) * room
+    let largest = values.filter(|v| v.is_finite()).fold(0.0_f64, f64::max);
+    if largest > 0.0 { largest * room } else { 1.0 }
 }
 
 /// Lines with points, one per series, over a shared x axis starting at 0.
 pub fn lines(path: &str, title: &str, x_label: &str, y_label: &str, series: &[Series], shaded: Option<(f64, f64, &str)>) -> Result<(), String> {
     let error = |e: &dyn std::fmt::Display| format!("{path}: {e}");
-    let x_max = upper(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)), 1.05);
+    let window_end = shaded.map(|(_, to, _)| to).filter(|to| to.is_finite());
+    let x_max = upper(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).chain(window_end), 1.05);
     // Headroom above the data for the legend in the upper left.
     let y_max = upper(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)), 1.45);
     let root = SVGBackend::new(path, (760, 420)).into_drawing_area();
@@ -32,7 +35,8 @@ pub fn lines(path: &str, title: &str, x_label: &str, y_label: &str, series: &[Se
         .build_cartesian_2d(0.0..x_max, 0.0..y_max)
         .map_err(|e| error(&e))?;
     chart.configure_mesh().x_desc(x_label).y_desc(y_label).light_line_style(WHITE.mix(0.0)).draw().map_err(|e| error(&e))?;
-    if let Some((from, to, what)) = shaded {
+    let shaded = shaded.filter(|(from, to, _)| from.is_finite() && to.is_finite());
+    if let Some((from, to, what)) = shaded.map(|(from, to, what)| (from.clamp(0.0, x_max), to.clamp(0.0, x_max), what)) {
         let band = RGBColor(255, 200, 80).mix(0.3);
         chart
             .draw_series(std::iter::once(Rectangle::new([(from, 0.0), (to, y_max)], band.filled())))
@@ -78,5 +82,10 @@ mod tests {
             assert!(svg.contains(text), "{text} missing");
         }
         assert!(svg.matches("<polyline").count() >= 2, "a line per series");
+        // A run too short for a whole second: no points, a window past them. Drawn, not a panic
+        // (the smoke run's, which overflowed plotters' pixel arithmetic).
+        let empty = vec![Series { name: "alone".into(), points: Vec::new() }];
+        lines(path, "traffic", "s", "ms", &empty, Some((2.0, 2.1, "the purge"))).unwrap();
+        lines(path, "traffic", "s", "ms", &empty, Some((-3.0, f64::NAN, "the purge"))).unwrap();
     }
 }

@@ -6,8 +6,7 @@
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 
-/// Databases the worker can serve at once (`pg_retention.database`).
-pub const MAX_DATABASES: usize = 64;
+use super::database_list::MAX_DATABASES;
 
 /// The launcher's answer to a request, as `run_worker_now()` reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

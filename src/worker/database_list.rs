@@ -4,6 +4,10 @@
 /// The longest database name Postgres keeps (NAMEDATALEN - 1 bytes).
 const MAX_NAME_BYTES: usize = 63;
 
+/// The most databases the worker serves: the launcher's board in shared memory has a place
+/// for each (`board.rs`).
+pub const MAX_DATABASES: usize = 64;
+
 /// The databases of a comma-separated list, in the order given, each trimmed of spaces. An
 /// empty item, a name Postgres would truncate, or a name listed twice is refused, naming it.
 pub fn parse(list: &str) -> Result<Vec<String>, String> {
@@ -20,6 +24,9 @@ pub fn parse(list: &str) -> Result<Vec<String>, String> {
             return Err(format!("database \"{name}\" is listed twice"));
         }
         names.push(name.to_string());
+    }
+    if names.len() > MAX_DATABASES {
+        return Err(format!("{} databases are listed; the worker serves at most {MAX_DATABASES}", names.len()));
     }
     Ok(names)
 }
@@ -42,5 +49,8 @@ mod tests {
         assert!(parse(&"x".repeat(64)).unwrap_err().contains("longer than a database name"));
         assert!(parse(&"x".repeat(63)).is_ok());
         assert_eq!(parse("a, b, a").unwrap_err(), "database \"a\" is listed twice");
+        let many = |n: usize| (0..n).map(|i| format!("db{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(parse(&many(64)).map(|names| names.len()), Ok(64));
+        assert_eq!(parse(&many(65)).unwrap_err(), "65 databases are listed; the worker serves at most 64");
     }
 }
