@@ -445,7 +445,7 @@ fn set_worker(client: &mut Client, enabled: bool) {
 fn worker_on(client: &mut Client) -> bool {
     count(
         client,
-        "SELECT (current_setting('pg_retention.worker_enabled') = 'on')::int",
+        "SELECT count(*) FILTER (WHERE current_setting('pg_retention.worker_enabled') = 'on')",
     ) == 1
 }
 
