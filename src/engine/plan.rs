@@ -84,7 +84,9 @@ impl TableFile {
 }
 
 impl BatchPlan {
-    pub fn choose(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone) -> BatchPlan {
+    /// `counted`: the rows past the cutoff, when the caller has counted them already (the run
+    /// does, for `retention.progress`): not counted again.
+    pub fn choose(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone, counted: Option<i64>) -> BatchPlan {
         if policy.action == Action::TwilioRecording {
             return BatchPlan::Recordings { statements: RecordingStatements::new(parts, policy, target), after: None };
         }
@@ -98,7 +100,7 @@ impl BatchPlan {
         }
         let ranges = target.time_indexed && target.time_type != TimeType::Date;
         if !target.has_children {
-            if let Some(cursor) = block_cursor(policy, target, parts, cutoff, ranges) {
+            if let Some(cursor) = block_cursor(policy, target, parts, cutoff, ranges, counted) {
                 return BatchPlan::Blocks { statement: BlockRange::new(parts), cursor };
             }
         }
@@ -224,7 +226,7 @@ fn time_slices(policy: &Policy, target: &Target, parts: &Parts, cutoff: Timestam
 
 /// Block ranges when the table has no usable index, or when much of it is past the cutoff:
 /// then the index would visit the same pages over and over, batch after batch.
-fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone, indexed: bool) -> Option<BlockCursor> {
+fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: TimestampWithTimeZone, indexed: bool, counted: Option<i64>) -> Option<BlockCursor> {
     let file = TableFile::of(target.relid);
     let tuples = spi(Spi::get_one_with_args::<f64>(
         "SELECT c.reltuples::pg_catalog.float8 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) $1",
@@ -234,7 +236,7 @@ fn block_cursor(policy: &Policy, target: &Target, parts: &Parts, cutoff: Timesta
     let blocks = file.blocks;
     let expired = if indexed {
         // An index-only count: cheap next to the purge it decides on.
-        sql::count(parts, cutoff) as f64
+        counted.unwrap_or_else(|| sql::count(parts, cutoff)) as f64
     } else {
         // No index to count with: assume every row may be past the cutoff (small first
         // steps; they double while batches come out small). Unanalyzed: ~50 rows a block.

@@ -231,8 +231,11 @@ impl Run {
             record.holds = Some(Held { names: holds.iter().map(|h| h.name.clone()).collect(), rows });
         }
         progress::phase(Phase::Counting);
-        progress::estimated(as_table_owner(target.owner, || sql::estimate(&parts, cutoff, target.has_children)));
-        let mut plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff));
+        let estimate = as_table_owner(target.owner, || sql::estimate(&parts, cutoff, target.has_children));
+        progress::estimated(estimate);
+        // On a single table the estimate is the exact count the plan would otherwise make again.
+        let counted = (!target.has_children).then_some(estimate);
+        let mut plan = as_table_owner(target.owner, || BatchPlan::choose(&policy, &target, &parts, cutoff, counted));
         record.target = Some(policy.qualified_table());
         history.insert(&mut record, &store::this_backend());
         progress::run_id(record.run_id);

@@ -190,7 +190,7 @@ impl Members {
         target.relid = member.relid;
         target.has_children = false; // `ONLY` it: its own blocks hold every row it is asked for
         target.time_indexed = member.time_indexed;
-        BatchPlan::choose(&self.policy, &target, &self.parts.for_member(member.name.clone()), cutoff)
+        BatchPlan::choose(&self.policy, &target, &self.parts.for_member(member.name.clone()), cutoff, None)
     }
 }
 
