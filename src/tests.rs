@@ -339,6 +339,7 @@ mod tests {
             &[secret.to_str().unwrap().into()],
         )
         .unwrap();
+        // PostgreSQL 16 renamed force_parallel_mode to debug_parallel_query.
         Spi::run(
             "CREATE TABLE recs (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, sid text, deleted_at timestamptz);
              INSERT INTO recs SELECT g, now() - interval '100 days', NULL, NULL FROM generate_series(1, 40) g;
@@ -348,7 +349,8 @@ mod tests {
                     id_column => 'id', missing_sid => 'mark', hide_expired => true, twilio_store => 'parallel');
              SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0;
              SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL max_parallel_workers_per_gather = 2;
-             SET LOCAL force_parallel_mode = on",
+             SELECT set_config(CASE WHEN current_setting('server_version_num')::int >= 160000
+                                    THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END, 'on', true)",
         )
         .unwrap();
         let run = Spi::get_one::<JsonB>("SELECT retention.run_policy('recs')").unwrap().unwrap();
