@@ -25,7 +25,13 @@ PACKAGES=(postgresql-$major postgresql-server-dev-$major postgresql-$major-cron 
           clang libclang-dev build-essential pkg-config sudo python3 git ca-certificates)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-in_root() { as_root chroot "$ROOT" env -i PATH=/root/.cargo/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+# ~/.cargo is the host's (below), but a tool `cargo install`ed in here links against this
+# newer Debian's glibc and would not run on the host: it goes to the chroot's own
+# /usr/local/cargo, first on PATH. A tool the host built runs in here too, and is used as is.
+in_root() {
+    as_root chroot "$ROOT" env -i PATH=/usr/local/cargo/bin:/root/.cargo/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        CARGO_INSTALL_ROOT=/usr/local/cargo HOME=/root LANG=C.UTF-8 "$@"
+}
 
 # Bind-mounts $1 (a host path) at $2 inside the chroot unless something is mounted there.
 bind() {

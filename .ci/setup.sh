@@ -24,11 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# cargo-pgrx must match the pgrx pin in Cargo.toml exactly.
+# cargo-pgrx must match the pgrx pin in Cargo.toml exactly. An install that does not answer
+# (another version, or one built in a chroot against a newer glibc) is replaced: --force.
 PGRX_VERSION=$(sed -n 's/^pgrx = "=\([0-9.]*\)"/\1/p' Cargo.toml)
 if [ "$(cargo pgrx --version 2>/dev/null || true)" != "cargo-pgrx $PGRX_VERSION" ]; then
     echo "setup: installing cargo-pgrx $PGRX_VERSION (takes about 9 minutes)"
-    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+    cargo install cargo-pgrx --version "$PGRX_VERSION" --locked --force
 fi
 
 # The S3 servers the tests and the benchmark run on loopback (tests/s3_servers): s3s-fs, which
@@ -37,7 +38,7 @@ fi
 S3S_VERSION=0.14.1
 if [ "$(s3s-fs --version 2>/dev/null || "$HOME/.cargo/bin/s3s-fs" --version 2>/dev/null || true)" != "s3s-fs $S3S_VERSION" ]; then
     echo "setup: installing s3s-fs $S3S_VERSION (takes about 3 minutes)"
-    cargo install s3s-fs --version "=$S3S_VERSION" --locked --features binary
+    cargo install s3s-fs --version "=$S3S_VERSION" --locked --features binary --force
 fi
 S3_VENV=target/s3-venv
 if ! "$S3_VENV/bin/python" -c "import moto, boto3, flask" 2>/dev/null; then
