@@ -30,6 +30,9 @@ SRC
         tar xjf "$tarball"
         cd "$(ls -d postgresql-15.*/ | sort -V | tail -1)"
         ./configure --without-icu --without-readline --without-zlib --without-llvm >/dev/null
+        # The generated headers (utils/errcodes.h, ...) first: the test library's make does not
+        # wait for them, and with -j its libpgport raced ahead of them on a fresh machine.
+        make -s -C src/backend generated-headers >/dev/null
         make -s -C src/test/regress -j"$(nproc)" >/dev/null
     } >&2
     built=$(ls -d "$ROOT"/postgresql-15.*/src/test/regress/regress.so | head -1)
