@@ -154,15 +154,23 @@ fn run_now_runs_every_enabled_policy_and_a_failing_one_stops_no_other() {
     set_system(&mut client, &[("pg_retention.worker_enabled", "on"), ("pg_retention.run_at", "03:00")]);
     table_with_policy(&mut client, "it_worker_a", 300, 7, 100, None);
     table_with_policy(&mut client, "it_worker_b", 200, 3, 100, None);
-    table_with_policy(&mut client, "it_worker_bad", 5, 0, 100, None);
-    client.batch_execute("DROP TABLE it_worker_bad").unwrap();
+    // The worker runs policies by name: the failing one sorts first, so the others run after it.
+    table_with_policy(&mut client, "it_worker_0_bad", 5, 0, 100, None);
+    client.batch_execute("DROP TABLE it_worker_0_bad").unwrap();
     only_enable(&mut client, "it_worker_");
     let asked: i32 = client.query_one("SELECT retention.run_worker_now()", &[]).unwrap().get(0);
     assert!(asked > 0, "the pid of the worker started for it");
     assert!(wait_for(Duration::from_secs(20), || {
         worker_runs(&mut client, "it_worker_a", "succeeded") == 1 && worker_runs(&mut client, "it_worker_b", "succeeded") == 1
     }));
-    assert_eq!(worker_runs(&mut client, "it_worker_bad", "failed"), 1, "the failing policy is recorded");
+    assert_eq!(worker_runs(&mut client, "it_worker_0_bad", "failed"), 1, "the failing policy is recorded");
+    let failed_first = count(
+        &mut client,
+        "SELECT count(*) FROM retention.runs bad, retention.runs a
+          WHERE bad.policy = 'it_worker_0_bad' AND bad.trigger = 'worker' AND a.policy = 'it_worker_a'
+            AND a.trigger = 'worker' AND bad.started_at <= a.started_at",
+    );
+    assert_eq!(failed_first, 1, "the failing policy ran before the others");
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_a"), 7);
     assert_eq!(count(&mut client, "SELECT count(*) FROM it_worker_b"), 3);
     // An ERROR in a policy does not end the pass: the others ran, and the worker leaves.
