@@ -4,7 +4,9 @@
 PG ?=
 export PG
 MAJOR_ENV := $(if $(PG),PG_MAJOR=$(PG))
-PG_CONFIG ?= /usr/lib/postgresql/$(or $(PG),15)/bin/pg_config
+# The major `install` builds for: PG, else the default pgrx-config/pg_major.sh reads from Cargo.toml.
+MAJOR := $(or $(PG),$(shell bash -c '. pgrx-config/pg_major.sh && echo $$DEFAULT_MAJOR'))
+PG_CONFIG ?= /usr/lib/postgresql/$(MAJOR)/bin/pg_config
 SUDO_FLAG := $(if $(filter 0,$(shell id -u)),,--sudo)
 
 .PHONY: setup install package demo test unit pgtest regress integration bench
@@ -14,7 +16,7 @@ setup:
 
 # A release build into the PostgreSQL that PG_CONFIG names.
 install: setup
-	cargo pgrx install --release --no-default-features --features pg$(or $(PG),15) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+	cargo pgrx install --release --no-default-features --features pg$(MAJOR) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
 
 # The Debian package: target/deb/postgresql-N-pg-retention_<version>_amd64.deb, built in that
 # major's Debian (bookworm for 15, trixie for 17, sid for 18; see packaging/deb.sh).

@@ -4,6 +4,9 @@
 #   chroot.sh prepare N      create /opt/pgN-root once, mount what it shares, install packages
 #   chroot.sh run N CMD...   copy this checkout to /src in it (target/ is its own) and run CMD
 #                            there; the mounts are undone when it ends
+#   chroot.sh again N SCRIPT [ARG...]
+#                            run as `run`, after the major's setup, a script of this checkout
+#                            with PG_MAJOR=N (how a script re-runs itself for a chroot's major)
 #   chroot.sh unmount N      undo the mounts
 #   chroot.sh path N         print where it is
 # Idempotent: what exists is skipped, what is not mounted is mounted. Needs root (or sudo).
@@ -11,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-cmd=${1:?usage: chroot.sh prepare|run|unmount|path N [CMD...]}
+cmd=${1:?usage: chroot.sh prepare|run|again|unmount|path N [CMD...]}
 major=${2:?PostgreSQL major}
 shift 2
 case "$major" in
@@ -103,16 +106,20 @@ prepare() {
     if [ -f /etc/pip.conf ]; then as_root cp /etc/pip.conf "$ROOT/etc/pip.conf"; fi
 }
 
-case "$cmd" in
-prepare) prepare ;;
-run)
+# Runs CMD in /src, a copy of this checkout; the mounts are undone when it ends.
+run_in_copy() {
     prepare
     command -v rsync >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync >/dev/null
     trap unmount_all EXIT
     as_root rsync -a --delete --exclude=/target "$REPO/" "$ROOT/src/"
     in_root bash -c 'cd /src && "$@"' - "$@"
-    ;;
+}
+
+case "$cmd" in
+prepare) prepare ;;
+run) run_in_copy "$@" ;;
+again) run_in_copy env PG_MAJOR="$major" bash -c '.ci/setup.sh >/dev/null && "$@"' - "$@" ;;
 unmount) unmount_all ;;
 path) echo "$ROOT" ;;
-*) echo "usage: chroot.sh prepare|run|unmount|path N [CMD...]" >&2; exit 2 ;;
+*) echo "usage: chroot.sh prepare|run|again|unmount|path N [CMD...]" >&2; exit 2 ;;
 esac

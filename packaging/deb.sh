@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 source pgrx-config/pg_major.sh
 if major_elsewhere; then
     # Built in the major's own Debian, so that dpkg-shlibdeps names that release's libraries.
-    .ci/chroot.sh run "$PG_MAJOR" env PG_MAJOR="$PG_MAJOR" bash -c '.ci/setup.sh >/dev/null && packaging/deb.sh'
+    .ci/chroot.sh again "$PG_MAJOR" packaging/deb.sh
     mkdir -p target/deb
     cp "$(.ci/chroot.sh path "$PG_MAJOR")"/src/target/deb/postgresql-"$PG_MAJOR"-pg-retention_*.deb target/deb/
     ls target/deb/postgresql-"$PG_MAJOR"-pg-retention_*.deb

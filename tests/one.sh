@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/lib.sh
 if major_elsewhere; then
-    exec .ci/chroot.sh run "$PG_MAJOR" env PG_MAJOR="$PG_MAJOR" bash -c '.ci/setup.sh >/dev/null && tests/one.sh "$@"' - "$@"
+    exec .ci/chroot.sh again "$PG_MAJOR" tests/one.sh "$@"
 fi
 kind=${1:?usage: tests/one.sh unit|pg|regress|integration [NAME ...]}
 shift
