@@ -4,8 +4,9 @@
 PG ?=
 export PG
 MAJOR_ENV := $(if $(PG),PG_MAJOR=$(PG))
-# The major `install` builds for: PG, else the default pgrx-config/pg_major.sh reads from Cargo.toml.
-MAJOR := $(or $(PG),$(shell bash -c '. pgrx-config/pg_major.sh && echo $$DEFAULT_MAJOR'))
+# The major `install` builds for: PG, else the default pgrx-config/pg_major.sh reads from Cargo.toml
+# (looked up only when `install` expands it, not on every make).
+MAJOR = $(or $(PG),$(shell bash -c '. pgrx-config/pg_major.sh && echo $$DEFAULT_MAJOR'))
 PG_CONFIG ?= /usr/lib/postgresql/$(MAJOR)/bin/pg_config
 SUDO_FLAG := $(if $(filter 0,$(shell id -u)),,--sudo)
 

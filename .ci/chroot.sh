@@ -14,7 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-cmd=${1:?usage: chroot.sh prepare|run|again|unmount|path N [CMD...]}
+USAGE="usage: chroot.sh prepare|run|again|unmount|path N [CMD...]"
+cmd=${1:?$USAGE}
 major=${2:?PostgreSQL major}
 shift 2
 case "$major" in
@@ -121,5 +122,5 @@ run) run_in_copy "$@" ;;
 again) run_in_copy env PG_MAJOR="$major" bash -c '.ci/setup.sh >/dev/null && "$@"' - "$@" ;;
 unmount) unmount_all ;;
 path) echo "$ROOT" ;;
-*) echo "usage: chroot.sh prepare|run|again|unmount|path N [CMD...]" >&2; exit 2 ;;
+*) echo "$USAGE" >&2; exit 2 ;;
 esac
